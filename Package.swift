@@ -1,0 +1,35 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+  name: "LongConvKit",
+  products: [
+    .library(name: "LongConvKit", targets: ["LongConvKit"]),
+    .library(name: "LongConvTensors", targets: ["LongConvTensors"]),
+    .executable(name: "longconv", targets: ["longconv"]),
+    .executable(name: "longconv-bench", targets: ["longconv-bench"]),
+  ],
+  targets: [
+    // System libraries: FFTW single precision (+ its threads library) and OpenBLAS (cblas, LAPACK).
+    .systemLibrary(
+      name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
+    .systemLibrary(
+      name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+
+    // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
+    .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS"]),
+    // Umbrella module: `import LongConvKit` re-exports the modules above.
+    .target(name: "LongConvKit", dependencies: ["LongConvTensors"]),
+
+    .executableTarget(name: "longconv", dependencies: ["LongConvKit"]),
+    .executableTarget(
+      name: "longconv-bench", dependencies: ["LongConvKit", "CFFTW", "COpenBLAS"],
+      path: "Benchmarks/longconv-bench"),
+
+    // Shared test helpers: finite differences and dense references in Double.
+    .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors"]),
+    .testTarget(
+      name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
+  ],
+  swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,135 @@
+import Synchronization
+
+/// One recorded op in the computation graph: the nodes of its inputs and its pullback.
+///
+/// A leaf node belongs to a tensor created by ``Tensor/requiringGradient()`` (a parameter);
+/// its gradient survives ``Tensor/backward()`` and accumulates over backward passes until
+/// ``Tensor/zeroGradient()``. Interior nodes drop their pullback, inputs and gradient as soon
+/// as the backward pass has used them, so the graph is released after `backward()`.
+final class GraphNode: @unchecked Sendable {
+  /// Name of the op, for error messages.
+  let op: String
+  /// Nodes of the inputs that need gradients (`nil` for constant inputs).
+  var inputs: [GraphNode?]
+  /// Maps the gradient of the output to the gradients of the inputs, in `inputs` order.
+  var pullback: ((Tensor) -> [Tensor?])?
+  /// The accumulated gradient of the loss with respect to this node's value.
+  var gradient: Tensor?
+  /// Shape of the value, to check gradients as they arrive.
+  let shape: [Int]
+  let isLeaf: Bool
+
+  init(op: String, shape: [Int], inputs: [GraphNode?], pullback: ((Tensor) -> [Tensor?])?) {
+    self.op = op
+    self.shape = shape
+    self.inputs = inputs
+    self.pullback = pullback
+    self.isLeaf = pullback == nil
+  }
+
+  func accumulate(_ g: Tensor) {
+    precondition(
+      g.shape == shape, "backward: \(op) received a gradient of shape \(g.shape) for a value of shape \(shape)")
+    // Out of place: gradients may share storage with other gradients (add's pullback).
+    gradient = gradient.map { $0 + g } ?? g.detached()
+  }
+}
+
+/// Whether ops record a graph. Off inside ``Tensor/withoutRecording(_:)`` and during backward.
+public enum GradientRecording {
+  @TaskLocal static var isEnabled = true
+  /// Number of graph nodes ever created in this process (for tests and diagnostics).
+  public static var nodesCreated: Int { counter.load(ordering: .relaxed) }
+  static let counter = Atomic<Int>(0)
+}
+
+extension Tensor {
+  /// Runs `body` without recording a graph: no op inside allocates a graph node, so
+  /// inference holds no saved tensors and nothing can be differentiated.
+  public static func withoutRecording<R>(_ body: () throws -> R) rethrows -> R {
+    try GradientRecording.$isEnabled.withValue(false) { try body() }
+  }
+
+  /// Whether ops currently record a graph on this task.
+  public static var isRecording: Bool { GradientRecording.isEnabled }
+
+  /// This tensor as a leaf of the graph whose gradient ``backward()`` accumulates: a parameter.
+  /// Shares the scalars.
+  public func requiringGradient() -> Tensor {
+    Tensor(shape: shape, storage: storage, node: GraphNode(op: "parameter", shape: shape, inputs: [], pullback: nil))
+  }
+
+  /// Whether this tensor is part of a recorded graph (a parameter or computed from one).
+  public var requiresGradient: Bool { node != nil }
+
+  /// The gradient accumulated into this parameter by ``backward()``, or `nil` before any.
+  public var gradient: Tensor? { node?.gradient }
+
+  /// Forgets the gradient accumulated into this parameter.
+  public func zeroGradient() { node?.gradient = nil }
+
+  /// The output of an op: records a node when recording is on and an input needs a gradient.
+  ///
+  /// `pullback` maps the output gradient to one gradient per entry of `inputs` (or `nil`
+  /// where the input is constant); it runs with recording off.
+  static func recorded(
+    _ op: String, shape: [Int], storage: TensorStorage, inputs: [Tensor],
+    pullback: @escaping (Tensor) -> [Tensor?]
+  ) -> Tensor {
+    guard GradientRecording.isEnabled, inputs.contains(where: { $0.node != nil }) else {
+      return Tensor(shape: shape, storage: storage)
+    }
+    GradientRecording.counter.add(1, ordering: .relaxed)
+    let node = GraphNode(op: op, shape: shape, inputs: inputs.map(\.node), pullback: pullback)
+    return Tensor(shape: shape, storage: storage, node: node)
+  }
+
+  /// Reverse-mode differentiation of this scalar: accumulates `d self / d p` into the
+  /// gradient of every parameter `p` it depends on, walking the graph once in reverse
+  /// topological order, then releases the graph.
+  ///
+  /// Calling it twice on the same graph stops the program; build the graph again instead.
+  public func backward() {
+    precondition(count == 1, "backward: the loss must be a scalar, got shape \(shape)")
+    guard let root = node else {
+      preconditionFailure("backward: this tensor was not recorded (constant, or computed without recording)")
+    }
+    precondition(root.isLeaf || root.pullback != nil, "backward: the graph was already released by an earlier backward()")
+    let order = Tensor.topologicalOrder(from: root)
+    Tensor.withoutRecording {
+      root.accumulate(Tensor(repeating: 1, shape: shape))
+      for node in order.reversed() {
+        guard let pullback = node.pullback else { continue }
+        if let g = node.gradient {
+          let grads = pullback(g)
+          precondition(grads.count == node.inputs.count, "backward: \(node.op) returned \(grads.count) gradients for \(node.inputs.count) inputs")
+          for (input, grad) in zip(node.inputs, grads) {
+            if let input, let grad { input.accumulate(grad) }
+          }
+        }
+        node.pullback = nil
+        node.inputs = []
+        node.gradient = nil
+      }
+    }
+  }
+
+  /// Nodes reachable from `root`, each after all of its inputs (iterative depth-first search).
+  static func topologicalOrder(from root: GraphNode) -> [GraphNode] {
+    var order: [GraphNode] = []
+    var visited = Set<ObjectIdentifier>()
+    var stack: [(GraphNode, Int)] = [(root, 0)]
+    visited.insert(ObjectIdentifier(root))
+    while let (node, next) = stack.popLast() {
+      if next < node.inputs.count {
+        stack.append((node, next + 1))
+        if let child = node.inputs[next], visited.insert(ObjectIdentifier(child)).inserted {
+          stack.append((child, 0))
+        }
+      } else {
+        order.append(node)
+      }
+    }
+    return order
+  }
+}

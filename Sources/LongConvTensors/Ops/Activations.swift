@@ -1,0 +1,153 @@
+import Foundation
+
+/// A scalar function applied element-wise, with its derivative for the pullback.
+protocol UnaryScalarFunction {
+  static var name: String { get }
+  /// `y = f(x)`.
+  static func value(_ x: Float) -> Float
+  /// `dy/dx` at `x`, given `y = f(x)` too (cheaper for exp, sigmoid, tanh).
+  static func derivative(_ x: Float, _ y: Float) -> Float
+}
+
+extension Tensor {
+  /// Applies `F` element-wise and records `g * F'(x)` as the pullback.
+  func applying<F: UnaryScalarFunction>(_: F.Type) -> Tensor {
+    let out = TensorStorage(uninitializedCount: count)
+    let x = SendablePointer(storage.base)
+    let y = SendablePointer(out.base)
+    parallelRanges(count, grain: 1 << 14) { range in
+      for i in range { y.base[i] = F.value(x.base[i]) }
+    }
+    return Tensor.recorded(F.name, shape: shape, storage: out, inputs: [self]) { [self] g in
+      let dx = TensorStorage(uninitializedCount: g.count)
+      let (gp, xp, yp, dp) = (
+        SendablePointer(g.storage.base), SendablePointer(storage.base), SendablePointer(out.base),
+        SendablePointer(dx.base)
+      )
+      parallelRanges(g.count, grain: 1 << 14) { range in
+        for i in range { dp.base[i] = gp.base[i] * F.derivative(xp.base[i], yp.base[i]) }
+      }
+      return [Tensor(shape: shape, storage: dx)]
+    }
+  }
+
+  /// `max(x, 0)`.
+  public func relu() -> Tensor { applying(ReLUFunction.self) }
+  /// `x * sigmoid(x)` (also called swish).
+  public func silu() -> Tensor { applying(SiLUFunction.self) }
+  /// `x * Phi(x)` with the exact normal CDF `Phi` (PyTorch's default GELU).
+  public func gelu() -> Tensor { applying(GELUFunction.self) }
+  /// `1 / (1 + exp(-x))`.
+  public func sigmoid() -> Tensor { applying(SigmoidFunction.self) }
+  /// Hyperbolic tangent.
+  public func tanh() -> Tensor { applying(TanhFunction.self) }
+  /// Sine.
+  public func sin() -> Tensor { applying(SinFunction.self) }
+  /// Cosine.
+  public func cos() -> Tensor { applying(CosFunction.self) }
+  /// `e^x`.
+  public func exp() -> Tensor { applying(ExpFunction.self) }
+  /// Natural logarithm.
+  public func log() -> Tensor { applying(LogFunction.self) }
+  /// `log(1 + e^x)`, computed without overflow.
+  public func softplus() -> Tensor { applying(SoftplusFunction.self) }
+  /// `|x|`; its derivative is taken as 0 at 0.
+  public func abs() -> Tensor { applying(AbsFunction.self) }
+  /// Square root.
+  public func sqrt() -> Tensor { applying(SqrtFunction.self) }
+  /// `x^2`.
+  public func squared() -> Tensor { applying(SquareFunction.self) }
+  /// `-1, 0, 1` by the sign of `x`; a constant for differentiation (derivative 0).
+  public func sign() -> Tensor { applying(SignFunction.self) }
+}
+
+enum ReLUFunction: UnaryScalarFunction {
+  static let name = "relu"
+  static func value(_ x: Float) -> Float { x > 0 ? x : 0 }
+  static func derivative(_ x: Float, _ y: Float) -> Float { x > 0 ? 1 : 0 }
+}
+
+enum SigmoidFunction: UnaryScalarFunction {
+  static let name = "sigmoid"
+  static func value(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
+  static func derivative(_ x: Float, _ y: Float) -> Float { y * (1 - y) }
+}
+
+enum SiLUFunction: UnaryScalarFunction {
+  static let name = "silu"
+  static func value(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }
+  static func derivative(_ x: Float, _ y: Float) -> Float {
+    let s = 1 / (1 + Foundation.exp(-x))
+    return s * (1 + x * (1 - s))
+  }
+}
+
+enum GELUFunction: UnaryScalarFunction {
+  static let name = "gelu"
+  static func value(_ x: Float) -> Float { 0.5 * x * (1 + erf(x * 0.707_106_781_186_547_5)) }
+  static func derivative(_ x: Float, _ y: Float) -> Float {
+    let cdf = 0.5 * (1 + erf(x * 0.707_106_781_186_547_5))
+    let pdf = Foundation.exp(-0.5 * x * x) * 0.398_942_280_401_432_7
+    return cdf + x * pdf
+  }
+}
+
+enum TanhFunction: UnaryScalarFunction {
+  static let name = "tanh"
+  static func value(_ x: Float) -> Float { Foundation.tanh(x) }
+  static func derivative(_ x: Float, _ y: Float) -> Float { 1 - y * y }
+}
+
+enum SinFunction: UnaryScalarFunction {
+  static let name = "sin"
+  static func value(_ x: Float) -> Float { Foundation.sin(x) }
+  static func derivative(_ x: Float, _ y: Float) -> Float { Foundation.cos(x) }
+}
+
+enum CosFunction: UnaryScalarFunction {
+  static let name = "cos"
+  static func value(_ x: Float) -> Float { Foundation.cos(x) }
+  static func derivative(_ x: Float, _ y: Float) -> Float { -Foundation.sin(x) }
+}
+
+enum ExpFunction: UnaryScalarFunction {
+  static let name = "exp"
+  static func value(_ x: Float) -> Float { Foundation.exp(x) }
+  static func derivative(_ x: Float, _ y: Float) -> Float { y }
+}
+
+enum LogFunction: UnaryScalarFunction {
+  static let name = "log"
+  static func value(_ x: Float) -> Float { Foundation.log(x) }
+  static func derivative(_ x: Float, _ y: Float) -> Float { 1 / x }
+}
+
+enum SoftplusFunction: UnaryScalarFunction {
+  static let name = "softplus"
+  static func value(_ x: Float) -> Float { Swift.max(x, 0) + log1p(Foundation.exp(-Swift.abs(x))) }
+  static func derivative(_ x: Float, _ y: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
+}
+
+enum AbsFunction: UnaryScalarFunction {
+  static let name = "abs"
+  static func value(_ x: Float) -> Float { Swift.abs(x) }
+  static func derivative(_ x: Float, _ y: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }
+}
+
+enum SqrtFunction: UnaryScalarFunction {
+  static let name = "sqrt"
+  static func value(_ x: Float) -> Float { x.squareRoot() }
+  static func derivative(_ x: Float, _ y: Float) -> Float { 0.5 / y }
+}
+
+enum SquareFunction: UnaryScalarFunction {
+  static let name = "squared"
+  static func value(_ x: Float) -> Float { x * x }
+  static func derivative(_ x: Float, _ y: Float) -> Float { 2 * x }
+}
+
+enum SignFunction: UnaryScalarFunction {
+  static let name = "sign"
+  static func value(_ x: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }
+  static func derivative(_ x: Float, _ y: Float) -> Float { 0 }
+}

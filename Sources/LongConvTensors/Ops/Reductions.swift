@@ -1,0 +1,83 @@
+extension Tensor {
+  /// Splits the shape around `axis` into `(outer, extent, inner)` for reduction loops.
+  func axisLayout(_ axis: Int) -> (outer: Int, extent: Int, inner: Int) {
+    (Tensor.elementCount(Array(shape[..<axis])), shape[axis], Tensor.elementCount(Array(shape[(axis + 1)...])))
+  }
+
+  /// The shape after reducing `axis`, kept as extent 1 or removed.
+  func reducedShape(_ axis: Int, keepingAxis: Bool) -> [Int] {
+    var s = shape
+    if keepingAxis { s[axis] = 1 } else { s.remove(at: axis) }
+    return s
+  }
+
+  /// Sum of all scalars, as a scalar tensor (accumulated in Double).
+  public func sum() -> Tensor {
+    var acc = 0.0
+    for i in 0..<count { acc += Double(storage.base[i]) }
+    return Tensor.recorded("sum", shape: [], storage: TensorStorage(count: 1, repeating: Float(acc)), inputs: [self]) {
+      [shape] g in [g.broadcast(to: shape)]
+    }
+  }
+
+  /// Mean of all scalars, as a scalar tensor.
+  public func mean() -> Tensor { sum() / Float(Swift.max(count, 1)) }
+
+  /// Sum along `axis` (negative counts from the end); `keepingAxis` leaves it with extent 1.
+  public func sum(alongAxis axis: Int, keepingAxis: Bool = false) -> Tensor {
+    let axis = normalizedAxis(axis, op: "sum(alongAxis:)")
+    let (outer, extent, inner) = axisLayout(axis)
+    let out = TensorStorage(count: outer * inner, repeating: 0)
+    let (src, dst) = (storage.base, out.base)
+    for o in 0..<outer {
+      let d = dst + o * inner
+      for e in 0..<extent {
+        let s = src + (o * extent + e) * inner
+        for i in 0..<inner { d[i] += s[i] }
+      }
+    }
+    let keptShape = reducedShape(axis, keepingAxis: true)
+    return Tensor.recorded(
+      "sum(alongAxis:)", shape: reducedShape(axis, keepingAxis: keepingAxis), storage: out, inputs: [self]
+    ) { [shape] g in [g.reshaped(keptShape).broadcast(to: shape)] }
+  }
+
+  /// Mean along `axis`.
+  public func mean(alongAxis axis: Int, keepingAxis: Bool = false) -> Tensor {
+    let a = normalizedAxis(axis, op: "mean(alongAxis:)")
+    return sum(alongAxis: a, keepingAxis: keepingAxis) / Float(Swift.max(shape[a], 1))
+  }
+
+  /// Maximum along `axis`; the gradient flows to the first position of each maximum.
+  public func max(alongAxis axis: Int, keepingAxis: Bool = false) -> Tensor {
+    let axis = normalizedAxis(axis, op: "max(alongAxis:)")
+    let (outer, extent, inner) = axisLayout(axis)
+    precondition(extent > 0, "max(alongAxis:): axis \(axis) of shape \(shape) is empty")
+    let out = TensorStorage(uninitializedCount: outer * inner)
+    var argmax = [Int](repeating: 0, count: outer * inner)
+    let src = storage.base
+    for o in 0..<outer {
+      for i in 0..<inner {
+        var best = src[o * extent * inner + i]
+        var at = 0
+        for e in 1..<extent where src[(o * extent + e) * inner + i] > best {
+          best = src[(o * extent + e) * inner + i]
+          at = e
+        }
+        out.base[o * inner + i] = best
+        argmax[o * inner + i] = at
+      }
+    }
+    return Tensor.recorded(
+      "max(alongAxis:)", shape: reducedShape(axis, keepingAxis: keepingAxis), storage: out, inputs: [self]
+    ) { [shape] g in
+      let dx = TensorStorage(count: Tensor.elementCount(shape), repeating: 0)
+      for o in 0..<outer {
+        for i in 0..<inner {
+          dx.base[(o * extent + argmax[o * inner + i]) * inner + i] = g.storage.base[o * inner + i]
+        }
+      }
+      return [Tensor(shape: shape, storage: dx)]
+    }
+  }
+}
