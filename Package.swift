@@ -15,9 +15,11 @@ let package = Package(
       name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
     .systemLibrary(
       name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    // glibc's malloc tuning (mallopt), to keep freed tensor memory for reuse.
+    .systemLibrary(name: "CMalloc"),
 
     // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
-    .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS"]),
+    .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CMalloc"]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
     .target(name: "LongConvKit", dependencies: ["LongConvTensors"]),
 

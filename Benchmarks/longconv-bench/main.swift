@@ -1,1 +1,215 @@
-print("todo")
+// longconv-bench: speed of the toolkit's building blocks, one JSON object per line, with the
+// same keys as ../shared/bench/torch_tnn.py so the two can be run side by side.
+//
+//   longconv-bench matmul [--threads N] [--reps R]
+//   longconv-bench conv   [--threads N] [--reps R]
+//
+// Build in release: swift build -c release --product longconv-bench
+import CFFTW
+import COpenBLAS
+import Foundation
+import LongConvKit
+
+struct Options {
+  var command = ""
+  var threads = 0
+  var reps = 5
+  var dim: Int?
+  var batch: Int?
+  var lengths: [Int] = []
+
+  static let usage = """
+    usage: longconv-bench <matmul|conv> [--threads N] [--reps R] [--dim D] [--batch B] [--len L ...]
+    """
+
+  static func parse(_ args: [String]) throws -> Options {
+    var o = Options()
+    var i = 0
+    func value(_ name: String) throws -> Int {
+      i += 1
+      guard i < args.count, let v = Int(args[i]), v >= 0 else { throw UsageError("\(name) needs a non-negative integer") }
+      return v
+    }
+    while i < args.count {
+      switch args[i] {
+      case "--threads": o.threads = try value("--threads")
+      case "--reps": o.reps = max(1, try value("--reps"))
+      case "--dim": o.dim = try value("--dim")
+      case "--batch": o.batch = try value("--batch")
+      case "--len":
+        while i + 1 < args.count, let v = Int(args[i + 1]), v >= 1 {
+          o.lengths.append(v)
+          i += 1
+        }
+        if o.lengths.isEmpty { throw UsageError("--len needs at least one positive integer") }
+      case "-h", "--help": throw UsageError(nil)
+      case let a where o.command.isEmpty && !a.hasPrefix("-"): o.command = a
+      default: throw UsageError("unknown argument \(args[i])")
+      }
+      i += 1
+    }
+    return o
+  }
+}
+
+struct UncheckedSendable<Value>: @unchecked Sendable {
+  let value: Value
+  init(_ value: Value) { self.value = value }
+}
+
+struct UsageError: Error {
+  let message: String?
+  init(_ message: String?) { self.message = message }
+}
+
+/// Median wall time of `body` in seconds, after `warmup` untimed runs.
+func medianSeconds(reps: Int, warmup: Int = 2, _ body: () -> Void) -> Double {
+  for _ in 0..<warmup { body() }
+  var times: [Double] = []
+  for _ in 0..<reps {
+    let start = DispatchTime.now().uptimeNanoseconds
+    body()
+    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+  }
+  return times.sorted()[times.count / 2]
+}
+
+func emit(_ fields: [(String, Any)]) {
+  let body = fields.map { key, value -> String in
+    switch value {
+    case let s as String: return "\"\(key)\": \"\(s)\""
+    case let d as Double: return "\"\(key)\": \(d.isFinite ? String(format: "%.6g", d) : "null")"
+    default: return "\"\(key)\": \(value)"
+    }
+  }
+  print("{" + body.joined(separator: ", ") + "}")
+  fflush(nil)
+}
+
+
+func header(_ threads: Int) -> [(String, Any)] { [("impl", "longconvkit"), ("threads", threads)] }
+
+/// GFLOP/s of `Tensor.matmul` at 1024^3 beside a direct `cblas_sgemm` on preallocated buffers.
+func benchMatmul(_ o: Options, threads: Int) {
+  let n = o.dim ?? 1024
+  var rng = SeededGenerator(seed: 1)
+  let a = Tensor.normal([n, n], generator: &rng)
+  let b = Tensor.normal([n, n], generator: &rng)
+  let flops = 2 * Double(n) * Double(n) * Double(n)
+  let ours = Tensor.withoutRecording { medianSeconds(reps: o.reps) { _ = a.matmul(b) } }
+  var c = [Float](repeating: 0, count: n * n)
+  let direct = a.withUnsafeBufferPointer { pa in
+    b.withUnsafeBufferPointer { pb in
+      c.withUnsafeMutableBufferPointer { pc in
+        medianSeconds(reps: o.reps) {
+          cblas_sgemm(
+            CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, pa.baseAddress, Int32(n),
+            pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
+        }
+      }
+    }
+  }
+  emit(
+    header(threads) + [
+      ("bench", "matmul"), ("m", n), ("n", n), ("k", n), ("gflops", flops / ours / 1e9),
+      ("cblas_gflops", flops / direct / 1e9), ("ratio_vs_cblas", direct / ours),
+    ])
+}
+
+/// The raw FFTW floor for a causal long convolution of `[B, L, D]`: one batched r2c of the
+/// input, the spectral product with a precomputed kernel spectrum, one batched c2r. Buffers
+/// are preallocated and laid out contiguously per channel; FFTW uses `threads` threads.
+func fftwFloorSeconds(batch: Int, length: Int, dim: Int, threads: Int, reps: Int) -> Double {
+  let n = 2 * length
+  let f = n / 2 + 1
+  let count = batch * dim
+  let real = fftwf_alloc_real(n * count)!
+  let spectra = fftwf_alloc_complex(f * count)!
+  let kernel = fftwf_alloc_complex(f * dim)!
+  defer {
+    fftwf_free(real)
+    fftwf_free(spectra)
+    fftwf_free(kernel)
+  }
+  var size = Int32(n)
+  fftwf_plan_with_nthreads(Int32(threads))
+  let forward = fftwf_plan_many_dft_r2c(
+    1, &size, Int32(count), real, nil, 1, Int32(n), spectra, nil, 1, Int32(f), UInt32(FFTW_MEASURE))
+  let inverse = fftwf_plan_many_dft_c2r(
+    1, &size, Int32(count), spectra, nil, 1, Int32(f), real, nil, 1, Int32(n), UInt32(FFTW_MEASURE))
+  fftwf_plan_with_nthreads(1)
+  defer {
+    fftwf_destroy_plan(forward)
+    fftwf_destroy_plan(inverse)
+  }
+  for i in 0..<n * count { real[i] = Float(i % 7) - 3 }
+  let kr = UnsafeMutableRawPointer(kernel).assumingMemoryBound(to: Float.self)
+  for i in 0..<2 * f * dim { kr[i] = Float(i % 5) * 0.1 }
+  let sp = UnsafeMutableRawPointer(spectra).assumingMemoryBound(to: Float.self)
+  let product = UncheckedSendable((sp, kr))
+  return medianSeconds(reps: reps) {
+    fftwf_execute(forward)
+    // The spectral product, split over the same threads as the transforms.
+    DispatchQueue.concurrentPerform(iterations: threads) { part in
+      let (sp, kr) = product.value
+      for row in count * part / threads..<count * (part + 1) / threads {
+      let s = sp + 2 * row * f
+      let k = kr + 2 * (row % dim) * f
+      for j in 0..<f {
+        let (ar, ai, br, bi) = (s[2 * j], s[2 * j + 1], k[2 * j], k[2 * j + 1])
+        s[2 * j] = ar * br - ai * bi
+        s[2 * j + 1] = ar * bi + ai * br
+      }
+    }
+    }
+    fftwf_execute(inverse)
+  }
+}
+
+/// The long convolution op: forward (kernel transformed in the pass, as in training), forward
+/// with a cached kernel spectrum (inference), forward+backward, and the raw FFTW floor.
+func benchConv(_ o: Options, threads: Int) {
+  var shapes: [(b: Int, d: Int, l: Int)] = []
+  if o.dim != nil || o.batch != nil || !o.lengths.isEmpty {
+    for l in (o.lengths.isEmpty ? [512] : o.lengths) { shapes.append((o.batch ?? 1, o.dim ?? 1536, l)) }
+  } else {
+    shapes = [(1, 1536, 512), (1, 1536, 2048), (1, 1536, 8192), (8, 768, 512)]
+  }
+  for (b, d, l) in shapes {
+    var rng = SeededGenerator(seed: 2)
+    let x = Tensor.normal([b, l, d], generator: &rng)
+    let t = Tensor.normal([d, l], std: 0.05, generator: &rng)
+    let fwd = Tensor.withoutRecording { medianSeconds(reps: o.reps) { _ = x.longConvolution(kernel: t) } }
+    let spectrum = KernelSpectrum(kernel: t, length: l)
+    let cached = Tensor.withoutRecording { medianSeconds(reps: o.reps) { _ = x.longConvolution(spectrum: spectrum) } }
+    let xp = x.requiringGradient(), tp = t.requiringGradient()
+    let fwdBwd = medianSeconds(reps: o.reps) {
+      xp.zeroGradient()  // as an optimizer step does
+      tp.zeroGradient()
+      xp.longConvolution(kernel: tp).sum().backward()
+    }
+    let floor = fftwFloorSeconds(batch: b, length: l, dim: d, threads: threads, reps: o.reps)
+    emit(
+      header(threads) + [
+        ("bench", "conv"), ("dim", d), ("batch", b), ("len", l), ("fwd_ms", fwd * 1e3),
+        ("fwd_cached_spectrum_ms", cached * 1e3), ("fwd_bwd_ms", fwdBwd * 1e3), ("fftw_floor_ms", floor * 1e3),
+        ("fwd_vs_floor", fwd / floor), ("fwd_cached_vs_floor", cached / floor), ("fwd_bwd_vs_floor", fwdBwd / floor),
+      ])
+  }
+}
+
+do {
+  let o = try Options.parse(Array(CommandLine.arguments.dropFirst()))
+  let threads = o.threads > 0 ? o.threads : ProcessInfo.processInfo.activeProcessorCount
+  ComputeThreads.count = threads
+  guard fftwf_init_threads() != 0 else { fatalError("fftwf_init_threads failed") }
+  switch o.command {
+  case "matmul": benchMatmul(o, threads: threads)
+  case "conv": benchConv(o, threads: threads)
+  default: throw UsageError(o.command.isEmpty ? nil : "unknown subcommand \(o.command)")
+  }
+} catch let e as UsageError {
+  if let m = e.message { FileHandle.standardError.write(Data("longconv-bench: \(m)\n".utf8)) }
+  FileHandle.standardError.write(Data((Options.usage + "\n").utf8))
+  exit(e.message == nil ? 0 : 2)
+}

@@ -8,6 +8,7 @@ final class FFTBuffer: @unchecked Sendable {
 
   init(count: Int) {
     self.count = count
+    _ = retainFreedMemory
     base = fftwf_alloc_real(max(count, 1))!
   }
 
@@ -24,7 +25,7 @@ struct FFTPlan: @unchecked Sendable {
 
 /// Batched real FFTs of one size, planned once per shape under a lock and cached.
 ///
-/// A batch is `count` transforms of `size` real values, stored `size` apart, whose spectra
+/// A batch is `count` transforms of `size` real values, stored `realStride` apart, whose spectra
 /// (`size / 2 + 1` complex values) are stored `spectrumStride` complex values apart.
 /// `spectrumStride` is rounded up to a multiple of 4 complex values (32 bytes), so the
 /// spectrum of any channel starts on FFTW's SIMD alignment.
@@ -32,6 +33,7 @@ enum FFT {
   struct Key: Hashable {
     let size: Int
     let count: Int
+    let realStride: Int
     let inverse: Bool
   }
 
@@ -39,6 +41,11 @@ enum FFT {
 
   /// Complex values per spectrum for a transform of `size` real values.
   static func spectrumCount(_ size: Int) -> Int { size / 2 + 1 }
+
+  /// Distance between consecutive real rows in a batch: `size` rounded up to 16 values, plus
+  /// 16. Rows exactly a power of two apart map to the same cache sets, and the strided
+  /// gathers into them then miss on nearly every store.
+  static func realStride(_ size: Int) -> Int { (size + 15) / 16 * 16 + 16 }
 
   /// Distance between consecutive spectra in a batch, in complex values.
   static func spectrumStride(_ size: Int) -> Int { (spectrumCount(size) + 3) / 4 * 4 }
@@ -58,11 +65,12 @@ enum FFT {
   /// The plan for `count` transforms of `size`: real to complex, or complex to real
   /// (unnormalised, overwriting its input) when `inverse`.
   static func plan(size: Int, count: Int, inverse: Bool) -> FFTPlan {
-    let key = Key(size: size, count: count, inverse: inverse)
+    let stride = realStride(size)
+    let key = Key(size: size, count: count, realStride: stride, inverse: inverse)
     return plans.withLock { cache in
       if let plan = cache[key] { return plan }
       // FFTW_MEASURE overwrites its arrays while planning: plan on scratch buffers.
-      let real = FFTBuffer(count: size * count)
+      let real = FFTBuffer(count: stride * count)
       let complex = FFTBuffer(count: 2 * spectrumStride(size) * count)
       var n = Int32(size)
       let dist = Int32(spectrumStride(size))
@@ -70,11 +78,11 @@ enum FFT {
       let raw: OpaquePointer?
       if inverse {
         raw = complex.base.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
-          fftwf_plan_many_dft_c2r(1, &n, Int32(count), c, nil, 1, dist, real.base, nil, 1, Int32(size), flags)
+          fftwf_plan_many_dft_c2r(1, &n, Int32(count), c, nil, 1, dist, real.base, nil, 1, Int32(stride), flags)
         }
       } else {
         raw = complex.base.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
-          fftwf_plan_many_dft_r2c(1, &n, Int32(count), real.base, nil, 1, Int32(size), c, nil, 1, dist, flags)
+          fftwf_plan_many_dft_r2c(1, &n, Int32(count), real.base, nil, 1, Int32(stride), c, nil, 1, dist, flags)
         }
       }
       guard let raw else { preconditionFailure("FFT: FFTW could not plan \(count) transforms of size \(size)") }
@@ -84,7 +92,7 @@ enum FFT {
     }
   }
 
-  /// Real to complex: `count` rows of `real` (each `size` long) into `complex`.
+  /// Real to complex: `count` rows of `real` (`realStride(size)` apart) into `complex`.
   static func forward(size: Int, count: Int, real: UnsafeMutablePointer<Float>, complex: UnsafeMutablePointer<Float>) {
     let plan = plan(size: size, count: count, inverse: false)
     complex.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { fftwf_execute_dft_r2c(plan.raw, real, $0) }

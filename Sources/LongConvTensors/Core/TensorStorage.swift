@@ -1,3 +1,14 @@
+import CMalloc
+
+/// Keeps freed tensor memory in the process for reuse. By default glibc returns every block
+/// over 128 KiB to the kernel on free, so each op's fresh output page-faults and is zeroed
+/// again: measured at 40% of a long-convolution training step. Runs once, before the first
+/// allocation.
+let retainFreedMemory: Void = {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30)
+  mallopt(M_TRIM_THRESHOLD, Int32.max)
+}()
+
 /// The memory behind a tensor: a 64-byte aligned buffer of `Float`s.
 ///
 /// Storage is shared between a tensor and its reshaped views; ops never write into the
@@ -13,6 +24,7 @@ public final class TensorStorage: @unchecked Sendable {
   init(uninitializedCount count: Int) {
     precondition(count >= 0, "TensorStorage: negative count \(count)")
     self.count = count
+    _ = retainFreedMemory
     let raw = UnsafeMutableRawPointer.allocate(
       byteCount: max(count, 1) * MemoryLayout<Float>.stride, alignment: 64)
     base = raw.bindMemory(to: Float.self, capacity: max(count, 1))

@@ -44,6 +44,7 @@ struct ConvolutionGeometry: Sendable {
 
   var kernelColumns: Int { direction == .causal ? kernelLags : 2 * kernelLags - 1 }
   var spectrumStride: Int { FFT.spectrumStride(fftSize) }
+  var realStride: Int { FFT.realStride(fftSize) }
   var taskCount: Int { (channels + channelsPerTask - 1) / channelsPerTask }
   func channelRange(task: Int) -> Range<Int> {
     task * channelsPerTask..<min(channels, (task + 1) * channelsPerTask)
@@ -129,7 +130,7 @@ enum LongConvolution {
   final class Workspace {
     let real: FFTBuffer, spectra: FFTBuffer, accumulator: FFTBuffer
     init(_ g: ConvolutionGeometry) {
-      real = FFTBuffer(count: g.channelsPerTask * g.fftSize)
+      real = FFTBuffer(count: g.channelsPerTask * g.realStride)
       spectra = FFTBuffer(count: 2 * g.channelsPerTask * g.spectrumStride)
       accumulator = FFTBuffer(count: 2 * g.channelsPerTask * g.spectrumStride)
     }
@@ -153,7 +154,7 @@ enum LongConvolution {
   static func transformKernel(
     _ kernel: Tensor, _ g: ConvolutionGeometry, channels: Range<Int>, workspace: Workspace, into values: FFTBuffer
   ) {
-    let (n, columns) = (g.fftSize, g.kernelColumns)
+    let (n, columns) = (g.realStride, g.kernelColumns)
     let real = workspace.real.base
     real.update(repeating: 0, count: channels.count * n)
     for (row, c) in channels.enumerated() {
@@ -161,8 +162,8 @@ enum LongConvolution {
       for k in -g.negativeLags...g.positiveLags { real[row * n + g.slot(lag: k)] = t[g.column(lag: k)] }
     }
     let out = values.base + 2 * channels.lowerBound * g.spectrumStride
-    FFT.forward(size: n, count: channels.count, real: real, complex: out)
-    let scale = 1 / Float(n)
+    FFT.forward(size: g.fftSize, count: channels.count, real: real, complex: out)
+    let scale = 1 / Float(g.fftSize)
     for i in 0..<2 * channels.count * g.spectrumStride { out[i] *= scale }
   }
 
@@ -170,8 +171,8 @@ enum LongConvolution {
   static func gather(
     _ x: UnsafePointer<Float>, _ g: ConvolutionGeometry, b: Int, channels: Range<Int>, into real: UnsafeMutablePointer<Float>
   ) {
-    let (n, l, d, c0, width) = (g.fftSize, g.length, g.channels, channels.lowerBound, channels.count)
-    for row in 0..<width { (real + row * n + l).update(repeating: 0, count: n - l) }
+    let (n, l, d, c0, width) = (g.realStride, g.length, g.channels, channels.lowerBound, channels.count)
+    for row in 0..<width { (real + row * n + l).update(repeating: 0, count: g.fftSize - l) }
     for i in 0..<l {
       let src = x + (b * l + i) * d + c0
       for row in 0..<width { real[row * n + i] = src[row] }
@@ -184,7 +185,7 @@ enum LongConvolution {
     _ real: UnsafePointer<Float>, _ g: ConvolutionGeometry, b: Int, channels: Range<Int>,
     into y: UnsafeMutablePointer<Float>, skip: UnsafePointer<Float>?, other: UnsafePointer<Float>
   ) {
-    let (n, l, d, c0, width) = (g.fftSize, g.length, g.channels, channels.lowerBound, channels.count)
+    let (n, l, d, c0, width) = (g.realStride, g.length, g.channels, channels.lowerBound, channels.count)
     for i in 0..<l {
       let offset = (b * l + i) * d + c0
       let dst = y + offset
@@ -311,7 +312,7 @@ enum LongConvolution {
         let scale = 1 / Float(g.fftSize)
         for (row, c) in channels.enumerated() {
           for k in -g.negativeLags...g.positiveLags {
-            dkp.base[c * g.kernelColumns + g.column(lag: k)] = ws.real.base[row * g.fftSize + g.slot(lag: k)] * scale
+            dkp.base[c * g.kernelColumns + g.column(lag: k)] = ws.real.base[row * g.realStride + g.slot(lag: k)] * scale
           }
         }
       }
