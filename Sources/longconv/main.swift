@@ -1,1 +1,48 @@
-print("todo")
+// longconv: the toolkit's command-line tool.
+//
+// Exit status: 0 on success, 1 on a user error (a one-line message on standard error),
+// 2 on a usage error.
+import Foundation
+import LongConvKit
+
+/// A wrong or missing command-line argument: exit status 2, with the usage.
+struct UsageError: Error { let message: String }
+
+/// A problem with what the user asked for (a file, a value): exit status 1.
+struct UserError: Error { let message: String }
+
+let usage = """
+  usage: longconv <command> [options]
+
+  commands:
+    demo    train a small long-convolution language model end to end and check it
+            [--steps N] [--threads N] [--seed S]
+
+  Run `longconv <command> --help` for a command's options.
+  """
+
+func fail(_ message: String, status: Int32) -> Never {
+  FileHandle.standardError.write(Data("longconv: \(message)\n".utf8))
+  exit(status)
+}
+
+let arguments = Array(CommandLine.arguments.dropFirst())
+do {
+  switch arguments.first {
+  case "demo":
+    try Demo(arguments: Array(arguments.dropFirst())).run()
+  case "-h", "--help", "help":
+    print(usage)
+  case nil:
+    FileHandle.standardError.write(Data((usage + "\n").utf8))
+    exit(2)
+  case let other?:
+    throw UsageError(message: "unknown command '\(other)'")
+  }
+} catch let error as UsageError {
+  fail("\(error.message)\n\(usage)", status: 2)
+} catch let error as UserError {
+  fail(error.message, status: 1)
+} catch {
+  fail("\(error)", status: 1)
+}
