@@ -15,11 +15,11 @@ let package = Package(
       name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
     .systemLibrary(
       name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
-    // glibc's malloc tuning (mallopt), to keep freed tensor memory for reuse.
-    .systemLibrary(name: "CMalloc"),
+    // glibc malloc tuning and prefetch hints (header-only C).
+    .systemLibrary(name: "CShims"),
 
     // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
-    .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CMalloc"]),
+    .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims"]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
     .target(name: "LongConvKit", dependencies: ["LongConvTensors"]),
 

@@ -30,12 +30,27 @@ final class GraphNode: @unchecked Sendable {
   func accumulate(_ g: Tensor) {
     precondition(
       g.shape == shape, "backward: \(op) received a gradient of shape \(g.shape) for a value of shape \(shape)")
-    // Out of place: gradients may share storage with other gradients (add's pullback).
-    gradient = gradient.map { $0 + g } ?? g.detached()
+    if isLeaf {
+      // A parameter owns its gradient storage, so optimizers may scale it in place and later
+      // passes add into it without allocating.
+      if let owned = gradient {
+        let (dst, src) = (owned.storage.base, g.storage.base)
+        for i in 0..<owned.count { dst[i] += src[i] }
+      } else {
+        gradient = g.copy()
+      }
+    } else {
+      // Interior gradients may share storage with each other (add's pullback): out of place.
+      gradient = gradient.map { $0 + g } ?? g.detached()
+    }
   }
 }
 
 /// Whether ops record a graph. Off inside ``Tensor/withoutRecording(_:)`` and during backward.
+///
+/// The flag is task-local: threads started by `DispatchQueue.concurrentPerform` do not see a
+/// caller's `withoutRecording`, so ops run inside such workers must not create tensors that
+/// could record (the toolkit's own parallel loops work on raw buffers).
 public enum GradientRecording {
   @TaskLocal static var isEnabled = true
   /// Number of graph nodes ever created in this process (for tests and diagnostics).
@@ -63,6 +78,7 @@ extension Tensor {
   public var requiresGradient: Bool { node != nil }
 
   /// The gradient accumulated into this parameter by ``backward()``, or `nil` before any.
+  /// Its storage belongs to the parameter alone (optimizers may change it in place).
   public var gradient: Tensor? { node?.gradient }
 
   /// Forgets the gradient accumulated into this parameter.

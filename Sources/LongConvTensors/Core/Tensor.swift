@@ -82,7 +82,7 @@ public struct Tensor: @unchecked Sendable {
   /// Resolves a possibly negative axis, stopping with a message naming the op if it is out of range.
   func normalizedAxis(_ axis: Int, op: String) -> Int {
     let a = axis < 0 ? axis + rank : axis
-    precondition(a >= 0 && a < Swift.max(rank, 1), "\(op): axis \(axis) out of range for shape \(shape)")
+    precondition(a >= 0 && a < rank, "\(op): axis \(axis) out of range for shape \(shape)")
     return a
   }
 }

@@ -1,4 +1,4 @@
-import CMalloc
+import CShims
 
 /// Keeps freed tensor memory in the process for reuse. By default glibc returns every block
 /// over 128 KiB to the kernel on free, so each op's fresh output page-faults and is zeroed

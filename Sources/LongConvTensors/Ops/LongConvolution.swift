@@ -1,3 +1,4 @@
+import CShims
 /// Which lags a long-convolution kernel has.
 public enum ConvolutionDirection: String, Sendable, Codable, CaseIterable {
   /// Lags `0 ... K-1`: `y[i]` depends on `x[j]` for `j <= i` only.
@@ -39,7 +40,8 @@ struct ConvolutionGeometry: Sendable {
     positiveLags = max(0, min(kernelLags, length) - 1)
     negativeLags = direction == .causal ? 0 : positiveLags
     fftSize = FFT.fastSize(atLeast: length + max(positiveLags, negativeLags))
-    channelsPerTask = max(1, min(16, (1 << 16) / fftSize))
+    // 16 floats = one 64-byte cache line of each row of the [B, L, D] tensor per task.
+    channelsPerTask = 16
   }
 
   var kernelColumns: Int { direction == .causal ? kernelLags : 2 * kernelLags - 1 }
@@ -167,6 +169,9 @@ enum LongConvolution {
     for i in 0..<2 * channels.count * g.spectrumStride { out[i] *= scale }
   }
 
+  /// Rows ahead to prefetch in `gather` and `scatter`.
+  static let prefetchDistance = 8
+
   /// Copies channels `channels` of batch entry `b` of a `[B, L, D]` tensor into zero-padded rows.
   static func gather(
     _ x: UnsafePointer<Float>, _ g: ConvolutionGeometry, b: Int, channels: Range<Int>, into real: UnsafeMutablePointer<Float>
@@ -174,6 +179,8 @@ enum LongConvolution {
     let (n, l, d, c0, width) = (g.realStride, g.length, g.channels, channels.lowerBound, channels.count)
     for row in 0..<width { (real + row * n + l).update(repeating: 0, count: g.fftSize - l) }
     for i in 0..<l {
+      // Rows of `x` are `D` apart, too far for the hardware prefetcher: ask for one ahead.
+      if i + prefetchDistance < l { lck_prefetch_read(x + (b * l + i + prefetchDistance) * d + c0) }
       let src = x + (b * l + i) * d + c0
       for row in 0..<width { real[row * n + i] = src[row] }
     }
@@ -187,6 +194,11 @@ enum LongConvolution {
   ) {
     let (n, l, d, c0, width) = (g.realStride, g.length, g.channels, channels.lowerBound, channels.count)
     for i in 0..<l {
+      if i + prefetchDistance < l {
+        let ahead = (b * l + i + prefetchDistance) * d + c0
+        lck_prefetch_write(y + ahead)
+        if skip != nil { lck_prefetch_read(other + ahead) }
+      }
       let offset = (b * l + i) * d + c0
       let dst = y + offset
       for row in 0..<width { dst[row] = real[row * n + i] }

@@ -51,6 +51,9 @@ extension Tensor {
     }
 
     // Batched product: equal batch axes.
+    precondition(
+      !(b.rank == 2 && transposeA),
+      "matmul: transposeA needs a rank-2 left operand when the right one has rank 2, got \(a.shape) x \(b.shape)")
     let batchShape = Array(a.shape.dropLast(2))
     precondition(
       batchShape == Array(b.shape.dropLast(2)),

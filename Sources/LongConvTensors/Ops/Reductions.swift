@@ -11,10 +11,31 @@ extension Tensor {
     return s
   }
 
-  /// Sum of all scalars, as a scalar tensor (accumulated in Double).
+  /// Sum of all scalars, as a scalar tensor: Float sums over runs of 256 scalars, added up in
+  /// Double (relative error about 1e-6 for a million scalars).
   public func sum() -> Tensor {
+    // Float partial sums over short runs (vectorisable), added up in Double, split over threads.
+    let tasks = Swift.max(1, Swift.min(ComputeThreads.count, count >> 16))
+    let partials = UncheckedBox(UnsafeMutablePointer<Double>.allocate(capacity: tasks))
+    defer { partials.value.deallocate() }
+    let x = SendablePointer(storage.base)
+    parallelRanges(tasks, grain: 1) { taskRange in
+      for task in taskRange {
+        var acc = 0.0
+        var start = count * task / tasks
+        let end = count * (task + 1) / tasks
+        while start < end {
+          let stop = Swift.min(end, start + 256)
+          var run: Float = 0
+          for i in start..<stop { run += x.base[i] }
+          acc += Double(run)
+          start = stop
+        }
+        partials.value[task] = acc
+      }
+    }
     var acc = 0.0
-    for i in 0..<count { acc += Double(storage.base[i]) }
+    for task in 0..<tasks { acc += partials.value[task] }
     return Tensor.recorded("sum", shape: [], storage: TensorStorage(count: 1, repeating: Float(acc)), inputs: [self]) {
       [shape] g in [g.broadcast(to: shape)]
     }

@@ -31,8 +31,14 @@ extension Tensor {
     let (outer, extent, inner) = axisLayout(axis)
     let out = TensorStorage(uninitializedCount: count)
     Tensor.forEachLane(outer: outer, extent: extent, inner: inner) { base in
-      let lse = Tensor.logSumExp(storage.base + base, extent, inner)
-      for e in 0..<extent { out.base[base + e * inner] = storage.base[base + e * inner] - lse }
+      // (x - max) - log(sum) is exact in the subtraction, unlike x - (max + log(sum)).
+      let x = storage.base + base
+      var m = -Float.infinity
+      for e in 0..<extent { m = Swift.max(m, x[e * inner]) }
+      var s: Float = 0
+      for e in 0..<extent { s += Foundation.exp(x[e * inner] - m) }
+      let logSum = Foundation.log(s)
+      for e in 0..<extent { out.base[base + e * inner] = (x[e * inner] - m) - logSum }
     }
     return Tensor.recorded("logSoftmax", shape: shape, storage: out, inputs: [self]) { [shape] g in
       // dx = g - softmax * sum(g) along the axis.
