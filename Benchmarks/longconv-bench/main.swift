@@ -62,16 +62,18 @@ struct UsageError: Error {
   init(_ message: String?) { self.message = message }
 }
 
-/// Median wall time of `body` in seconds, after `warmup` untimed runs.
-func medianSeconds(reps: Int, warmup: Int = 2, _ body: () -> Void) -> Double {
-  for _ in 0..<warmup { body() }
-  var times: [Double] = []
-  for _ in 0..<reps {
-    let start = DispatchTime.now().uptimeNanoseconds
-    body()
-    times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+/// Median wall times in seconds of several workloads, run in turn within each repetition so
+/// drift in the machine's load affects all alike. Two untimed rounds first.
+func interleavedMedians(reps: Int, _ workloads: [() -> Void]) -> [Double] {
+  var times = [[Double]](repeating: [], count: workloads.count)
+  for round in 0..<(reps + 2) {
+    for (i, work) in workloads.enumerated() {
+      let start = DispatchTime.now().uptimeNanoseconds
+      work()
+      if round >= 2 { times[i].append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9) }
+    }
   }
-  return times.sorted()[times.count / 2]
+  return times.map { $0.sorted()[$0.count / 2] }
 }
 
 func emit(_ fields: [(String, Any)]) {
@@ -96,19 +98,20 @@ func benchMatmul(_ o: Options, threads: Int) {
   let a = Tensor.normal([n, n], generator: &rng)
   let b = Tensor.normal([n, n], generator: &rng)
   let flops = 2 * Double(n) * Double(n) * Double(n)
-  let ours = Tensor.withoutRecording { medianSeconds(reps: o.reps) { _ = a.matmul(b) } }
-  var c = [Float](repeating: 0, count: n * n)
-  let direct = a.withUnsafeBufferPointer { pa in
-    b.withUnsafeBufferPointer { pb in
-      c.withUnsafeMutableBufferPointer { pc in
-        medianSeconds(reps: o.reps) {
-          cblas_sgemm(
-            CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, pa.baseAddress, Int32(n),
-            pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
-        }
-      }
-    }
-  }
+  let c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+  defer { c.deallocate() }
+  let (pa, pb) = (a.storage.base, b.storage.base)
+  let times = interleavedMedians(
+    reps: o.reps,
+    [
+      { _ = Tensor.withoutRecording { a.matmul(b) } },
+      {
+        cblas_sgemm(
+          CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, pa, Int32(n), pb, Int32(n), 0, c,
+          Int32(n))
+      },
+    ])
+  let (ours, direct) = (times[0], times[1])
   emit(
     header(threads) + [
       ("bench", "matmul"), ("m", n), ("n", n), ("k", n), ("gflops", flops / ours / 1e9),
@@ -118,49 +121,60 @@ func benchMatmul(_ o: Options, threads: Int) {
 
 /// The raw FFTW floor for a causal long convolution of `[B, L, D]`: one batched r2c of the
 /// input, the spectral product with a precomputed kernel spectrum, one batched c2r. Buffers
-/// are preallocated and laid out contiguously per channel; FFTW uses `threads` threads.
-func fftwFloorSeconds(batch: Int, length: Int, dim: Int, threads: Int, reps: Int) -> Double {
-  let n = 2 * length
-  let f = n / 2 + 1
-  let count = batch * dim
-  let real = fftwf_alloc_real(n * count)!
-  let spectra = fftwf_alloc_complex(f * count)!
-  let kernel = fftwf_alloc_complex(f * dim)!
-  defer {
+/// are preallocated and laid out contiguously per channel; FFTW and the product use
+/// `threads` threads.
+final class FFTWFloor {
+  let count: Int, dim: Int, spectrumCount: Int, threads: Int
+  let real: UnsafeMutablePointer<Float>
+  let spectra: UnsafeMutablePointer<fftwf_complex>
+  let kernel: UnsafeMutablePointer<fftwf_complex>
+  let forward: OpaquePointer, inverse: OpaquePointer
+
+  init(batch: Int, length: Int, dim: Int, threads: Int) {
+    let n = 2 * length
+    (count, self.dim, spectrumCount, self.threads) = (batch * dim, dim, n / 2 + 1, threads)
+    real = fftwf_alloc_real(n * count)!
+    spectra = fftwf_alloc_complex(spectrumCount * count)!
+    kernel = fftwf_alloc_complex(spectrumCount * dim)!
+    var size = Int32(n)
+    fftwf_plan_with_nthreads(Int32(threads))
+    forward = fftwf_plan_many_dft_r2c(
+      1, &size, Int32(count), real, nil, 1, Int32(n), spectra, nil, 1, Int32(spectrumCount), UInt32(FFTW_MEASURE))!
+    inverse = fftwf_plan_many_dft_c2r(
+      1, &size, Int32(count), spectra, nil, 1, Int32(spectrumCount), real, nil, 1, Int32(n), UInt32(FFTW_MEASURE))!
+    fftwf_plan_with_nthreads(1)
+    for i in 0..<n * count { real[i] = Float(i % 7) - 3 }
+    let k = UnsafeMutableRawPointer(kernel).assumingMemoryBound(to: Float.self)
+    for i in 0..<2 * spectrumCount * dim { k[i] = Float(i % 5) * 0.1 }
+  }
+
+  deinit {
+    fftwf_destroy_plan(forward)
+    fftwf_destroy_plan(inverse)
     fftwf_free(real)
     fftwf_free(spectra)
     fftwf_free(kernel)
   }
-  var size = Int32(n)
-  fftwf_plan_with_nthreads(Int32(threads))
-  let forward = fftwf_plan_many_dft_r2c(
-    1, &size, Int32(count), real, nil, 1, Int32(n), spectra, nil, 1, Int32(f), UInt32(FFTW_MEASURE))
-  let inverse = fftwf_plan_many_dft_c2r(
-    1, &size, Int32(count), spectra, nil, 1, Int32(f), real, nil, 1, Int32(n), UInt32(FFTW_MEASURE))
-  fftwf_plan_with_nthreads(1)
-  defer {
-    fftwf_destroy_plan(forward)
-    fftwf_destroy_plan(inverse)
-  }
-  for i in 0..<n * count { real[i] = Float(i % 7) - 3 }
-  let kr = UnsafeMutableRawPointer(kernel).assumingMemoryBound(to: Float.self)
-  for i in 0..<2 * f * dim { kr[i] = Float(i % 5) * 0.1 }
-  let sp = UnsafeMutableRawPointer(spectra).assumingMemoryBound(to: Float.self)
-  let product = UncheckedSendable((sp, kr))
-  return medianSeconds(reps: reps) {
+
+  func run() {
     fftwf_execute(forward)
-    // The spectral product, split over the same threads as the transforms.
+    let buffers = UncheckedSendable(
+      (
+        UnsafeMutableRawPointer(spectra).assumingMemoryBound(to: Float.self),
+        UnsafeMutableRawPointer(kernel).assumingMemoryBound(to: Float.self)
+      ))
+    let (count, dim, f, threads) = (count, dim, spectrumCount, threads)
     DispatchQueue.concurrentPerform(iterations: threads) { part in
-      let (sp, kr) = product.value
+      let (sp, kr) = buffers.value
       for row in count * part / threads..<count * (part + 1) / threads {
-      let s = sp + 2 * row * f
-      let k = kr + 2 * (row % dim) * f
-      for j in 0..<f {
-        let (ar, ai, br, bi) = (s[2 * j], s[2 * j + 1], k[2 * j], k[2 * j + 1])
-        s[2 * j] = ar * br - ai * bi
-        s[2 * j + 1] = ar * bi + ai * br
+        let s = sp + 2 * row * f
+        let k = kr + 2 * (row % dim) * f
+        for j in 0..<f {
+          let (ar, ai, br, bi) = (s[2 * j], s[2 * j + 1], k[2 * j], k[2 * j + 1])
+          s[2 * j] = ar * br - ai * bi
+          s[2 * j + 1] = ar * bi + ai * br
+        }
       }
-    }
     }
     fftwf_execute(inverse)
   }
@@ -179,21 +193,28 @@ func benchConv(_ o: Options, threads: Int) {
     var rng = SeededGenerator(seed: 2)
     let x = Tensor.normal([b, l, d], generator: &rng)
     let t = Tensor.normal([d, l], std: 0.05, generator: &rng)
-    let fwd = Tensor.withoutRecording { medianSeconds(reps: o.reps) { _ = x.longConvolution(kernel: t) } }
     let spectrum = KernelSpectrum(kernel: t, length: l)
-    let cached = Tensor.withoutRecording { medianSeconds(reps: o.reps) { _ = x.longConvolution(spectrum: spectrum) } }
     let xp = x.requiringGradient(), tp = t.requiringGradient()
-    let fwdBwd = medianSeconds(reps: o.reps) {
-      xp.zeroGradient()  // as an optimizer step does
-      tp.zeroGradient()
-      xp.longConvolution(kernel: tp).sum().backward()
-    }
-    let floor = fftwFloorSeconds(batch: b, length: l, dim: d, threads: threads, reps: o.reps)
+    let floor = FFTWFloor(batch: b, length: l, dim: d, threads: threads)
+    let times = interleavedMedians(
+      reps: o.reps,
+      [
+        { _ = Tensor.withoutRecording { x.longConvolution(kernel: t) } },
+        { _ = Tensor.withoutRecording { x.longConvolution(spectrum: spectrum) } },
+        {
+          xp.zeroGradient()  // as an optimizer step does
+          tp.zeroGradient()
+          xp.longConvolution(kernel: tp).sum().backward()
+        },
+        floor.run,
+      ])
+    let (fwd, cached, fwdBwd, floorTime) = (times[0], times[1], times[2], times[3])
     emit(
       header(threads) + [
         ("bench", "conv"), ("dim", d), ("batch", b), ("len", l), ("fwd_ms", fwd * 1e3),
-        ("fwd_cached_spectrum_ms", cached * 1e3), ("fwd_bwd_ms", fwdBwd * 1e3), ("fftw_floor_ms", floor * 1e3),
-        ("fwd_vs_floor", fwd / floor), ("fwd_cached_vs_floor", cached / floor), ("fwd_bwd_vs_floor", fwdBwd / floor),
+        ("fwd_cached_spectrum_ms", cached * 1e3), ("fwd_bwd_ms", fwdBwd * 1e3), ("fftw_floor_ms", floorTime * 1e3),
+        ("fwd_vs_floor", fwd / floorTime), ("fwd_cached_vs_floor", cached / floorTime),
+        ("fwd_bwd_vs_floor", fwdBwd / floorTime),
       ])
   }
 }
