@@ -27,7 +27,9 @@ struct Options {
     var i = 0
     func value(_ name: String) throws -> Int {
       i += 1
-      guard i < args.count, let v = Int(args[i]), v >= 0 else { throw UsageError("\(name) needs a non-negative integer") }
+      guard i < args.count, let v = Int(args[i]), v >= 0 else {
+        throw UsageError("\(name) needs a non-negative integer")
+      }
       return v
     }
     while i < args.count {
@@ -88,7 +90,6 @@ func emit(_ fields: [(String, Any)]) {
   fflush(nil)
 }
 
-
 func header(_ threads: Int) -> [(String, Any)] { [("impl", "longconvkit"), ("threads", threads)] }
 
 /// GFLOP/s of `Tensor.matmul` at 1024^3 beside a direct `cblas_sgemm` on preallocated buffers.
@@ -107,7 +108,8 @@ func benchMatmul(_ o: Options, threads: Int) {
       { _ = Tensor.withoutRecording { a.matmul(b) } },
       {
         cblas_sgemm(
-          CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, pa, Int32(n), pb, Int32(n), 0, c,
+          CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1, pa, Int32(n), pb,
+          Int32(n), 0, c,
           Int32(n))
       },
     ])
@@ -139,9 +141,11 @@ final class FFTWFloor {
     var size = Int32(n)
     fftwf_plan_with_nthreads(Int32(threads))
     forward = fftwf_plan_many_dft_r2c(
-      1, &size, Int32(count), real, nil, 1, Int32(n), spectra, nil, 1, Int32(spectrumCount), UInt32(FFTW_MEASURE))!
+      1, &size, Int32(count), real, nil, 1, Int32(n), spectra, nil, 1, Int32(spectrumCount),
+      UInt32(FFTW_MEASURE))!
     inverse = fftwf_plan_many_dft_c2r(
-      1, &size, Int32(count), spectra, nil, 1, Int32(spectrumCount), real, nil, 1, Int32(n), UInt32(FFTW_MEASURE))!
+      1, &size, Int32(count), spectra, nil, 1, Int32(spectrumCount), real, nil, 1, Int32(n),
+      UInt32(FFTW_MEASURE))!
     fftwf_plan_with_nthreads(1)
     for i in 0..<n * count { real[i] = Float(i % 7) - 3 }
     let k = UnsafeMutableRawPointer(kernel).assumingMemoryBound(to: Float.self)
@@ -194,7 +198,8 @@ func benchConv(_ o: Options, threads: Int) {
     let x = Tensor.normal([b, l, d], generator: &rng)
     let t = Tensor.normal([d, l], std: 0.05, generator: &rng)
     let spectrum = KernelSpectrum(kernel: t, length: l)
-    let xp = x.requiringGradient(), tp = t.requiringGradient()
+    let xp = x.requiringGradient()
+    let tp = t.requiringGradient()
     let floor = FFTWFloor(batch: b, length: l, dim: d, threads: threads)
     let times = interleavedMedians(
       reps: o.reps,
@@ -212,7 +217,8 @@ func benchConv(_ o: Options, threads: Int) {
     emit(
       header(threads) + [
         ("bench", "conv"), ("dim", d), ("batch", b), ("len", l), ("fwd_ms", fwd * 1e3),
-        ("fwd_cached_spectrum_ms", cached * 1e3), ("fwd_bwd_ms", fwdBwd * 1e3), ("fftw_floor_ms", floorTime * 1e3),
+        ("fwd_cached_spectrum_ms", cached * 1e3), ("fwd_bwd_ms", fwdBwd * 1e3),
+        ("fftw_floor_ms", floorTime * 1e3),
         ("fwd_vs_floor", fwd / floorTime), ("fwd_cached_vs_floor", cached / floorTime),
         ("fwd_bwd_vs_floor", fwdBwd / floorTime),
       ])

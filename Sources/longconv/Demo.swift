@@ -59,7 +59,8 @@ struct Demo {
       let t = Tensor.normal([channels, direction == .causal ? length : 2 * length - 1], generator: &rng)
       let y = Tensor.withoutRecording { x.longConvolution(kernel: t, direction: direction) }.scalars
       let (xs, ts) = (x.scalars, t.scalars)
-      var maxError = 0.0, maxValue = 0.0
+      var maxError = 0.0
+      var maxValue = 0.0
       for c in 0..<channels {
         for i in 0..<length {
           var sum = 0.0
@@ -73,7 +74,10 @@ struct Demo {
           maxValue = max(maxValue, abs(sum))
         }
       }
-      print(String(format: "  %-13@ L = %4d   max relative error %.1e", direction.rawValue, length, maxError / maxValue))
+      print(
+        String(
+          format: "  %-13@ L = %4d   max relative error %.1e", direction.rawValue, length, maxError / maxValue
+        ))
     }
     print("")
   }
@@ -84,12 +88,17 @@ struct Demo {
     let text = Demo.generatedText(bytes: 200_000, seed: seed)
     var rng = SeededGenerator(seed: seed &+ 2)
     let embedding = Tensor.normal([vocabulary, width], std: 0.1, generator: &rng).requiringGradient()
-    let inU = Tensor.normal([width, width], std: 1 / Float(width).squareRoot(), generator: &rng).requiringGradient()
-    let inV = Tensor.normal([width, width], std: 1 / Float(width).squareRoot(), generator: &rng).requiringGradient()
-    let out = Tensor.normal([width, width], std: 0.5 / Float(width).squareRoot(), generator: &rng).requiringGradient()
+    let inU = Tensor.normal([width, width], std: 1 / Float(width).squareRoot(), generator: &rng)
+      .requiringGradient()
+    let inV = Tensor.normal([width, width], std: 1 / Float(width).squareRoot(), generator: &rng)
+      .requiringGradient()
+    let out = Tensor.normal([width, width], std: 0.5 / Float(width).squareRoot(), generator: &rng)
+      .requiringGradient()
     let rawKernel = Tensor.normal([width, length], std: 0.1, generator: &rng).requiringGradient()
     // A fixed exponential decay per channel, as in TNN: t[k] = gamma^k r[k].
-    let decay = Tensor.arange(0, Float(length)).reshaped([1, length]) * Tensor.linspace(-0.5, -0.01, count: width).reshaped([width, 1])
+    let decay =
+      Tensor.arange(0, Float(length)).reshaped([1, length])
+      * Tensor.linspace(-0.5, -0.01, count: width).reshaped([width, 1])
     let decayWeights = decay.exp()
     let parameters = [embedding, inU, inV, out, rawKernel]
     var optimizer = DemoAdam(parameters: parameters, learningRate: 3e-3)
@@ -98,7 +107,8 @@ struct Demo {
       let inputs = start.flatMap { text[$0..<$0 + length] }
       let targets = start.flatMap { text[$0 + 1..<$0 + length + 1] }
       let h = embedding.gather(rows: inputs, indexShape: [batch, length])
-      let mixed = h.matmul(inU).silu() * h.matmul(inV).silu().longConvolution(kernel: rawKernel * decayWeights)
+      let mixed =
+        h.matmul(inU).silu() * h.matmul(inV).silu().longConvolution(kernel: rawKernel * decayWeights)
       let logits = (h + mixed.matmul(out)).layerNorm().matmul(embedding, transposeB: true)
       return logits.crossEntropy(targets: targets)
     }
@@ -121,7 +131,8 @@ struct Demo {
     }
     let seconds = Date().timeIntervalSince(started)
     let final = Tensor.withoutRecording { loss(at: validation).scalar }
-    print(String(format: "  held-out loss: %.3f -> %.3f nats (uniform guess: %.3f)", initial, final, log(256.0)))
+    print(
+      String(format: "  held-out loss: %.3f -> %.3f nats (uniform guess: %.3f)", initial, final, log(256.0)))
     print(String(format: "  %.1f s, %.0f tokens/s", seconds, Double(steps * batch * length) / seconds))
   }
 
@@ -152,19 +163,23 @@ struct DemoAdam {
   init(parameters: [Tensor], learningRate: Float) {
     self.parameters = parameters
     self.learningRate = learningRate
-    moments = parameters.map { ([Float](repeating: 0, count: $0.count), [Float](repeating: 0, count: $0.count)) }
+    moments = parameters.map {
+      ([Float](repeating: 0, count: $0.count), [Float](repeating: 0, count: $0.count))
+    }
   }
 
   mutating func step(beta1: Float = 0.9, beta2: Float = 0.99, epsilon: Float = 1e-8) {
     stepCount += 1
-    let correction1 = 1 - pow(beta1, Float(stepCount)), correction2 = 1 - pow(beta2, Float(stepCount))
+    let correction1 = 1 - pow(beta1, Float(stepCount))
+    let correction2 = 1 - pow(beta2, Float(stepCount))
     for (index, p) in parameters.enumerated() {
       guard let g = p.gradient?.scalars else { continue }
       p.withUnsafeMutableBufferPointer { value in
         for i in 0..<value.count {
           moments[index].0[i] = beta1 * moments[index].0[i] + (1 - beta1) * g[i]
           moments[index].1[i] = beta2 * moments[index].1[i] + (1 - beta2) * g[i] * g[i]
-          let update = (moments[index].0[i] / correction1) / ((moments[index].1[i] / correction2).squareRoot() + epsilon)
+          let update =
+            (moments[index].0[i] / correction1) / ((moments[index].1[i] / correction2).squareRoot() + epsilon)
           value[i] -= learningRate * update
         }
       }

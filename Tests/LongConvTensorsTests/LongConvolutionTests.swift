@@ -9,7 +9,9 @@ import Testing
   struct DenseReference {
     var y: [Double], dx: [Double], dt: [Double], dskip: [Double]
 
-    init(x: [Float], t: [Float], skip: [Float]?, w: [Float], b: Int, l: Int, d: Int, columns: Int, causal: Bool) {
+    init(
+      x: [Float], t: [Float], skip: [Float]?, w: [Float], b: Int, l: Int, d: Int, columns: Int, causal: Bool
+    ) {
       let lags = causal ? columns : (columns + 1) / 2
       y = .init(repeating: 0, count: x.count)
       dx = .init(repeating: 0, count: x.count)
@@ -22,7 +24,8 @@ import Testing
               let k = i - j
               guard k < lags && (causal ? k >= 0 : k > -lags) else { continue }
               let col = c * columns + (causal ? k : k + lags - 1)
-              let xi = (bi * l + j) * d + c, yi = (bi * l + i) * d + c
+              let xi = (bi * l + j) * d + c
+              let yi = (bi * l + i) * d + c
               y[yi] += Double(t[col]) * Double(x[xi])
               dx[xi] += Double(w[yi]) * Double(t[col])
               dt[col] += Double(w[yi]) * Double(x[xi])
@@ -45,7 +48,9 @@ import Testing
     return zip(a, b).map { Swift.abs(Double($0) - $1) }.max().map { $0 / scale } ?? 0
   }
 
-  func check(length l: Int, batch b: Int, channels d: Int, columns: Int, direction: ConvolutionDirection, skip: Bool) {
+  func check(
+    length l: Int, batch b: Int, channels d: Int, columns: Int, direction: ConvolutionDirection, skip: Bool
+  ) {
     var rng = SeededGenerator(seed: UInt64(l * 131 + columns * 7 + b))
     let x = Tensor.normal([b, l, d], generator: &rng).requiringGradient()
     let t = Tensor.normal([d, columns], generator: &rng).requiringGradient()
@@ -70,7 +75,8 @@ import Testing
 
   @Test(arguments: [1, 2, 7, 64, 257, 1000])
   func bidirectionalFullKernelMatchesDenseProduct(length: Int) {
-    check(length: length, batch: 2, channels: 3, columns: 2 * length - 1, direction: .bidirectional, skip: false)
+    check(
+      length: length, batch: 2, channels: 3, columns: 2 * length - 1, direction: .bidirectional, skip: false)
   }
 
   @Test func shortAndOverlongKernelsWithSkip() {

@@ -78,14 +78,18 @@ enum FFT {
       let raw: OpaquePointer?
       if inverse {
         raw = complex.base.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
-          fftwf_plan_many_dft_c2r(1, &n, Int32(count), c, nil, 1, dist, real.base, nil, 1, Int32(stride), flags)
+          fftwf_plan_many_dft_c2r(
+            1, &n, Int32(count), c, nil, 1, dist, real.base, nil, 1, Int32(stride), flags)
         }
       } else {
         raw = complex.base.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
-          fftwf_plan_many_dft_r2c(1, &n, Int32(count), real.base, nil, 1, Int32(stride), c, nil, 1, dist, flags)
+          fftwf_plan_many_dft_r2c(
+            1, &n, Int32(count), real.base, nil, 1, Int32(stride), c, nil, 1, dist, flags)
         }
       }
-      guard let raw else { preconditionFailure("FFT: FFTW could not plan \(count) transforms of size \(size)") }
+      guard let raw else {
+        preconditionFailure("FFT: FFTW could not plan \(count) transforms of size \(size)")
+      }
       let plan = FFTPlan(raw: raw)
       cache[key] = plan
       return plan
@@ -93,14 +97,22 @@ enum FFT {
   }
 
   /// Real to complex: `count` rows of `real` (`realStride(size)` apart) into `complex`.
-  static func forward(size: Int, count: Int, real: UnsafeMutablePointer<Float>, complex: UnsafeMutablePointer<Float>) {
+  static func forward(
+    size: Int, count: Int, real: UnsafeMutablePointer<Float>, complex: UnsafeMutablePointer<Float>
+  ) {
     let plan = plan(size: size, count: count, inverse: false)
-    complex.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { fftwf_execute_dft_r2c(plan.raw, real, $0) }
+    complex.withMemoryRebound(to: fftwf_complex.self, capacity: 1) {
+      fftwf_execute_dft_r2c(plan.raw, real, $0)
+    }
   }
 
   /// Complex to real, unnormalised (the result is `size` times the inverse DFT); destroys `complex`.
-  static func inverse(size: Int, count: Int, complex: UnsafeMutablePointer<Float>, real: UnsafeMutablePointer<Float>) {
+  static func inverse(
+    size: Int, count: Int, complex: UnsafeMutablePointer<Float>, real: UnsafeMutablePointer<Float>
+  ) {
     let plan = plan(size: size, count: count, inverse: true)
-    complex.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { fftwf_execute_dft_c2r(plan.raw, $0, real) }
+    complex.withMemoryRebound(to: fftwf_complex.self, capacity: 1) {
+      fftwf_execute_dft_c2r(plan.raw, $0, real)
+    }
   }
 }

@@ -29,7 +29,8 @@ final class GraphNode: @unchecked Sendable {
 
   func accumulate(_ g: Tensor) {
     precondition(
-      g.shape == shape, "backward: \(op) received a gradient of shape \(g.shape) for a value of shape \(shape)")
+      g.shape == shape,
+      "backward: \(op) received a gradient of shape \(g.shape) for a value of shape \(shape)")
     if isLeaf {
       // A parameter owns its gradient storage, so optimizers may scale it in place and later
       // passes add into it without allocating.
@@ -71,7 +72,9 @@ extension Tensor {
   /// This tensor as a leaf of the graph whose gradient ``backward()`` accumulates: a parameter.
   /// Shares the scalars.
   public func requiringGradient() -> Tensor {
-    Tensor(shape: shape, storage: storage, node: GraphNode(op: "parameter", shape: shape, inputs: [], pullback: nil))
+    Tensor(
+      shape: shape, storage: storage,
+      node: GraphNode(op: "parameter", shape: shape, inputs: [], pullback: nil))
   }
 
   /// Whether this tensor is part of a recorded graph (a parameter or computed from one).
@@ -110,7 +113,9 @@ extension Tensor {
     guard let root = node else {
       preconditionFailure("backward: this tensor was not recorded (constant, or computed without recording)")
     }
-    precondition(root.isLeaf || root.pullback != nil, "backward: the graph was already released by an earlier backward()")
+    precondition(
+      root.isLeaf || root.pullback != nil, "backward: the graph was already released by an earlier backward()"
+    )
     let order = Tensor.topologicalOrder(from: root)
     Tensor.withoutRecording {
       root.accumulate(Tensor(repeating: 1, shape: shape))
@@ -118,7 +123,9 @@ extension Tensor {
         guard let pullback = node.pullback else { continue }
         if let g = node.gradient {
           let grads = pullback(g)
-          precondition(grads.count == node.inputs.count, "backward: \(node.op) returned \(grads.count) gradients for \(node.inputs.count) inputs")
+          precondition(
+            grads.count == node.inputs.count,
+            "backward: \(node.op) returned \(grads.count) gradients for \(node.inputs.count) inputs")
           for (input, grad) in zip(node.inputs, grads) {
             if let input, let grad { input.accumulate(grad) }
           }

@@ -20,12 +20,15 @@ extension Tensor {
     let pa = SendablePointer(a.storage.base)
     let pb = SendablePointer(b.storage.base)
     let po = SendablePointer(out.base)
-    if a.shape == b.shape || (a.count == out.count && b.count == 1) || (a.count == 1 && b.count == out.count) {
+    if a.shape == b.shape || (a.count == out.count && b.count == 1) || (a.count == 1 && b.count == out.count)
+    {
       // Same shape or a scalar operand: one flat loop, split across threads when large.
       let sa = a.count == 1 ? 0 : 1
       let sb = b.count == 1 ? 0 : 1
       parallelRanges(out.count) { range in
-        let x = pa.base, y = pb.base, z = po.base
+        let x = pa.base
+        let y = pb.base
+        let z = po.base
         if sa == 1 && sb == 1 {
           for i in range { z[i] = F.apply(x[i], y[i]) }
         } else if sb == 0 {
@@ -42,7 +45,9 @@ extension Tensor {
         Broadcasting.strides(of: shape, in: shape),
       ]
       Broadcasting.forEachRow(shape, strides) { offsets, length, inner in
-        let x = pa.base + offsets[0], y = pb.base + offsets[1], z = po.base + offsets[2]
+        let x = pa.base + offsets[0]
+        let y = pb.base + offsets[1]
+        let z = po.base + offsets[2]
         let (ia, ib) = (inner[0], inner[1])
         if ia == 1 && ib == 0 {
           let s = y[0]

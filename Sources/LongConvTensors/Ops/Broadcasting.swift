@@ -121,13 +121,15 @@ extension Tensor {
     let dst = out.base
     if count == 1 {
       let (value, fill) = (src[0], SendablePointer(dst))
-      parallelRanges(out.count) { range in (fill.base + range.lowerBound).update(repeating: value, count: range.count) }
+      parallelRanges(out.count) { range in
+        (fill.base + range.lowerBound).update(repeating: value, count: range.count)
+      }
     } else {
       Broadcasting.forEachRow(
-      target, [Broadcasting.strides(of: shape, in: target), Broadcasting.strides(of: target, in: target)]
-    ) { offsets, length, inner in
-      for i in 0..<length { dst[offsets[1] + i * inner[1]] = src[offsets[0] + i * inner[0]] }
-    }
+        target, [Broadcasting.strides(of: shape, in: target), Broadcasting.strides(of: target, in: target)]
+      ) { offsets, length, inner in
+        for i in 0..<length { dst[offsets[1] + i * inner[1]] = src[offsets[0] + i * inner[0]] }
+      }
     }
     return Tensor.recorded("broadcast(to:)", shape: target, storage: out, inputs: [self]) { [shape] g in
       [g.sum(toShape: shape)]

@@ -1,4 +1,5 @@
 import CShims
+
 /// Which lags a long-convolution kernel has.
 public enum ConvolutionDirection: String, Sendable, Codable, CaseIterable {
   /// Lags `0 ... K-1`: `y[i]` depends on `x[j]` for `j <= i` only.
@@ -34,7 +35,8 @@ struct ConvolutionGeometry: Sendable {
       kernelLags = kernelColumns
     case .bidirectional:
       precondition(
-        kernelColumns % 2 == 1, "longConvolution: a bidirectional kernel needs 2K - 1 columns, got \(kernelColumns)")
+        kernelColumns % 2 == 1,
+        "longConvolution: a bidirectional kernel needs 2K - 1 columns, got \(kernelColumns)")
       kernelLags = (kernelColumns + 1) / 2
     }
     positiveLags = max(0, min(kernelLags, length) - 1)
@@ -75,7 +77,8 @@ public struct KernelSpectrum: @unchecked Sendable {
     precondition(kernel.rank == 2, "KernelSpectrum: kernel must be [D, lags], got \(kernel.shape)")
     precondition(length >= 1, "KernelSpectrum: length \(length) < 1")
     let g = ConvolutionGeometry(
-      batch: 1, length: length, channels: kernel.shape[0], kernelColumns: kernel.shape[1], direction: direction)
+      batch: 1, length: length, channels: kernel.shape[0], kernelColumns: kernel.shape[1],
+      direction: direction)
     self.init(geometry: g, values: LongConvolution.kernelSpectrum(kernel, g))
   }
 
@@ -105,7 +108,8 @@ extension Tensor {
       kernel.rank == 2 && kernel.shape[0] == shape[2] && kernel.shape[1] >= 1,
       "longConvolution: kernel \(kernel.shape) does not match input \(shape) (expected [D, lags])")
     let g = ConvolutionGeometry(
-      batch: shape[0], length: shape[1], channels: shape[2], kernelColumns: kernel.shape[1], direction: direction)
+      batch: shape[0], length: shape[1], channels: shape[2], kernelColumns: kernel.shape[1],
+      direction: direction)
     return LongConvolution.apply(self, kernel: kernel, spectrum: nil, geometry: g, skip: skip)
   }
 
@@ -114,7 +118,8 @@ extension Tensor {
   public func longConvolution(spectrum: KernelSpectrum, skip: Tensor? = nil) -> Tensor {
     precondition(
       rank == 3 && shape[1] == spectrum.length && shape[2] == spectrum.channels,
-      "longConvolution: input \(shape) does not match a spectrum for length \(spectrum.length), \(spectrum.channels) channels")
+      "longConvolution: input \(shape) does not match a spectrum for length \(spectrum.length), \(spectrum.channels) channels"
+    )
     let g = ConvolutionGeometry(
       batch: shape[0], length: shape[1], channels: shape[2], kernelColumns: spectrum.geometry.kernelColumns,
       direction: spectrum.direction)
@@ -147,14 +152,16 @@ enum LongConvolution {
     let values = FFTBuffer(count: 2 * g.channels * g.spectrumStride)
     let spaces = workspaces(g)
     parallelTasks(g.taskCount) { task, worker in
-      transformKernel(kernel, g, channels: g.channelRange(task: task), workspace: spaces.value[worker], into: values)
+      transformKernel(
+        kernel, g, channels: g.channelRange(task: task), workspace: spaces.value[worker], into: values)
     }
     return values
   }
 
   /// Lays out the kernel rows of `channels` in circular order and stores their scaled spectra.
   static func transformKernel(
-    _ kernel: Tensor, _ g: ConvolutionGeometry, channels: Range<Int>, workspace: Workspace, into values: FFTBuffer
+    _ kernel: Tensor, _ g: ConvolutionGeometry, channels: Range<Int>, workspace: Workspace,
+    into values: FFTBuffer
   ) {
     let (n, columns) = (g.realStride, g.kernelColumns)
     let real = workspace.real.base
@@ -174,7 +181,8 @@ enum LongConvolution {
 
   /// Copies channels `channels` of batch entry `b` of a `[B, L, D]` tensor into zero-padded rows.
   static func gather(
-    _ x: UnsafePointer<Float>, _ g: ConvolutionGeometry, b: Int, channels: Range<Int>, into real: UnsafeMutablePointer<Float>
+    _ x: UnsafePointer<Float>, _ g: ConvolutionGeometry, b: Int, channels: Range<Int>,
+    into real: UnsafeMutablePointer<Float>
   ) {
     let (n, l, d, c0, width) = (g.realStride, g.length, g.channels, channels.lowerBound, channels.count)
     for row in 0..<width { (real + row * n + l).update(repeating: 0, count: g.fftSize - l) }
@@ -241,7 +249,9 @@ enum LongConvolution {
     _ x: Tensor, kernel: Tensor?, spectrum given: FFTBuffer?, geometry g: ConvolutionGeometry, skip: Tensor?
   ) -> Tensor {
     if let skip {
-      precondition(skip.shape == [g.channels], "longConvolution: skip \(skip.shape) does not match \(g.channels) channels")
+      precondition(
+        skip.shape == [g.channels],
+        "longConvolution: skip \(skip.shape) does not match \(g.channels) channels")
     }
     let needsGraph =
       Tensor.isRecording && (x.node != nil || kernel?.node != nil || skip?.node != nil)
@@ -264,11 +274,15 @@ enum LongConvolution {
       let kernelSpectra = spectrum.base + 2 * channels.lowerBound * stride
       for b in 0..<g.batch {
         gather(xp.base, g, b: b, channels: channels, into: ws.real.base)
-        let spectra = saved.map { $0.base + 2 * (b * g.channels + channels.lowerBound) * stride } ?? ws.spectra.base
+        let spectra =
+          saved.map { $0.base + 2 * (b * g.channels + channels.lowerBound) * stride } ?? ws.spectra.base
         FFT.forward(size: g.fftSize, count: channels.count, real: ws.real.base, complex: spectra)
-        multiply(spectra, kernelSpectra, into: ws.accumulator.base, count: channels.count * stride, conjugateB: false)
+        multiply(
+          spectra, kernelSpectra, into: ws.accumulator.base, count: channels.count * stride, conjugateB: false
+        )
         FFT.inverse(size: g.fftSize, count: channels.count, complex: ws.accumulator.base, real: ws.real.base)
-        scatter(ws.real.base, g, b: b, channels: channels, into: yp.base, skip: skipPointer?.base, other: xp.base)
+        scatter(
+          ws.real.base, g, b: b, channels: channels, into: yp.base, skip: skipPointer?.base, other: xp.base)
       }
     }
 
@@ -280,7 +294,11 @@ enum LongConvolution {
         inputNeedsGradient: x.node != nil, kernelNeedsGradient: kernelNeedsGradient)
       var grads: [Tensor?] = [dx]
       if kernel != nil { grads.append(dk) }
-      if let skip { grads.append(skip.node == nil ? nil : (grad * x.detached()).sum(toShape: [1, 1, g.channels]).reshaped([g.channels])) }
+      if let skip {
+        grads.append(
+          skip.node == nil
+            ? nil : (grad * x.detached()).sum(toShape: [1, 1, g.channels]).reshaped([g.channels]))
+      }
       return grads
     }
   }
@@ -316,7 +334,9 @@ enum LongConvolution {
         if let dxp {
           multiply(ws.spectra.base, kernelSpectra, into: ws.spectra.base, count: width, conjugateB: true)
           FFT.inverse(size: g.fftSize, count: channels.count, complex: ws.spectra.base, real: ws.real.base)
-          scatter(ws.real.base, g, b: b, channels: channels, into: dxp.base, skip: skipPointer?.base, other: gp.base)
+          scatter(
+            ws.real.base, g, b: b, channels: channels, into: dxp.base, skip: skipPointer?.base, other: gp.base
+          )
         }
       }
       if let dkp {
@@ -324,7 +344,8 @@ enum LongConvolution {
         let scale = 1 / Float(g.fftSize)
         for (row, c) in channels.enumerated() {
           for k in -g.negativeLags...g.positiveLags {
-            dkp.base[c * g.kernelColumns + g.column(lag: k)] = ws.real.base[row * g.realStride + g.slot(lag: k)] * scale
+            dkp.base[c * g.kernelColumns + g.column(lag: k)] =
+              ws.real.base[row * g.realStride + g.slot(lag: k)] * scale
           }
         }
       }

@@ -9,15 +9,18 @@ extension Tensor {
   ///
   /// - Complexity: `O(batch * m * n * k)`.
   public func matmul(_ other: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
-    let a = self, b = other
-    precondition(a.rank >= 2 && b.rank >= 2, "matmul: operands must have rank >= 2, got \(a.shape) and \(b.shape)")
+    let a = self
+    let b = other
+    precondition(
+      a.rank >= 2 && b.rank >= 2, "matmul: operands must have rank >= 2, got \(a.shape) and \(b.shape)")
     let (ar, ac) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
     let (br, bc) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
     let (m, k) = transposeA ? (ac, ar) : (ar, ac)
     let (kb, n) = transposeB ? (bc, br) : (br, bc)
     precondition(
       k == kb,
-      "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") x \(b.shape)\(transposeB ? "ᵀ" : "")")
+      "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") x \(b.shape)\(transposeB ? "ᵀ" : "")"
+    )
 
     if b.rank == 2 && (a.rank == 2 || !transposeA) {
       // Fold the leading axes of `a` into the rows of one GEMM.
@@ -36,7 +39,8 @@ extension Tensor {
           // dA = g B^T (stored [m, k]) or, for A read transposed, B g^T (stored [k, m]).
           grads[0] =
             (transposeA
-            ? (transposeB ? bd.matmul(g2, transposeA: true, transposeB: true) : bd.matmul(g2, transposeB: true))
+            ? (transposeB
+              ? bd.matmul(g2, transposeA: true, transposeB: true) : bd.matmul(g2, transposeB: true))
             : g2.matmul(bd, transposeB: !transposeB)).reshaped(a.shape)
         }
         if b.node != nil {
@@ -53,7 +57,8 @@ extension Tensor {
     // Batched product: equal batch axes.
     precondition(
       !(b.rank == 2 && transposeA),
-      "matmul: transposeA needs a rank-2 left operand when the right one has rank 2, got \(a.shape) x \(b.shape)")
+      "matmul: transposeA needs a rank-2 left operand when the right one has rank 2, got \(a.shape) x \(b.shape)"
+    )
     let batchShape = Array(a.shape.dropLast(2))
     precondition(
       batchShape == Array(b.shape.dropLast(2)),

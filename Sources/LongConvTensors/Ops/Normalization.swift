@@ -84,7 +84,9 @@ extension Tensor {
 
 /// The three norms differ only in centring and in the scale `s(sumSquares)`.
 private enum NormKind {
-  case layer(epsilon: Float), rms(epsilon: Float), simpleRMS(epsilon: Float)
+  case layer(epsilon: Float)
+  case rms(epsilon: Float)
+  case simpleRMS(epsilon: Float)
 
   var name: String {
     switch self {

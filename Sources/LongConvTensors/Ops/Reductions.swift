@@ -1,7 +1,10 @@
 extension Tensor {
   /// Splits the shape around `axis` into `(outer, extent, inner)` for reduction loops.
   func axisLayout(_ axis: Int) -> (outer: Int, extent: Int, inner: Int) {
-    (Tensor.elementCount(Array(shape[..<axis])), shape[axis], Tensor.elementCount(Array(shape[(axis + 1)...])))
+    (
+      Tensor.elementCount(Array(shape[..<axis])), shape[axis],
+      Tensor.elementCount(Array(shape[(axis + 1)...]))
+    )
   }
 
   /// The shape after reducing `axis`, kept as extent 1 or removed.
@@ -36,7 +39,9 @@ extension Tensor {
     }
     var acc = 0.0
     for task in 0..<tasks { acc += partials.value[task] }
-    return Tensor.recorded("sum", shape: [], storage: TensorStorage(count: 1, repeating: Float(acc)), inputs: [self]) {
+    return Tensor.recorded(
+      "sum", shape: [], storage: TensorStorage(count: 1, repeating: Float(acc)), inputs: [self]
+    ) {
       [shape] g in [g.broadcast(to: shape)]
     }
   }

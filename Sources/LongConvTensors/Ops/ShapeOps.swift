@@ -40,7 +40,8 @@ extension Tensor {
 
   /// Swaps two axes (a copy); by default the last two.
   public func transposed(_ axis0: Int = -2, _ axis1: Int = -1) -> Tensor {
-    let a = normalizedAxis(axis0, op: "transposed"), b = normalizedAxis(axis1, op: "transposed")
+    let a = normalizedAxis(axis0, op: "transposed")
+    let b = normalizedAxis(axis1, op: "transposed")
     var order = Array(0..<rank)
     order.swapAt(a, b)
     return permuted(order)
@@ -76,7 +77,8 @@ extension Tensor {
     let first = tensors[0]
     let axis = first.normalizedAxis(axis, op: "concatenate")
     for t in tensors {
-      var a = t.shape, b = first.shape
+      var a = t.shape
+      var b = first.shape
       precondition(a.count == b.count, "concatenate: shapes \(first.shape) and \(t.shape) differ in rank")
       a[axis] = 0
       b[axis] = 0
@@ -91,7 +93,8 @@ extension Tensor {
     var start = 0
     for (t, e) in zip(tensors, extents) {
       for o in 0..<outer {
-        (out.base + (o * total + start) * inner).update(from: t.storage.base + o * e * inner, count: e * inner)
+        (out.base + (o * total + start) * inner).update(
+          from: t.storage.base + o * e * inner, count: e * inner)
       }
       start += e
     }

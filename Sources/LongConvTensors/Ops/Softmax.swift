@@ -8,7 +8,9 @@ extension Tensor {
     let out = TensorStorage(uninitializedCount: count)
     Tensor.forEachLane(outer: outer, extent: extent, inner: inner) { base in
       let lse = Tensor.logSumExp(storage.base + base, extent, inner)
-      for e in 0..<extent { out.base[base + e * inner] = Foundation.exp(storage.base[base + e * inner] - lse) }
+      for e in 0..<extent {
+        out.base[base + e * inner] = Foundation.exp(storage.base[base + e * inner] - lse)
+      }
     }
     return Tensor.recorded("softmax", shape: shape, storage: out, inputs: [self]) { [shape] g in
       // dx = y * (g - sum(g * y)) along the axis.
@@ -64,7 +66,8 @@ extension Tensor {
     let classes = shape[rank - 1]
     let rows = count / Swift.max(classes, 1)
     precondition(
-      targets.count == rows, "crossEntropy: \(targets.count) targets for logits of shape \(shape) (\(rows) rows)")
+      targets.count == rows,
+      "crossEntropy: \(targets.count) targets for logits of shape \(shape) (\(rows) rows)")
     var total = 0.0
     var lses = [Float](repeating: 0, count: rows)
     for r in 0..<rows {
