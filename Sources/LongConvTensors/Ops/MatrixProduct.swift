@@ -33,23 +33,10 @@ extension Tensor {
       return Tensor.recorded("matmul", shape: outShape, storage: out, inputs: [a, b]) { g in
         let a2 = a.detached().reshaped([Tensor.elementCount(Array(a.shape.dropLast())), ac])
         let g2 = g.reshaped([rows, n])
-        let bd = b.detached()
-        var grads: [Tensor?] = [nil, nil]
-        if a.node != nil {
-          // dA = g B^T (stored [m, k]) or, for A read transposed, B g^T (stored [k, m]).
-          grads[0] =
-            (transposeA
-            ? (transposeB
-              ? bd.matmul(g2, transposeA: true, transposeB: true) : bd.matmul(g2, transposeB: true))
-            : g2.matmul(bd, transposeB: !transposeB)).reshaped(a.shape)
-        }
-        if b.node != nil {
-          // dB = A^T g (stored [k, n]) or, for B read transposed, g^T A (stored [n, k]).
-          grads[1] =
-            transposeB
-            ? g2.matmul(a2, transposeA: true, transposeB: transposeA)
-            : a2.matmul(g2, transposeA: !transposeA)
-        }
+        var grads = Tensor.matmulGradients(
+          a: (a2, a.node != nil), b: (b.detached(), b.node != nil), output: g2, transposeA: transposeA,
+          transposeB: transposeB)
+        grads[0] = grads[0]?.reshaped(a.shape)
         return grads
       }
     }
@@ -72,21 +59,30 @@ extension Tensor {
         b: b.storage.base + i * k * n, c: out.base + i * m * n)
     }
     return Tensor.recorded("matmul", shape: outShape, storage: out, inputs: [a, b]) { g in
-      let (ad, bd) = (a.detached(), b.detached())
-      var grads: [Tensor?] = [nil, nil]
-      if a.node != nil {
-        grads[0] =
-          transposeA
-          ? (transposeB ? bd.matmul(g, transposeA: true, transposeB: true) : bd.matmul(g, transposeB: true))
-          : g.matmul(bd, transposeB: !transposeB)
-      }
-      if b.node != nil {
-        grads[1] =
-          transposeB
-          ? g.matmul(ad, transposeA: true, transposeB: transposeA)
-          : ad.matmul(g, transposeA: !transposeA)
-      }
-      return grads
+      Tensor.matmulGradients(
+        a: (a.detached(), a.node != nil), b: (b.detached(), b.node != nil), output: g, transposeA: transposeA,
+        transposeB: transposeB)
     }
+  }
+
+  /// Pullback of `C = op(A) op(B)` for the gradient `g` of `C`, in the stored layouts:
+  /// `dA = g B^T` (or `B g^T` when A is read transposed), `dB = A^T g` (or `g^T A`).
+  static func matmulGradients(
+    a: (value: Tensor, needed: Bool), b: (value: Tensor, needed: Bool), output g: Tensor, transposeA: Bool,
+    transposeB: Bool
+  ) -> [Tensor?] {
+    let dA: Tensor? =
+      !a.needed
+      ? nil
+      : transposeA
+        ? b.value.matmul(g, transposeA: transposeB, transposeB: true)
+        : g.matmul(b.value, transposeB: !transposeB)
+    let dB: Tensor? =
+      !b.needed
+      ? nil
+      : transposeB
+        ? g.matmul(a.value, transposeA: true, transposeB: transposeA)
+        : a.value.matmul(g, transposeA: !transposeA)
+    return [dA, dB]
   }
 }
