@@ -8,7 +8,7 @@ import LongConvKit
 ///    with a learned, exponentially decayed kernel, on text it generates itself, and prints
 ///    the loss as it falls.
 struct Demo {
-  var steps = 300
+  var steps = 800
   var threads = ProcessInfo.processInfo.activeProcessorCount
   var seed: UInt64 = 0
 
@@ -16,7 +16,7 @@ struct Demo {
     usage: longconv demo [--steps N] [--threads N] [--seed S]
 
     Checks the long convolution against a dense product, then trains a tiny gated
-    long-convolution language model on generated text (default 300 steps).
+    long-convolution language model on generated text (default 800 steps).
     """
 
   init(arguments: [String]) throws {
