@@ -6,6 +6,7 @@ let package = Package(
   products: [
     .library(name: "LongConvKit", targets: ["LongConvKit"]),
     .library(name: "LongConvTensors", targets: ["LongConvTensors"]),
+    .library(name: "LongConv", targets: ["LongConv"]),
     .executable(name: "longconv", targets: ["longconv"]),
     .executable(name: "longconv-bench", targets: ["longconv-bench"]),
   ],
@@ -20,8 +21,12 @@ let package = Package(
 
     // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
     .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims"]),
+    // Modules with parameters found by reflection: Linear, Embedding, norms.
+    .target(name: "LongConvLayers", dependencies: ["LongConvTensors"]),
+    // Kernels, mixers and models as conformances, assembled from JSON configs.
+    .target(name: "LongConv", dependencies: ["LongConvLayers"]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
-    .target(name: "LongConvKit", dependencies: ["LongConvTensors"]),
+    .target(name: "LongConvKit", dependencies: ["LongConv"]),
 
     .executableTarget(name: "longconv", dependencies: ["LongConvKit"]),
     .executableTarget(
@@ -32,6 +37,7 @@ let package = Package(
     .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors"]),
     .testTarget(
       name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
+    .testTarget(name: "LongConvTests", dependencies: ["LongConv", "LongConvTestSupport"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -1,2 +1,4 @@
 // The umbrella module: `import LongConvKit` brings in every module of the toolkit.
+@_exported import LongConv
+@_exported import LongConvLayers
 @_exported import LongConvTensors

@@ -1,0 +1,95 @@
+import Foundation
+
+/// A JSON value, parsed without losing which kind of value each key held.
+public enum JSONValue: Equatable, Sendable {
+  case null
+  case bool(Bool)
+  case number(Double)
+  case string(String)
+  case array([JSONValue])
+  case object([String: JSONValue])
+
+  /// Parses `data`; `source` names the file in the error.
+  public static func parse(_ data: Data, source: String) throws -> JSONValue {
+    do {
+      return try JSONDecoder().decode(JSONValue.self, from: data)
+    } catch let DecodingError.dataCorrupted(context) {
+      let detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
+      throw ConfigError(
+        file: source, path: "", problem: "invalid JSON (\(detail ?? context.debugDescription))")
+    } catch {
+      throw ConfigError(file: source, path: "", problem: "invalid JSON (\(error))")
+    }
+  }
+
+  /// Pretty JSON with sorted keys, so equal configs give equal bytes.
+  public func serialized() -> Data {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+    return (try? encoder.encode(self)) ?? Data()
+  }
+
+  /// What kind of value this is, for error messages.
+  var kindDescription: String {
+    switch self {
+    case .null: "null"
+    case .bool(let b): "boolean \(b)"
+    case .number(let d): "number \(d)"
+    case .string(let s): "string \"\(s)\""
+    case .array: "an array"
+    case .object: "an object"
+    }
+  }
+}
+
+/// A problem in a config: the file, the dotted key path and what is wrong.
+public struct ConfigError: Error, Equatable, CustomStringConvertible {
+  public var file: String?
+  /// Dotted key path, for example `layers.mixer.kernel.rpe_layers`.
+  public var path: String
+  public var problem: String
+
+  public init(file: String?, path: String, problem: String) {
+    self.file = file
+    self.path = path
+    self.problem = problem
+  }
+
+  public var description: String {
+    let place = [file, path.isEmpty ? nil : path].compactMap { $0 }.joined(separator: ": ")
+    return place.isEmpty ? problem : "\(place): \(problem)"
+  }
+}
+
+extension JSONValue: Codable {
+  public init(from decoder: Decoder) throws {
+    let c = try decoder.singleValueContainer()
+    if c.decodeNil() {
+      self = .null
+    } else if let b = try? c.decode(Bool.self) {
+      self = .bool(b)
+    } else if let d = try? c.decode(Double.self) {
+      self = .number(d)
+    } else if let s = try? c.decode(String.self) {
+      self = .string(s)
+    } else if let a = try? c.decode([JSONValue].self) {
+      self = .array(a)
+    } else {
+      self = .object(try c.decode([String: JSONValue].self))
+    }
+  }
+
+  public func encode(to encoder: Encoder) throws {
+    var c = encoder.singleValueContainer()
+    switch self {
+    case .null: try c.encodeNil()
+    case .bool(let b): try c.encode(b)
+    case .number(let d):
+      // Integral values print as integers (`3`, not `3.0`).
+      if d.rounded() == d && Swift.abs(d) < 1e15 { try c.encode(Int(d)) } else { try c.encode(d) }
+    case .string(let s): try c.encode(s)
+    case .array(let a): try c.encode(a)
+    case .object(let o): try c.encode(o)
+    }
+  }
+}

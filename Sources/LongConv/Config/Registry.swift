@@ -1,0 +1,143 @@
+import Synchronization
+
+/// What a kernel is built for: its channels, its direction and the longest sequence it must
+/// serve (some kernels, like Hyena's, are defined only up to a maximum length).
+public struct KernelContext: Sendable {
+  public var channels: Int
+  public var direction: ConvolutionDirection
+  public var maxLength: Int
+  public init(channels: Int, direction: ConvolutionDirection, maxLength: Int) {
+    self.channels = channels
+    self.direction = direction
+    self.maxLength = maxLength
+  }
+}
+
+/// What a mixer or channel mixer is built for: its width, direction and maximum length.
+public struct MixerContext: Sendable {
+  public var width: Int
+  public var direction: ConvolutionDirection
+  public var maxLength: Int
+  public init(width: Int, direction: ConvolutionDirection, maxLength: Int) {
+    self.width = width
+    self.direction = direction
+    self.maxLength = maxLength
+  }
+}
+
+/// A kernel that a config can name: the registry builds it from its JSON object.
+public protocol ConfigurableKernel: LongConvKernel {
+  /// The config's `type` string, for example `"tnn"`.
+  static var typeName: String { get }
+  /// Builds the kernel from its config object (defaults for optional keys).
+  init(config: ConfigReader, context: KernelContext, generator: inout SeededGenerator) throws
+}
+
+public typealias KernelFactory =
+  @Sendable (ConfigReader, KernelContext, inout SeededGenerator) throws -> any LongConvKernel
+public typealias MixerFactory =
+  @Sendable (ConfigReader, MixerContext, inout SeededGenerator) throws -> any SequenceMixer
+public typealias ChannelMixerFactory =
+  @Sendable (ConfigReader, MixerContext, inout SeededGenerator) throws -> any ChannelMixer
+
+/// Maps config `type` names to factories. Built-in kernels and mixers are registered the
+/// same way a user's are:
+///
+/// ```swift
+/// Registry.register(kernel: DampedOscillatorKernel.self)
+/// ```
+public enum Registry {
+  struct Tables {
+    var kernels: [String: KernelFactory] = [:]
+    var mixers: [String: MixerFactory] = [:]
+    var channelMixers: [String: ChannelMixerFactory] = [:]
+  }
+
+  static let tables = Mutex(Tables())
+  /// Registers the built-ins once, before the first lookup.
+  static let builtins: Void = BuiltinComponents.register()
+
+  /// Registers a kernel type under its `typeName` (replacing any earlier one of that name).
+  public static func register<K: ConfigurableKernel>(kernel: K.Type) {
+    register(kernel: K.typeName) { config, context, generator in
+      try K(config: config, context: context, generator: &generator)
+    }
+  }
+
+  public static func register(kernel name: String, _ factory: @escaping KernelFactory) {
+    tables.withLock { $0.kernels[name] = factory }
+  }
+
+  public static func register(mixer name: String, _ factory: @escaping MixerFactory) {
+    tables.withLock { $0.mixers[name] = factory }
+  }
+
+  public static func register(channelMixer name: String, _ factory: @escaping ChannelMixerFactory) {
+    tables.withLock { $0.channelMixers[name] = factory }
+  }
+
+  public static var kernelTypes: [String] {
+    _ = builtins
+    return tables.withLock { $0.kernels.keys.sorted() }
+  }
+  public static var mixerTypes: [String] {
+    _ = builtins
+    return tables.withLock { $0.mixers.keys.sorted() }
+  }
+  public static var channelMixerTypes: [String] {
+    _ = builtins
+    return tables.withLock { $0.channelMixers.keys.sorted() }
+  }
+
+  /// Builds the kernel that `config`'s `type` names.
+  public static func makeKernel(
+    _ config: ConfigReader, context: KernelContext, generator: inout SeededGenerator
+  ) throws -> any LongConvKernel {
+    _ = builtins
+    let type = try config.string("type")
+    guard let factory = tables.withLock({ $0.kernels[type] }) else {
+      throw config.error(
+        "type", "unknown kernel type \"\(type)\" (known: \(kernelTypes.joined(separator: ", ")))")
+    }
+    return try factory(config, context, &generator)
+  }
+
+  /// Builds the sequence mixer that `config`'s `type` names.
+  public static func makeMixer(
+    _ config: ConfigReader, context: MixerContext, generator: inout SeededGenerator
+  ) throws -> any SequenceMixer {
+    _ = builtins
+    let type = try config.string("type")
+    guard let factory = tables.withLock({ $0.mixers[type] }) else {
+      throw config.error(
+        "type", "unknown mixer type \"\(type)\" (known: \(mixerTypes.joined(separator: ", ")))")
+    }
+    return try factory(config, context, &generator)
+  }
+
+  /// Builds the channel mixer that `config`'s `type` names.
+  public static func makeChannelMixer(
+    _ config: ConfigReader, context: MixerContext, generator: inout SeededGenerator
+  ) throws -> any ChannelMixer {
+    _ = builtins
+    let type = try config.string("type")
+    guard let factory = tables.withLock({ $0.channelMixers[type] }) else {
+      throw config.error(
+        "type", "unknown channel mixer type \"\(type)\" (known: \(channelMixerTypes.joined(separator: ", ")))"
+      )
+    }
+    return try factory(config, context, &generator)
+  }
+}
+
+/// Checks that a kernel supports the direction asked of it.
+public func requireDirection(
+  _ direction: ConvolutionDirection, supported: Set<ConvolutionDirection>, kernel: String,
+  config: ConfigReader
+) throws {
+  guard supported.contains(direction) else {
+    throw ConfigError(
+      file: config.file, path: config.path,
+      problem: "kernel \"\(kernel)\" does not support \(direction.rawValue) convolution")
+  }
+}

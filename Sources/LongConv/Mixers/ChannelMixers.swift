@@ -1,0 +1,55 @@
+/// GLU channel mixer (TNN's feature mixer): `y = W3 (SiLU(W1 x + b1) * (W2 x + b2)) + b3`.
+///
+/// Config (`type: "glu"`): `hidden_dim` (default: the model width).
+public final class GLU: ChannelMixer {
+  public let l1: Linear, l2: Linear, l3: Linear
+
+  public init(width: Int, hidden: Int, generator: inout SeededGenerator) {
+    l1 = Linear(width, hidden, generator: &generator)
+    l2 = Linear(width, hidden, generator: &generator)
+    l3 = Linear(hidden, width, generator: &generator)
+  }
+
+  public var width: Int { l1.inputCount }
+
+  public func callAsFunction(_ x: Tensor) -> Tensor { l3(l1(x).silu() * l2(x)) }
+
+  static let factory: ChannelMixerFactory = { config, context, generator in
+    GLU(
+      width: context.width, hidden: try config.int("hidden_dim", default: context.width, minimum: 1),
+      generator: &generator)
+  }
+}
+
+/// Two-layer perceptron channel mixer: `y = W2 act(W1 x + b1) + b2`.
+///
+/// Config (`type: "mlp"`): `hidden_dim` (default: 4 x width), `activation`
+/// (`"gelu"` default, `"relu"`, `"silu"`).
+public final class MLP: ChannelMixer {
+  public let l1: Linear, l2: Linear
+  public let activation: String
+
+  public init(width: Int, hidden: Int, activation: String, generator: inout SeededGenerator) {
+    l1 = Linear(width, hidden, generator: &generator)
+    l2 = Linear(hidden, width, generator: &generator)
+    self.activation = activation
+  }
+
+  public var width: Int { l1.inputCount }
+
+  public func callAsFunction(_ x: Tensor) -> Tensor {
+    let h = l1(x)
+    switch activation {
+    case "relu": return l2(h.relu())
+    case "silu": return l2(h.silu())
+    default: return l2(h.gelu())
+    }
+  }
+
+  static let factory: ChannelMixerFactory = { config, context, generator in
+    MLP(
+      width: context.width, hidden: try config.int("hidden_dim", default: 4 * context.width, minimum: 1),
+      activation: try config.string("activation", default: "gelu", allowed: ["gelu", "relu", "silu"]),
+      generator: &generator)
+  }
+}

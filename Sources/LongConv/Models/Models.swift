@@ -1,0 +1,149 @@
+import Foundation
+
+/// A sequence model assembled from a config.
+public protocol SequenceModel: Module {
+  /// The complete config it was built from, defaults filled in.
+  var config: JSONValue { get }
+}
+
+/// Causal language model: token embedding (no positional embedding: the kernels carry
+/// position), blocks, a final norm, and logits from the embedding matrix (tied head):
+/// `logits = norm(h) E^T`.
+public final class CausalLanguageModel: SequenceModel {
+  public let embedding: Embedding
+  public let blocks: [Block]
+  public let finalNorm: Normalization
+  public let config: JSONValue
+
+  init(embedding: Embedding, blocks: [Block], finalNorm: Normalization, config: JSONValue) {
+    self.embedding = embedding
+    self.blocks = blocks
+    self.finalNorm = finalNorm
+    self.config = config
+  }
+
+  public var vocabulary: Int { embedding.vocabulary }
+
+  /// Logits `[B, L, vocabulary]` for `tokens` laid out `[B, L]`.
+  public func logits(_ tokens: [Int], batch: Int, length: Int) throws -> Tensor {
+    var h = embedding(tokens, shape: [batch, length])
+    for block in blocks { h = try block(h) }
+    return finalNorm(h).matmul(embedding.weight, transposeB: true)
+  }
+
+  /// Mean next-token cross-entropy: position `i` of each row predicts `targets[i]`.
+  public func loss(inputs: [Int], targets: [Int], batch: Int, length: Int) throws -> Tensor {
+    try logits(inputs, batch: batch, length: length).crossEntropy(targets: targets)
+  }
+}
+
+/// Bidirectional encoder with a mean-pooled classification head:
+/// `logits = W (mean_i norm(h_i)) + b`.
+public final class SequenceClassifier: SequenceModel {
+  public let embedding: Embedding
+  public let blocks: [Block]
+  public let finalNorm: Normalization
+  public let head: Linear
+  public let config: JSONValue
+
+  init(embedding: Embedding, blocks: [Block], finalNorm: Normalization, head: Linear, config: JSONValue) {
+    self.embedding = embedding
+    self.blocks = blocks
+    self.finalNorm = finalNorm
+    self.head = head
+    self.config = config
+  }
+
+  /// Class logits `[B, classes]` for `tokens` laid out `[B, L]`.
+  public func logits(_ tokens: [Int], batch: Int, length: Int) throws -> Tensor {
+    var h = embedding(tokens, shape: [batch, length])
+    for block in blocks { h = try block(h) }
+    return head(finalNorm(h).mean(alongAxis: 1))
+  }
+}
+
+/// Builds models from JSON configs.
+///
+/// ```json
+/// {
+///   "model": "causal_lm",             // or "classifier" (bidirectional encoder)
+///   "vocab_size": 256, "dim": 128, "num_layers": 4,
+///   "max_length": 512,                // longest sequence kernels must serve (default 512)
+///   "num_classes": 10,                // classifier only
+///   "seed": 0,                        // initialisation (default 0)
+///   "final_norm": "layer_norm",       // default layer_norm
+///   "layers": {
+///     "norm": "simple_rms_norm", "prenorm": true,
+///     "mixer": { "type": "gtu", "kernel": { "type": "tnn" } },
+///     "channel_mixer": { "type": "glu" }
+///   }
+/// }
+/// ```
+public enum ModelBuilder {
+  /// Reads and builds the model in the config file at `url`.
+  public static func build(contentsOf url: URL) throws -> any SequenceModel {
+    let data: Data
+    do {
+      data = try Data(contentsOf: url)
+    } catch {
+      throw ConfigError(
+        file: url.path, path: "", problem: "cannot read the file (\(error.localizedDescription))")
+    }
+    return try build(JSONValue.parse(data, source: url.path), file: url.path)
+  }
+
+  /// Builds the model that `json` describes.
+  public static func build(_ json: JSONValue, file: String? = nil) throws -> any SequenceModel {
+    let top = try ConfigReader(json, file: file)
+    let kind = try top.string("model", default: "causal_lm", allowed: ["causal_lm", "classifier"])
+    let vocabulary = try top.int("vocab_size", default: 256, minimum: 1)
+    let dim = try top.int("dim", minimum: 1)
+    let layerCount = try top.int("num_layers", minimum: 0)
+    let maxLength = try top.int("max_length", default: 512, minimum: 1)
+    let seed = try top.int("seed", default: 0, minimum: 0)
+    let finalNormKind = try normalization(top, "final_norm", default: .layerNorm)
+    let classes = kind == "classifier" ? try top.int("num_classes", minimum: 2) : 0
+    let layers = try top.object("layers")
+    let norm = try normalization(layers, "norm", default: .simpleRMSNorm)
+    let prenorm = try layers.bool("prenorm", default: true)
+    let mixerConfig = try layers.object("mixer")
+    let channelConfig = try layers.object("channel_mixer", optional: true)
+
+    var generator = SeededGenerator(seed: UInt64(seed))
+    let context = MixerContext(
+      width: dim, direction: kind == "causal_lm" ? .causal : .bidirectional, maxLength: maxLength)
+    let embedding = Embedding(
+      vocabulary: vocabulary, width: dim, std: 1 / Float(dim).squareRoot(), generator: &generator)
+    var blocks: [Block] = []
+    for _ in 0..<layerCount {
+      let mixer = try Registry.makeMixer(mixerConfig, context: context, generator: &generator)
+      if (try? channelConfig.string("type")) == nil { _ = try channelConfig.string("type", default: "glu") }
+      let channelMixer = try Registry.makeChannelMixer(channelConfig, context: context, generator: &generator)
+      blocks.append(Block(mixer: mixer, channelMixer: channelMixer, norm: norm, prenorm: prenorm))
+    }
+    if layerCount == 0 {
+      // Read the layer template anyway, so its errors surface and it is kept in the config.
+      var scratch = SeededGenerator(seed: 0)
+      _ = try Registry.makeMixer(mixerConfig, context: context, generator: &scratch)
+      _ = try channelConfig.string("type", default: "glu")
+      _ = try Registry.makeChannelMixer(channelConfig, context: context, generator: &scratch)
+    }
+    try top.rejectUnknownKeys()
+    let finalNorm = Normalization(finalNormKind, width: dim)
+    if kind == "classifier" {
+      let head = Linear(dim, classes, generator: &generator)
+      return SequenceClassifier(
+        embedding: embedding, blocks: blocks, finalNorm: finalNorm, head: head, config: top.resolved)
+    }
+    return CausalLanguageModel(
+      embedding: embedding, blocks: blocks, finalNorm: finalNorm, config: top.resolved)
+  }
+
+  static func normalization(_ config: ConfigReader, _ key: String, default fallback: NormalizationKind) throws
+    -> NormalizationKind
+  {
+    NormalizationKind(
+      rawValue: try config.string(
+        key, default: fallback.rawValue, allowed: NormalizationKind.allCases.map(\.rawValue)))!
+  }
+}

@@ -1,0 +1,101 @@
+@_exported import LongConvLayers
+@_exported import LongConvTensors
+
+/// A depthwise long-convolution kernel: for a sequence length `L` it produces, per channel
+/// `c` and lag `k`, a coefficient `t_c[k]`, so that a mixer computes
+/// `y[i, c] = sum_k t_c[k] x[i - k, c] (+ skip_c x[i, c])` (MODELS.md section 1).
+///
+/// A kernel only produces coefficients; the FFT engine (`Tensor.longConvolution`) applies
+/// them. Coefficients are a differentiable tensor built from the kernel's parameters, so a
+/// kernel written with existing ops gets its gradients for free.
+///
+/// Contract:
+/// - ``coefficients(length:)`` returns `[D, L]` for `direction == .causal` (lags `0 ... L-1`)
+///   and `[D, 2L - 1]` for `.bidirectional` (lags `-(L-1) ... L-1`, negative lags first);
+/// - a length the kernel cannot produce throws ``KernelError``, never traps;
+/// - ``separableDecay``, when not `nil`, is `gamma [D]` with `t_c[k] = gamma_c^|k| r_c[k]` and
+///   no nonlinearity after the decay (ETSC folds it into the poles);
+/// - ``stateSpace()``, when not `nil`, is an exact diagonal realisation of the causal kernel.
+public protocol LongConvKernel: Module {
+  /// Channels `D`.
+  var channels: Int { get }
+  /// The lags this instance produces.
+  var direction: ConvolutionDirection { get }
+  /// Coefficients for sequences of length `length` (see the contract above).
+  func coefficients(length: Int) throws -> Tensor
+  /// An optional per-channel skip `[D]`, added as `skip * x`.
+  var skip: Tensor? { get }
+  /// `gamma [D]` when the kernel is `gamma^|k| r[k]`.
+  var separableDecay: Tensor? { get }
+  /// An exact diagonal state-space form of the causal kernel, if the kernel has one.
+  func stateSpace() -> DiagonalStateSpace?
+}
+
+extension LongConvKernel {
+  public var skip: Tensor? { nil }
+  public var separableDecay: Tensor? { nil }
+  public func stateSpace() -> DiagonalStateSpace? { nil }
+
+  /// The long convolution of `x [B, L, D]` with this kernel (and its skip).
+  public func convolve(_ x: Tensor) throws -> Tensor {
+    precondition(
+      x.rank == 3 && x.shape[2] == channels, "convolve: input \(x.shape) for a kernel of \(channels) channels"
+    )
+    return x.longConvolution(kernel: try coefficients(length: x.shape[1]), direction: direction, skip: skip)
+  }
+}
+
+/// A diagonal state-space system per channel, in Double:
+/// `s_i = poles * s_(i-1) + x_i`, `y_i = Re(sum_n residues_n s_i,n) + skip * x_i`, so that the
+/// causal kernel is `t[k] = Re(sum_n residues_n poles_n^k)` (plus `skip` at lag 0).
+public struct DiagonalStateSpace: Sendable, Equatable {
+  public static func == (a: Self, b: Self) -> Bool {
+    a.polesReal == b.polesReal && a.polesImaginary == b.polesImaginary && a.residuesReal == b.residuesReal
+      && a.residuesImaginary == b.residuesImaginary && a.skip == b.skip
+  }
+  /// `[channels][states]` parts of the complex poles and residues.
+  public var polesReal: [[Double]], polesImaginary: [[Double]]
+  public var residuesReal: [[Double]], residuesImaginary: [[Double]]
+  public var skip: [Double]?
+
+  public init(
+    polesReal: [[Double]], polesImaginary: [[Double]], residuesReal: [[Double]],
+    residuesImaginary: [[Double]],
+    skip: [Double]?
+  ) {
+    self.polesReal = polesReal
+    self.polesImaginary = polesImaginary
+    self.residuesReal = residuesReal
+    self.residuesImaginary = residuesImaginary
+    self.skip = skip
+  }
+}
+
+/// Why a kernel cannot produce coefficients.
+public enum KernelError: Error, Equatable, CustomStringConvertible {
+  /// The kernel is defined only up to `maximum` positions.
+  case lengthBeyondMaximum(kernel: String, requested: Int, maximum: Int)
+  /// A length below 1.
+  case invalidLength(kernel: String, requested: Int)
+
+  public var description: String {
+    switch self {
+    case .lengthBeyondMaximum(let kernel, let requested, let maximum):
+      "\(kernel) kernel: cannot produce length \(requested); it is defined up to max_length \(maximum) (raise max_length in its config)"
+    case .invalidLength(let kernel, let requested): "\(kernel) kernel: length \(requested) < 1"
+    }
+  }
+}
+
+/// A token mixer: `[B, L, D] -> [B, L, D]`, mixing along the sequence.
+public protocol SequenceMixer: Module {
+  /// Width `D` of its input and output.
+  var width: Int { get }
+  func callAsFunction(_ x: Tensor) throws -> Tensor
+}
+
+/// A channel mixer: `[..., D] -> [..., D]`, position by position.
+public protocol ChannelMixer: Module {
+  var width: Int { get }
+  func callAsFunction(_ x: Tensor) -> Tensor
+}

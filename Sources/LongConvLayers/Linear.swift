@@ -1,0 +1,40 @@
+import LongConvTensors
+
+/// `y = x W^T + b` over the last axis, with `W` stored `[out, in]` as in PyTorch (the
+/// transpose is passed to BLAS, not copied).
+public final class Linear: Module {
+  /// `[out, in]`.
+  public let weight: Tensor
+  /// `[out]`, or `nil` without bias.
+  public let bias: Tensor?
+
+  public init(_ inputs: Int, _ outputs: Int, bias: Bool = true, generator: inout SeededGenerator) {
+    weight = uniformParameter([outputs, inputs], fanIn: inputs, generator: &generator)
+    self.bias = bias ? uniformParameter([outputs], fanIn: inputs, generator: &generator) : nil
+  }
+
+  public var inputCount: Int { weight.shape[1] }
+  public var outputCount: Int { weight.shape[0] }
+
+  public func callAsFunction(_ x: Tensor) -> Tensor {
+    let y = x.matmul(weight, transposeB: true)
+    return bias.map { y + $0 } ?? y
+  }
+}
+
+/// A table of `[vocabulary, width]` vectors looked up by integer token.
+public final class Embedding: Module {
+  public let weight: Tensor
+
+  public init(vocabulary: Int, width: Int, std: Float, generator: inout SeededGenerator) {
+    weight = Tensor.normal([vocabulary, width], std: std, generator: &generator).requiringGradient()
+  }
+
+  public var vocabulary: Int { weight.shape[0] }
+  public var width: Int { weight.shape[1] }
+
+  /// Vectors for `tokens` laid out as `shape`: result `shape + [width]`.
+  public func callAsFunction(_ tokens: [Int], shape: [Int]) -> Tensor {
+    weight.gather(rows: tokens, indexShape: shape)
+  }
+}
