@@ -115,12 +115,12 @@ public enum Registry {
     return try factory(config, context, &generator)
   }
 
-  /// Builds the channel mixer that `config`'s `type` names.
+  /// Builds the channel mixer that `config`'s `type` names (`"glu"` when absent).
   public static func makeChannelMixer(
     _ config: ConfigReader, context: MixerContext, generator: inout SeededGenerator
   ) throws -> any ChannelMixer {
     _ = builtins
-    let type = try config.string("type")
+    let type = try config.string("type", default: "glu")
     guard let factory = tables.withLock({ $0.channelMixers[type] }) else {
       throw config.error(
         "type", "unknown channel mixer type \"\(type)\" (known: \(channelMixerTypes.joined(separator: ", ")))"

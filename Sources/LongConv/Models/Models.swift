@@ -117,7 +117,6 @@ public enum ModelBuilder {
     var blocks: [Block] = []
     for _ in 0..<layerCount {
       let mixer = try Registry.makeMixer(mixerConfig, context: context, generator: &generator)
-      if (try? channelConfig.string("type")) == nil { _ = try channelConfig.string("type", default: "glu") }
       let channelMixer = try Registry.makeChannelMixer(channelConfig, context: context, generator: &generator)
       blocks.append(Block(mixer: mixer, channelMixer: channelMixer, norm: norm, prenorm: prenorm))
     }
@@ -125,7 +124,6 @@ public enum ModelBuilder {
       // Read the layer template anyway, so its errors surface and it is kept in the config.
       var scratch = SeededGenerator(seed: 0)
       _ = try Registry.makeMixer(mixerConfig, context: context, generator: &scratch)
-      _ = try channelConfig.string("type", default: "glu")
       _ = try Registry.makeChannelMixer(channelConfig, context: context, generator: &scratch)
     }
     try top.rejectUnknownKeys()

@@ -1,0 +1,147 @@
+import Foundation
+import Testing
+
+@testable import LongConv
+
+/// Configs: typed keys with defaults, errors that name the key path, registry lookups, and
+/// round trips through the resolved config.
+@Suite struct ConfigTests {
+  init() { _ = TestComponents.registered }
+
+  static func json(_ text: String) throws -> JSONValue {
+    try JSONValue.parse(Data(text.utf8), source: "test.json")
+  }
+
+  static let base = """
+    {"dim": 8, "num_layers": 2, "max_length": 16,
+     "layers": {"mixer": {"type": "test_project", "kernel": {"type": "test_geometric", "rho": 0.5}}}}
+    """
+
+  func buildError(_ text: String) -> ConfigError? {
+    do {
+      _ = try ModelBuilder.build(try Self.json(text), file: "test.json")
+      return nil
+    } catch let error as ConfigError {
+      return error
+    } catch {
+      Issue.record("unexpected error \(error)")
+      return nil
+    }
+  }
+
+  @Test func defaultsAreFilledIntoTheResolvedConfig() throws {
+    let model = try ModelBuilder.build(try Self.json(Self.base))
+    guard case .object(let top) = model.config, case .object(let layers)? = top["layers"] else {
+      Issue.record("resolved config is not an object")
+      return
+    }
+    #expect(top["vocab_size"] == .number(256))
+    #expect(top["final_norm"] == .string("layer_norm"))
+    #expect(layers["norm"] == .string("simple_rms_norm"))
+    #expect(layers["prenorm"] == .bool(true))
+    guard case .object(let channel)? = layers["channel_mixer"] else {
+      Issue.record("channel mixer missing from the resolved config")
+      return
+    }
+    #expect(channel["type"] == .string("glu"))
+    #expect(channel["hidden_dim"] == .number(8))
+  }
+
+  @Test func roundTripGivesTheSameModel() throws {
+    let first = try ModelBuilder.build(try Self.json(Self.base))
+    let encoded = first.config.serialized()
+    let second = try ModelBuilder.build(try JSONValue.parse(encoded, source: "round-trip"))
+    #expect(second.config == first.config)
+    #expect(second.config.serialized() == encoded)
+    let a = first.namedParameters()
+    let b = second.namedParameters()
+    #expect(a.map(\.name) == b.map(\.name))
+    #expect(
+      zip(a, b).allSatisfy { $0.tensor.shape == $1.tensor.shape && $0.tensor.scalars == $1.tensor.scalars })
+  }
+
+  @Test func wrongValueTypeNamesTheKeyPath() {
+    let error = buildError(
+      """
+      {"dim": 8, "num_layers": 1, "layers": {"mixer": {"type": "test_project",
+       "kernel": {"type": "test_geometric", "rho": "half"}}}}
+      """)
+    #expect(error?.path == "layers.mixer.kernel.rho")
+    #expect(error?.file == "test.json")
+    #expect(
+      error?.description == "test.json: layers.mixer.kernel.rho: expected a number, got string \"half\"")
+  }
+
+  @Test func missingRequiredKeyNamesIt() {
+    #expect(buildError(#"{"num_layers": 1, "layers": {"mixer": {"type": "test_project"}}}"#)?.path == "dim")
+    let error = buildError(#"{"dim": 4, "num_layers": 1, "layers": {"mixer": {"type": "test_project"}}}"#)
+    #expect(error?.path == "layers.mixer.kernel")
+    #expect(error?.problem == "missing required key")
+  }
+
+  @Test func unknownTypeNamesListTheKnownOnes() {
+    let error = buildError(
+      #"{"dim": 4, "num_layers": 1, "layers": {"mixer": {"type": "test_project", "kernel": {"type": "nope"}}}}"#
+    )
+    #expect(error?.path == "layers.mixer.kernel.type")
+    #expect(error?.problem.hasPrefix("unknown kernel type \"nope\"") == true)
+    #expect(error?.problem.contains("test_geometric") == true)
+    let mixer = buildError(#"{"dim": 4, "num_layers": 1, "layers": {"mixer": {"type": "blender"}}}"#)
+    #expect(mixer?.path == "layers.mixer.type")
+  }
+
+  @Test func unknownKeysAreRejected() {
+    let error = buildError(
+      """
+      {"dim": 8, "num_layers": 1, "layers": {"mixer": {"type": "test_project",
+       "kernel": {"type": "test_geometric", "rhoo": 0.5}}}}
+      """)
+    #expect(error?.path == "layers.mixer.kernel.rhoo")
+    #expect(error?.problem == "unknown key")
+  }
+
+  @Test func outOfRangeAndNonIntegerValues() {
+    #expect(
+      buildError(#"{"dim": 0, "num_layers": 1, "layers": {"mixer": {"type": "test_project"}}}"#)?.problem
+        == "must be at least 1, got 0")
+    #expect(
+      buildError(#"{"dim": 2.5, "num_layers": 1, "layers": {"mixer": {"type": "test_project"}}}"#)?.problem
+        == "expected an integer, got number 2.5")
+    #expect(
+      buildError(#"{"dim": 4, "num_layers": 1, "layers": {"norm": "batch_norm", "mixer": {}}}"#)?.path
+        == "layers.norm")
+  }
+
+  @Test func invalidJSONNamesTheFile() {
+    #expect(throws: ConfigError.self) { try JSONValue.parse(Data("{\"dim\": ".utf8), source: "broken.json") }
+    do {
+      _ = try JSONValue.parse(Data("{\"dim\": ".utf8), source: "broken.json")
+    } catch let error as ConfigError {
+      #expect(error.file == "broken.json")
+      #expect(error.problem.hasPrefix("invalid JSON"))
+    } catch {
+      Issue.record("unexpected \(error)")
+    }
+  }
+
+  @Test func booleansAndNumbersStayDistinct() throws {
+    let value = try Self.json(#"{"a": true, "b": 1, "c": 1.5, "d": [null, "x"]}"#)
+    #expect(
+      value
+        == .object([
+          "a": .bool(true), "b": .number(1), "c": .number(1.5), "d": .array([.null, .string("x")]),
+        ]))
+  }
+
+  @Test func parametersAreNamedByReflection() throws {
+    let model = try ModelBuilder.build(try Self.json(Self.base))
+    let names = model.namedParameters().map(\.name)
+    #expect(names.first == "embedding.weight")
+    #expect(names.contains("blocks.0.mixer.kernel.amplitude"))
+    #expect(names.contains("blocks.1.mixer.projection.weight"))
+    #expect(names.contains("blocks.1.channelMixer.l3.bias"))
+    #expect(names.contains("finalNorm.weight"))
+    // SimpleRMSNorm has no parameters.
+    #expect(!names.contains { $0.hasPrefix("blocks.0.norm1") })
+  }
+}
