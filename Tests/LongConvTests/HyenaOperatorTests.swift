@@ -1,0 +1,180 @@
+import Foundation
+import LongConv
+import LongConvTestSupport
+import Testing
+
+@Suite("HyenaOperator")
+struct HyenaOperatorTests {
+  /// MODELS.md section 3 in Double with dense products: in_proj, causal short convolution with
+  /// bias, split, `x0 * (h * (x1 v) + D x1 v)`, out_proj. The long kernel's coefficients are
+  /// read from the kernel (tested on their own).
+  static func reference<K: LongConvKernel>(_ op: HyenaOperator<K>, _ x: Tensor) throws -> [Double] {
+    let (batch, length, d) = (x.shape[0], x.shape[1], x.shape[2])
+    let rows = batch * length
+    let input = x.doubles
+    func linear(_ layer: Linear, _ a: [Double]) -> [Double] {
+      let (n, m) = (layer.inputCount, layer.outputCount)
+      var out = Dense.matmul(
+        a, Dense.transpose(layer.weight.doubles, rows: m, columns: n), m: rows, k: n, n: m)
+      if let bias = layer.bias?.doubles {
+        for r in 0..<rows { for o in 0..<m { out[r * m + o] += bias[o] } }
+      }
+      return out
+    }
+    let u = linear(op.inProj, input)
+    let (w, beta, s) = (op.shortFilter.doubles, op.shortFilterBias.doubles, op.shortFilter.shape[1])
+    var filtered = [Double](repeating: 0, count: u.count)
+    for b in 0..<batch {
+      for i in 0..<length {
+        for c in 0..<3 * d {
+          var acc = beta[c]
+          for j in 0..<s where i - j >= 0 { acc += w[c * s + j] * u[(b * length + i - j) * 3 * d + c] }
+          filtered[(b * length + i) * 3 * d + c] = acc
+        }
+      }
+    }
+    func stream(_ k: Int) -> [Double] {
+      (0..<rows).flatMap { r in (0..<d).map { filtered[r * 3 * d + k * d + $0] } }
+    }
+    let (x0, x1, v) = (stream(0), stream(1), stream(2))
+    let z = zip(x1, v).map { $0 * $1 }
+    let y = denseLongConvolution(
+      z, batch: batch, length: length, channels: d,
+      coefficients: try op.kernel.coefficients(length: length).doubles,
+      direction: op.kernel.direction, skip: op.kernel.skip?.doubles)
+    return linear(op.outProj, zip(x0, y).map { $0 * $1 })
+  }
+
+  static func hyenaOperator(width: Int = 3, maxLength: Int = 6, seed: UInt64 = 21) -> HyenaOperator<
+    HyenaFilter
+  > {
+    var generator = SeededGenerator(seed: seed)
+    let kernel = HyenaFilter(
+      channels: width, maxLength: maxLength, embeddingDimension: 3, width: 3, innerLayers: 1,
+      generator: &generator)
+    return HyenaOperator(width: width, kernel: kernel, generator: &generator)
+  }
+
+  static func explicitOperator(
+    width: Int = 3, direction: ConvolutionDirection, maxLength: Int = 6, seed: UInt64 = 22
+  ) -> HyenaOperator<ExplicitKernel> {
+    var generator = SeededGenerator(seed: seed)
+    let kernel = ExplicitKernel(
+      channels: width, direction: direction, maxLength: maxLength, lambda: 0, initStd: 0.4,
+      generator: &generator)
+    return HyenaOperator(width: width, kernel: kernel, generator: &generator)
+  }
+
+  @Test("output matches the dense computation in Double (hyena filter, causal)")
+  func outputHyena() throws {
+    let op = Self.hyenaOperator()
+    for length in [6, 4] {
+      let x = uniformTensor([2, length, 3], seed: 31)
+      let y = try op(x)
+      #expect(y.shape == [2, length, 3])
+      expectClose(y, try Self.reference(op, x), "hyena operator L=\(length)")
+    }
+  }
+
+  @Test("output matches the dense computation in Double (explicit kernel, both directions)")
+  func outputExplicit() throws {
+    for direction in ConvolutionDirection.allCases {
+      let op = Self.explicitOperator(direction: direction)
+      let x = uniformTensor([2, 5, 3], seed: 32)
+      expectClose(try op(x), try Self.reference(op, x), "explicit operator \(direction)")
+    }
+  }
+
+  @Test("short filter is causal: outputs before a change of the input do not move")
+  func causality() throws {
+    let op = Self.hyenaOperator()
+    let x = uniformTensor([1, 6, 3], seed: 33)
+    let changed = x.copy()
+    changed.withUnsafeMutableBufferPointer { p in for i in 12..<18 { p[i] += 1 } }  // positions 4, 5
+    let (a, b) = (try op(x).scalars, try op(changed).scalars)
+    // The FFT rounds differently for another input: equal to a few ulps, not bit for bit.
+    #expect(zip(a[0..<12], b[0..<12]).allSatisfy { abs($0 - $1) < 1e-5 })
+    #expect(zip(a[12...], b[12...]).contains { abs($0 - $1) > 1e-3 })
+  }
+
+  @Test("gradients with respect to the input and every parameter, by finite differences")
+  func gradients() throws {
+    let op = Self.hyenaOperator(width: 2, maxLength: 4)
+    let x = uniformTensor([1, 4, 2], seed: 34)
+    checkGradients("hyena operator input", inputs: [x]) { try! op($0[0]) }
+    let names = try checkParameterGradients("hyena operator", module: op) { try op(x) }
+    #expect(
+      names == [
+        "inProj.weight", "inProj.bias", "shortFilter", "shortFilterBias", "kernel.implicitFilter.0.weight",
+        "kernel.implicitFilter.0.bias", "kernel.implicitFilter.1.weight", "kernel.implicitFilter.1.bias",
+        "kernel.implicitFilter.2.weight", "kernel.freq", "kernel.skip", "outProj.weight", "outProj.bias",
+      ])
+    let bidirectional = Self.explicitOperator(width: 2, direction: .bidirectional, maxLength: 4)
+    checkGradients("explicit operator input", inputs: [x]) { try! bidirectional($0[0]) }
+    try checkParameterGradients("explicit operator", module: bidirectional) { try bidirectional(x) }
+  }
+
+  @Test("a sequence longer than the kernel's max_length is refused")
+  func lengthRefusal() {
+    let op = Self.hyenaOperator(maxLength: 6)
+    #expect(throws: KernelError.lengthBeyondMaximum(kernel: "hyena", requested: 7, maximum: 6)) {
+      try op(Tensor.zeros([1, 7, 3]))
+    }
+  }
+
+  @Test("built from a JSON config through the registry, generic over the named kernel")
+  func registry() throws {
+    #expect(Registry.mixerTypes.contains("hyena"))
+    var generator = SeededGenerator(seed: 0)
+    let config = try configReader(
+      #"{"type": "hyena", "kernel": {"type": "hyena", "emb_dim": 5, "filter_width": 8}}"#)
+    let mixer = try Registry.makeMixer(
+      config, context: MixerContext(width: 4, direction: .causal, maxLength: 8), generator: &generator)
+    let op = try #require(mixer as? HyenaOperator<HyenaFilter>)
+    #expect(op.width == 4 && op.kernel.channels == 4 && op.kernel.maxLength == 8)
+    #expect(op.shortFilter.shape == [12, 3])
+    #expect(try op(uniformTensor([2, 8, 4], seed: 35)).shape == [2, 8, 4])
+    try config.rejectUnknownKeys()
+
+    let encoder = try Registry.makeMixer(
+      try configReader(#"{"type": "hyena", "short_filter_width": 2, "kernel": {"type": "explicit"}}"#),
+      context: MixerContext(width: 4, direction: .bidirectional, maxLength: 8), generator: &generator)
+    let explicit = try #require(encoder as? HyenaOperator<ExplicitKernel>)
+    #expect(explicit.kernel.direction == .bidirectional && explicit.shortFilter.shape == [12, 2])
+
+    #expect(
+      throws: ConfigError(
+        file: "test.json", path: "kernel",
+        problem: "kernel \"hyena\" does not support bidirectional convolution")
+    ) {
+      try Registry.makeMixer(
+        try configReader(#"{"type": "hyena", "kernel": {"type": "hyena"}}"#),
+        context: MixerContext(width: 4, direction: .bidirectional, maxLength: 8), generator: &generator)
+    }
+    #expect(throws: ConfigError(file: "test.json", path: "kernel", problem: "missing required key")) {
+      try Registry.makeMixer(
+        try configReader(#"{"type": "hyena"}"#),
+        context: MixerContext(width: 4, direction: .causal, maxLength: 8),
+        generator: &generator)
+    }
+  }
+
+  @Test("a causal language model with Hyena layers, rebuilt identically from its resolved config")
+  func model() throws {
+    let json = try JSONValue.parse(
+      Data(
+        #"""
+        {"model": "causal_lm", "vocab_size": 7, "dim": 4, "num_layers": 2, "max_length": 8,
+         "layers": {"mixer": {"type": "hyena", "kernel": {"type": "hyena", "emb_dim": 3, "filter_width": 4}},
+                    "channel_mixer": {"type": "glu"}}}
+        """#.utf8), source: "test")
+    let model = try #require(try ModelBuilder.build(json) as? CausalLanguageModel)
+    let tokens = (0..<16).map { $0 % 7 }
+    let logits = try model.logits(tokens, batch: 2, length: 8)
+    #expect(logits.shape == [2, 8, 7])
+    let again = try #require(try ModelBuilder.build(model.config) as? CausalLanguageModel)
+    #expect(again.config == model.config)
+    #expect(zip(model.parameters, again.parameters).allSatisfy { $0.scalars == $1.scalars })
+    #expect(throws: KernelError.self) { try model.logits((0..<9).map { $0 % 7 }, batch: 1, length: 9) }
+  }
+}
