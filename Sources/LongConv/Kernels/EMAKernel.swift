@@ -16,7 +16,9 @@ import Foundation
 /// The fixed scale `s = sqrt(1/ndim)` is Mega's `self.scale` (folded into `gamma` in
 /// MODELS.md's `K[l] = sum_n gamma_n p_n beta_n q_n^l`). `q_n^l` is computed as
 /// `exp(l log q_n)` over a `[rows, ndim, L]` broadcast and reduced over modes by a batched
-/// product, so every parameter gets its gradient from the ordinary pullbacks.
+/// product, so every parameter gets its gradient from the ordinary pullbacks. (As in Mega,
+/// `q` rounding to exactly 0 in Float32, which needs `delta` and `alpha` both above about 17,
+/// would make `log q` infinite and the lag-0 coefficient NaN.)
 ///
 /// Step form (exact, `ndim` real states per channel): `s = q * s + u`,
 /// `y = sum_n (s gamma p beta)_n s_n + omega u`; ``stateSpace()`` returns the real poles `q`

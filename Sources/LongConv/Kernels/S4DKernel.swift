@@ -57,7 +57,8 @@ public final class S4DKernel: ConfigurableKernel {
   public let cReal: Tensor, cImag: Tensor
   /// `[D, H]`: `C` of the backward kernel (bidirectional only).
   public let cRealBackward: Tensor?, cImagBackward: Tensor?
-  /// `[D]`: the skip.
+  /// `[D]`: the skip (named `D` as in `s4d.py`, so checkpoint names match).
+  // swift-format-ignore: AlwaysUseLowerCamelCase
   public let D: Tensor
   public let direction: ConvolutionDirection
 
@@ -133,13 +134,13 @@ public final class S4DKernel: ConfigurableKernel {
         Tensor.normal(shape, std: std, generator: &generator)
       )
     }
-    let D = Tensor.normal([channels], generator: &generator)
+    let skip = Tensor.normal([channels], generator: &generator)
     self.init(
       logDt: Tensor(logDt).requiringGradient(),
       logAReal: Tensor(repeating: Float(Foundation.log(0.5)), shape: shape).requiringGradient(),
       aImag: try! Tensor(shape: shape, scalars: Array(repeating: imag, count: channels).flatMap { $0 })
         .requiringGradient(),
-      cReal: cReal.requiringGradient(), cImag: cImag.requiringGradient(), D: D.requiringGradient(),
+      cReal: cReal.requiringGradient(), cImag: cImag.requiringGradient(), D: skip.requiringGradient(),
       cRealBackward: backward?.0.requiringGradient(), cImagBackward: backward?.1.requiringGradient())
   }
 
