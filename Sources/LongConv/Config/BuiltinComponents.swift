@@ -5,5 +5,6 @@ enum BuiltinComponents {
     Registry.register(channelMixer: "glu", GLU.factory)
     Registry.register(channelMixer: "mlp", MLP.factory)
     registerHyena()
+    registerSSM()
   }
 }

@@ -1,0 +1,261 @@
+import Foundation
+
+/// S4D: the diagonal state-space kernel of Gu et al., "On the Parameterization and
+/// Initialization of Diagonal State Space Models" (2022), MODELS.md section 4.
+///
+/// Per channel `c`, `H = N/2` complex modes (the conjugate halves are implied by taking
+/// twice the real part):
+///
+/// ```
+/// dt   = exp(logDt[c])
+/// A_n  = -exp(logAReal[c, n]) + i aImag[c, n]
+/// C_n  = cReal[c, n] + i cImag[c, n],   B_n = 1
+/// dA_n = exp(dt A_n)                                  (zero-order hold)
+/// C'_n = C_n (exp(dt A_n) - 1) / A_n
+/// K[l] = 2 Re sum_n C'_n dA_n^l,   l = 0 ... L-1
+/// y[i] = sum_k K[k] x[i - k] + D[c] x[i]
+/// ```
+///
+/// Everything is computed with real tensor ops (`exp`, `cos`, `sin`, products, sums; the
+/// complex division written out as `(a + ib)/(c + id) = ((ac + bd) + i(bc - ad)) / (c^2 + d^2)`),
+/// so gradients reach every parameter through the ordinary pullbacks. The Vandermonde
+/// matrix `dA_n^l = exp(Re(dtA_n) l) (cos(Im(dtA_n) l) + i sin(Im(dtA_n) l))` is built as
+/// `[D, H, L]` by broadcasting `[D, H, 1] * [1, 1, L]`, and reduced over modes by one
+/// batched product `[D, 1, H] x [D, H, L]` per real and imaginary part.
+///
+/// Step form (exact, state `H` complex numbers per channel): `s = dA * s + u`,
+/// `y = 2 Re(C' . s) + D u`; ``stateSpace()`` returns these poles `dA` and residues `2C'`.
+///
+/// **Bidirectional** (as S4's `bidirectional=True`): a second complex `C` per channel
+/// (`cRealBackward`, `cImagBackward`) shares `A` and `dt` and gives a second causal kernel
+/// `Kb`, applied to the reversed sequence shifted by one position, so lag 0 belongs to the
+/// forward kernel alone:
+/// `t[k] = K[k]` for `k >= 0` and `t[-k] = Kb[k - 1]` for `k = 1 ... L-1`. The result is
+/// `[D, 2L - 1]` with lags `-(L-1) ... L-1`; ``stateSpace()`` is `nil` then (the kernel is
+/// not causal).
+///
+/// Initialisation (as `s4d.py`): `logDt` uniform in `[log dt_min, log dt_max]`; S4D-Lin
+/// `A_n = -1/2 + i pi n`, or S4D-Inv `A_n = -1/2 + i (N/pi) (N/(2n+1) - 1)`; `C` complex
+/// normal with variance 1/2 per part; `D` standard normal.
+///
+/// Config (`type: "s4d"`):
+/// - `state_size` `N` (default 64): even, at least 2; `N/2` complex modes per channel;
+/// - `dt_min` (default 0.001), `dt_max` (default 0.1): range of the initial step size;
+/// - `init` (default `"lin"`): `"lin"` (S4D-Lin) or `"inv"` (S4D-Inv).
+///
+/// - Complexity: `O(D N L)` time and memory for ``coefficients(length:)``.
+public final class S4DKernel: ConfigurableKernel {
+  public static let typeName = "s4d"
+
+  /// `[D]`: log of the step size.
+  public let logDt: Tensor
+  /// `[D, H]`: `Re(A) = -exp(logAReal)`.
+  public let logAReal: Tensor
+  /// `[D, H]`: `Im(A)`.
+  public let aImag: Tensor
+  /// `[D, H]`: real and imaginary parts of `C`.
+  public let cReal: Tensor, cImag: Tensor
+  /// `[D, H]`: `C` of the backward kernel (bidirectional only).
+  public let cRealBackward: Tensor?, cImagBackward: Tensor?
+  /// `[D]`: the skip (named `D` as in `s4d.py`, so checkpoint names match).
+  // swift-format-ignore: AlwaysUseLowerCamelCase
+  public let D: Tensor
+  public let direction: ConvolutionDirection
+
+  /// A kernel from its parameter tensors (for example loaded from a checkpoint); pass the
+  /// backward `C` for a bidirectional kernel.
+  public init(
+    logDt: Tensor, logAReal: Tensor, aImag: Tensor, cReal: Tensor, cImag: Tensor, D: Tensor,
+    cRealBackward: Tensor? = nil, cImagBackward: Tensor? = nil
+  ) {
+    let channels = logDt.count
+    let modes = logAReal.shape.last ?? 0
+    precondition(logDt.rank == 1 && D.shape == [channels], "S4DKernel: logDt \(logDt.shape), D \(D.shape)")
+    for (name, t) in [("logAReal", logAReal), ("aImag", aImag), ("cReal", cReal), ("cImag", cImag)] {
+      precondition(
+        t.shape == [channels, modes], "S4DKernel: \(name) is \(t.shape), expected [\(channels), \(modes)]")
+    }
+    precondition(
+      (cRealBackward == nil) == (cImagBackward == nil),
+      "S4DKernel: give both parts of the backward C or neither")
+    if let cRealBackward, let cImagBackward {
+      precondition(
+        cRealBackward.shape == [channels, modes] && cImagBackward.shape == [channels, modes],
+        "S4DKernel: backward C is \(cRealBackward.shape), \(cImagBackward.shape), expected [\(channels), \(modes)]"
+      )
+    }
+    self.logDt = logDt
+    self.logAReal = logAReal
+    self.aImag = aImag
+    self.cReal = cReal
+    self.cImag = cImag
+    self.D = D
+    self.cRealBackward = cRealBackward
+    self.cImagBackward = cImagBackward
+    direction = cRealBackward == nil ? .causal : .bidirectional
+  }
+
+  /// The S4D initialisation schemes for `A`.
+  public enum Initialization: String, Sendable, CaseIterable {
+    /// `A_n = -1/2 + i pi n`.
+    case lin
+    /// `A_n = -1/2 + i (N/pi) (N/(2n+1) - 1)`.
+    case inv
+  }
+
+  /// A freshly initialised kernel of `channels` channels and `stateSize / 2` complex modes.
+  public convenience init(
+    channels: Int, stateSize: Int = 64, direction: ConvolutionDirection = .causal,
+    initialization: Initialization = .lin, dtMin: Double = 1e-3, dtMax: Double = 1e-1,
+    generator: inout SeededGenerator
+  ) {
+    precondition(
+      channels >= 1 && stateSize >= 2 && stateSize % 2 == 0,
+      "S4DKernel: \(channels) channels, state \(stateSize)")
+    precondition(dtMin > 0 && dtMin <= dtMax, "S4DKernel: dt range [\(dtMin), \(dtMax)]")
+    let modes = stateSize / 2
+    let (lo, hi) = (Foundation.log(dtMin), Foundation.log(dtMax))
+    let logDt = (0..<channels).map { _ in Float(lo + (hi - lo) * generator.nextUniformDouble()) }
+    let imag: [Float] = (0..<modes).map { n in
+      switch initialization {
+      case .lin: Float(Double.pi * Double(n))
+      case .inv:
+        Float(Double(stateSize) / Double.pi * (Double(stateSize) / Double(2 * n + 1) - 1))
+      }
+    }
+    let shape = [channels, modes]
+    let std = Float(0.5).squareRoot()
+    let cReal = Tensor.normal(shape, std: std, generator: &generator)
+    let cImag = Tensor.normal(shape, std: std, generator: &generator)
+    var backward: (Tensor, Tensor)?
+    if direction == .bidirectional {
+      backward = (
+        Tensor.normal(shape, std: std, generator: &generator),
+        Tensor.normal(shape, std: std, generator: &generator)
+      )
+    }
+    let skip = Tensor.normal([channels], generator: &generator)
+    self.init(
+      logDt: Tensor(logDt).requiringGradient(),
+      logAReal: Tensor(repeating: Float(Foundation.log(0.5)), shape: shape).requiringGradient(),
+      aImag: try! Tensor(shape: shape, scalars: Array(repeating: imag, count: channels).flatMap { $0 })
+        .requiringGradient(),
+      cReal: cReal.requiringGradient(), cImag: cImag.requiringGradient(), D: skip.requiringGradient(),
+      cRealBackward: backward?.0.requiringGradient(), cImagBackward: backward?.1.requiringGradient())
+  }
+
+  public convenience init(config: ConfigReader, context: KernelContext, generator: inout SeededGenerator)
+    throws
+  {
+    let stateSize = try config.int("state_size", default: 64, minimum: 2)
+    guard stateSize % 2 == 0 else {
+      throw config.error("state_size", "must be even (N/2 complex modes), got \(stateSize)")
+    }
+    let dtMin = try config.double("dt_min", default: 1e-3, range: 1e-12...1e6)
+    let dtMax = try config.double("dt_max", default: 1e-1, range: 1e-12...1e6)
+    guard dtMin <= dtMax else {
+      throw config.error("dt_max", "must be at least dt_min (\(dtMin)), got \(dtMax)")
+    }
+    let initialization = Initialization(
+      rawValue: try config.string("init", default: "lin", allowed: Initialization.allCases.map(\.rawValue)))!
+    self.init(
+      channels: context.channels, stateSize: stateSize, direction: context.direction,
+      initialization: initialization, dtMin: dtMin, dtMax: dtMax, generator: &generator)
+  }
+
+  public var channels: Int { logDt.count }
+  /// Complex modes per channel, `N/2`.
+  public var modes: Int { logAReal.shape[1] }
+  public var skip: Tensor? { D }
+
+  /// `Re(dt A)`, `Im(dt A)` and the real and imaginary parts of `C' = C (exp(dt A) - 1) / A`
+  /// for `C` = (`cr`, `ci`), all `[D, H]`.
+  private func discretized(cr: Tensor, ci: Tensor) -> (dtARe: Tensor, dtAIm: Tensor, cRe: Tensor, cIm: Tensor)
+  {
+    let dt = logDt.exp().reshaped([channels, 1])
+    let aRe = -1 * logAReal.exp()
+    let aIm = aImag
+    let dtARe = aRe * dt
+    let dtAIm = aIm * dt
+    // exp(dtA) - 1 = (e cos - 1) + i e sin
+    let e = dtARe.exp()
+    let nRe = e * dtAIm.cos() - 1
+    let nIm = e * dtAIm.sin()
+    // (exp(dtA) - 1) / A
+    let denominator = aRe * aRe + aIm * aIm
+    let zRe = (nRe * aRe + nIm * aIm) / denominator
+    let zIm = (nIm * aRe - nRe * aIm) / denominator
+    // C * z
+    return (dtARe, dtAIm, cr * zRe - ci * zIm, cr * zIm + ci * zRe)
+  }
+
+  /// `K[c, l] = 2 Re sum_n C'_n exp(dtA_n l)` for `l < length`: `[D, length]`.
+  private func causalKernel(
+    length: Int, dtARe: Tensor, dtAIm: Tensor, cRe: Tensor, cIm: Tensor
+  ) -> Tensor {
+    let (d, h) = (channels, modes)
+    let lags = Tensor.arange(0, Float(length)).reshaped([1, 1, length])
+    let decay = (dtARe.reshaped([d, h, 1]) * lags).exp()
+    let phase = dtAIm.reshaped([d, h, 1]) * lags
+    let vandermondeRe = decay * phase.cos()
+    let vandermondeIm = decay * phase.sin()
+    // Re(C' V) = C'_re V_re - C'_im V_im, reduced over modes by batched [1, H] x [H, L] products.
+    let re = (2 * cRe).reshaped([d, 1, h]).matmul(vandermondeRe)
+    let im = (2 * cIm).reshaped([d, 1, h]).matmul(vandermondeIm)
+    return (re - im).reshaped([d, length])
+  }
+
+  public func coefficients(length: Int) throws -> Tensor {
+    guard length >= 1 else { throw KernelError.invalidLength(kernel: Self.typeName, requested: length) }
+    let forward = discretized(cr: cReal, ci: cImag)
+    let k = causalKernel(
+      length: length, dtARe: forward.dtARe, dtAIm: forward.dtAIm, cRe: forward.cRe, cIm: forward.cIm)
+    guard let cRealBackward, let cImagBackward else { return k }
+    if length == 1 { return k }
+    let backward = discretized(cr: cRealBackward, ci: cImagBackward)
+    // Lags -(L-1) ... -1 hold Kb[L-2] ... Kb[0].
+    let kb = causalKernel(
+      length: length - 1, dtARe: backward.dtARe, dtAIm: backward.dtAIm, cRe: backward.cRe, cIm: backward.cIm)
+    return Tensor.concatenate([kb.flipped(axis: 1), k], axis: 1)
+  }
+
+  /// The exact recurrence of the causal kernel, computed in Double from the parameters:
+  /// poles `exp(dt A_n)`, residues `2 C'_n`, skip `D`. `nil` for a bidirectional kernel.
+  public func stateSpace() -> DiagonalStateSpace? {
+    guard direction == .causal else { return nil }
+    let (d, h) = (channels, modes)
+    let (logDt, logAReal, aImag, cReal, cImag, skip) = (
+      self.logDt.scalars, self.logAReal.scalars, self.aImag.scalars, self.cReal.scalars, self.cImag.scalars,
+      D.scalars
+    )
+    var poles = (re: [[Double]](), im: [[Double]]())
+    var residues = (re: [[Double]](), im: [[Double]]())
+    for c in 0..<d {
+      let dt = Foundation.exp(Double(logDt[c]))
+      var row = (pr: [Double](), pi: [Double](), rr: [Double](), ri: [Double]())
+      for n in 0..<h {
+        let i = c * h + n
+        let aRe = -Foundation.exp(Double(logAReal[i]))
+        let aIm = Double(aImag[i])
+        let e = Foundation.exp(dt * aRe)
+        let (pRe, pIm) = (e * Foundation.cos(dt * aIm), e * Foundation.sin(dt * aIm))
+        let (nRe, nIm) = (pRe - 1, pIm)
+        let den = aRe * aRe + aIm * aIm
+        let (zRe, zIm) = ((nRe * aRe + nIm * aIm) / den, (nIm * aRe - nRe * aIm) / den)
+        let (cr, ci) = (Double(cReal[i]), Double(cImag[i]))
+        row.pr.append(pRe)
+        row.pi.append(pIm)
+        row.rr.append(2 * (cr * zRe - ci * zIm))
+        row.ri.append(2 * (cr * zIm + ci * zRe))
+      }
+      poles.re.append(row.pr)
+      poles.im.append(row.pi)
+      residues.re.append(row.rr)
+      residues.im.append(row.ri)
+    }
+    return DiagonalStateSpace(
+      polesReal: poles.re, polesImaginary: poles.im, residuesReal: residues.re,
+      residuesImaginary: residues.im,
+      skip: skip.map(Double.init))
+  }
+}
