@@ -4,19 +4,20 @@ import LongConvKit
 /// `longconv demo`: what the toolkit can do so far, end to end, in well under a minute.
 ///
 /// 1. Checks the FFT long convolution against the dense Toeplitz product in Double.
-/// 2. Trains a tiny causal language model whose token mixer is a gated long convolution
-///    with a learned, exponentially decayed kernel, on text it generates itself, and prints
-///    the loss as it falls.
+/// 2. Builds a language model from a config (a small TNN by default) and trains it on text
+///    it generates itself, printing the loss as it falls.
 struct Demo {
   var steps = 800
   var threads = ProcessInfo.processInfo.activeProcessorCount
   var seed: UInt64 = 0
+  var configPath: String?
 
   static let help = """
-    usage: longconv demo [--steps N] [--threads N] [--seed S]
+    usage: longconv demo [--steps N] [--threads N] [--seed S] [--config FILE]
 
-    Checks the long convolution against a dense product, then trains a tiny gated
-    long-convolution language model on generated text (default 800 steps).
+    Checks the long convolution against a dense product, then trains a small language
+    model on generated text (default 800 steps): a TNN unless --config names another
+    model config (for example Configs/hyena_lm.json).
     """
 
   init(arguments: [String]) throws {
@@ -33,6 +34,10 @@ struct Demo {
       case "--steps": steps = try integer("--steps")
       case "--threads": threads = try integer("--threads")
       case "--seed": seed = UInt64(try integer("--seed"))
+      case "--config":
+        i += 1
+        guard i < arguments.count else { throw UsageError(message: "--config needs a file") }
+        configPath = arguments[i]
       case "-h", "--help":
         print(Demo.help)
         exit(0)
@@ -45,8 +50,9 @@ struct Demo {
   func run() throws {
     ComputeThreads.count = threads
     print("LongConvKit demo (\(threads) threads)\n")
+    let model = try buildModel()  // first, so a bad config fails before any work
     checkConvolution()
-    train()
+    try train(model)
   }
 
   /// The FFT convolution of a random input against the dense product in Double.
@@ -82,47 +88,55 @@ struct Demo {
     print("")
   }
 
-  /// A tiny language model: embedding, one gated long-convolution mixer, tied output head.
-  func train() {
-    let (vocabulary, width, length, batch) = (256, 32, 128, 8)
+  /// The model the demo trains unless `--config` names another: a small TNN language model.
+  static let defaultConfig = """
+    {"model": "causal_lm", "vocab_size": 256, "dim": 32, "num_layers": 2, "max_length": 128,
+     "layers": {"norm": "simple_rms_norm", "prenorm": true,
+                "mixer": {"type": "gtu", "expand_ratio": 2,
+                          "kernel": {"type": "tnn", "rpe_width": 16, "rpe_layers": 1, "gamma": 0.99}},
+                "channel_mixer": {"type": "glu"}}}
+    """
+
+  /// The language model of `--config`, or of the built-in config.
+  func buildModel() throws -> CausalLanguageModel {
+    let built: any SequenceModel
+    if let configPath {
+      built = try ModelBuilder.build(contentsOf: URL(fileURLWithPath: configPath))
+    } else {
+      built = try ModelBuilder.build(
+        JSONValue.parse(Data(Demo.defaultConfig.utf8), source: "built-in demo config"))
+    }
+    guard let model = built as? CausalLanguageModel else {
+      throw UserError(message: "\(configPath ?? "config"): the demo trains a causal_lm model")
+    }
+    return model
+  }
+
+  /// Trains `model` on generated text, printing the loss as it falls.
+  func train(_ model: CausalLanguageModel) throws {
+    let (length, batch) = (128, 8)
     let text = Demo.generatedText(bytes: 200_000, seed: seed)
     var rng = SeededGenerator(seed: seed &+ 2)
-    let embedding = Tensor.normal([vocabulary, width], std: 0.1, generator: &rng).requiringGradient()
-    let inU = Tensor.normal([width, width], std: 1 / Float(width).squareRoot(), generator: &rng)
-      .requiringGradient()
-    let inV = Tensor.normal([width, width], std: 1 / Float(width).squareRoot(), generator: &rng)
-      .requiringGradient()
-    let out = Tensor.normal([width, width], std: 0.5 / Float(width).squareRoot(), generator: &rng)
-      .requiringGradient()
-    let rawKernel = Tensor.normal([width, length], std: 0.1, generator: &rng).requiringGradient()
-    // A fixed exponential decay per channel, as in TNN: t[k] = gamma^k r[k].
-    let decay =
-      Tensor.arange(0, Float(length)).reshaped([1, length])
-      * Tensor.linspace(-0.5, -0.01, count: width).reshaped([width, 1])
-    let decayWeights = decay.exp()
-    let parameters = [embedding, inU, inV, out, rawKernel]
-    var optimizer = DemoAdam(parameters: parameters, learningRate: 3e-3)
+    var optimizer = DemoAdam(parameters: model.parameters, learningRate: 3e-3)
 
-    func loss(at start: [Int]) -> Tensor {
-      let inputs = start.flatMap { text[$0..<$0 + length] }
-      let targets = start.flatMap { text[$0 + 1..<$0 + length + 1] }
-      let h = embedding.gather(rows: inputs, indexShape: [batch, length])
-      let mixed =
-        h.matmul(inU).silu() * h.matmul(inV).silu().longConvolution(kernel: rawKernel * decayWeights)
-      let logits = (h + mixed.matmul(out)).layerNorm().matmul(embedding, transposeB: true)
-      return logits.crossEntropy(targets: targets)
+    func loss(at starts: [Int]) throws -> Tensor {
+      let inputs = starts.flatMap { text[$0..<$0 + length] }
+      let targets = starts.flatMap { text[$0 + 1..<$0 + length + 1] }
+      return try model.loss(inputs: inputs, targets: targets, batch: batch, length: length)
     }
 
-    print("training a gated long-convolution LM (width \(width), context \(length), batch \(batch))")
+    let mixer = model.blocks.first.map { String(describing: type(of: $0.mixer)) } ?? "none"
+    print(
+      "training \(mixer) language model: \(model.blocks.count) layers, \(model.parameterCount) parameters")
     print("  step   loss (nats)   bits/byte")
     let started = Date()
     var validation: [Int] = []
     for _ in 0..<batch { validation.append(Int(rng.next() % UInt64(text.count - length - 1))) }
-    let initial = Tensor.withoutRecording { loss(at: validation).scalar }
+    let initial = try Tensor.withoutRecording { try loss(at: validation).scalar }
     print(String(format: "  %4d   %11.3f   %9.3f   (held-out windows)", 0, initial, initial / log(2)))
     for step in 1...steps {
       let starts = (0..<batch).map { _ in Int(rng.next() % UInt64(text.count - length - 1)) }
-      let l = loss(at: starts)
+      let l = try loss(at: starts)
       l.backward()
       optimizer.step()
       if step % max(1, steps / 6) == 0 || step == steps {
@@ -130,7 +144,7 @@ struct Demo {
       }
     }
     let seconds = Date().timeIntervalSince(started)
-    let final = Tensor.withoutRecording { loss(at: validation).scalar }
+    let final = try Tensor.withoutRecording { try loss(at: validation).scalar }
     print(
       String(format: "  held-out loss: %.3f -> %.3f nats (uniform guess: %.3f)", initial, final, log(256.0)))
     print(String(format: "  %.1f s, %.0f tokens/s", seconds, Double(steps * batch * length) / seconds))

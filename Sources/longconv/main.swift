@@ -15,8 +15,8 @@ let usage = """
   usage: longconv <command> [options]
 
   commands:
-    demo    train a small long-convolution language model end to end and check it
-            [--steps N] [--threads N] [--seed S]
+    demo    check the long convolution, then train a small language model from a config
+            [--steps N] [--threads N] [--seed S] [--config FILE]
 
   Run `longconv <command> --help` for a command's options.
   """
