@@ -4,5 +4,6 @@ enum BuiltinComponents {
   static func register() {
     Registry.register(channelMixer: "glu", GLU.factory)
     Registry.register(channelMixer: "mlp", MLP.factory)
+    registerTNN()
   }
 }
