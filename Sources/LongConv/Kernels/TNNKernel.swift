@@ -42,8 +42,10 @@ import Foundation
 ///
 /// - Complexity: `O(n r (r * rpe_layers + D))` for `n = L` (causal) or `2L - 1` lags: the RPE
 ///   is evaluated once for all lags as matrix products, and the last layer writes the
-///   `[D, n]` coefficients directly (`W_out h^T`, no transpose). The decay is
-///   `exp(|k| log lambda_c)`, an outer product through one `exp`, cached per length when fixed.
+///   `[D, n]` coefficients directly as one product `[W_out | b_out] [h | 1]^T` (no transpose,
+///   no separate bias pass). The decay is `exp(|k| log lambda_c)`, an outer product through one
+///   `exp`. A fixed decay's `[D, n]` powers are a constant, kept for the last length asked
+///   (`4 D n` bytes per kernel) so repeated calls at one length only multiply.
 public final class TNNKernel: ConfigurableKernel {
   public static let typeName = "tnn"
 
@@ -127,11 +129,14 @@ public final class TNNKernel: ConfigurableKernel {
     let positions = lags(length)
     var h = posProj(Tensor(positions).reshaped([positions.count, 1]))  // [n, r]
     for layer in layers { h = layer(h) }
-    // The output layer, transposed: W_out relu(norm(h))^T + b_out, [D, n].
+    // The output layer, transposed: W_out relu(norm(h))^T + b_out, [D, n], as one product
+    // with the bias as an extra column of W_out against a column of ones.
+    let hidden = h.simpleRMSNorm().relu()
     let w = out.linear
-    let coefficients = w.weight.matmul(h.simpleRMSNorm().relu(), transposeB: true)
-    guard let bias = w.bias else { return coefficients }
-    return coefficients + bias.reshaped([channels, 1])
+    guard let bias = w.bias else { return w.weight.matmul(hidden, transposeB: true) }
+    let weights = Tensor.concatenate([w.weight, bias.reshaped([channels, 1])], axis: 1)
+    let inputs = Tensor.concatenate([hidden, Tensor.ones([positions.count, 1])], axis: 1)
+    return weights.matmul(inputs, transposeB: true)
   }
 
   /// `lambda [D]`: the constant, or `gamma + (1 - gamma) sigmoid(p)` (recorded) when learned.
