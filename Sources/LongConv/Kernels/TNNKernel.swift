@@ -38,7 +38,7 @@ import Foundation
 /// | `posProj.{weight,bias}` `[r, 1]`, `[r]` | `rpe.pos_proj.{weight,bias}` |
 /// | `layers.{j}.linear.{weight,bias}` `[r, r]`, `[r]` | `rpe.layers.{j}.2.{weight,bias}` |
 /// | `out.linear.{weight,bias}` `[D, r]`, `[D]` | `rpe.out.2.{weight,bias}` |
-/// | `gamma` `[D]` (learned decay only: `p`) | `gamma` `[1, 1, D]` (a buffer holding `lambda` when fixed) |
+/// | `gamma` `[D]` (a parameter, `p`, only when learned) | `gamma` `[h, 1, e]`, `h e = D` (a buffer holding `lambda` when fixed: read it into the constant) |
 ///
 /// - Complexity: `O(n r (r * rpe_layers + D))` for `n = L` (causal) or `2L - 1` lags: the RPE
 ///   is evaluated once for all lags as matrix products, and the last layer writes the
