@@ -3,6 +3,7 @@
 //
 //   longconv-bench matmul [--threads N] [--reps R]
 //   longconv-bench conv   [--threads N] [--reps R]
+//   longconv-bench tno    [--dim D] [--batch B] [--len L ...] [--threads N] [--reps R]
 //
 // Build in release: swift build -c release --product longconv-bench
 import CFFTW
@@ -19,7 +20,7 @@ struct Options {
   var lengths: [Int] = []
 
   static let usage = """
-    usage: longconv-bench <matmul|conv> [--threads N] [--reps R] [--dim D] [--batch B] [--len L ...]
+    usage: longconv-bench <matmul|conv|tno> [--threads N] [--reps R] [--dim D] [--batch B] [--len L ...]
     """
 
   static func parse(_ args: [String]) throws -> Options {
@@ -225,6 +226,35 @@ func benchConv(_ o: Options, threads: Int) {
   }
 }
 
+/// The TNN operator as in torch_tnn.py's `Tno` (causal, RPE width 64, 3 layers, fixed decay
+/// 0.99): its kernel generated from the RPE and the long convolution, forward (no graph) and
+/// forward+backward (`sum().backward()` to the input and the kernel's parameters).
+func benchTNO(_ o: Options, threads: Int) throws {
+  let (d, b) = (o.dim ?? 1536, o.batch ?? 1)
+  var rng = SeededGenerator(seed: 3)
+  let kernel = TNNKernel(
+    channels: d, direction: .causal, rpeWidth: 64, rpeLayers: 3, gamma: 0.99, generator: &rng)
+  for l in o.lengths.isEmpty ? [512, 2048, 8192] : o.lengths {
+    let x = Tensor.normal([b, l, d], generator: &rng)
+    let xp = x.requiringGradient()
+    let times = interleavedMedians(
+      reps: o.reps,
+      [
+        { _ = Tensor.withoutRecording { try! kernel.convolve(x) } },
+        {
+          xp.zeroGradient()  // as an optimizer step does
+          kernel.zeroGradients()
+          try! kernel.convolve(xp).sum().backward()
+        },
+      ])
+    emit(
+      header(threads) + [
+        ("bench", "tno"), ("dim", d), ("batch", b), ("len", l), ("fwd_ms", times[0] * 1e3),
+        ("fwd_bwd_ms", times[1] * 1e3),
+      ])
+  }
+}
+
 do {
   let o = try Options.parse(Array(CommandLine.arguments.dropFirst()))
   let threads = o.threads > 0 ? o.threads : ProcessInfo.processInfo.activeProcessorCount
@@ -233,6 +263,7 @@ do {
   switch o.command {
   case "matmul": benchMatmul(o, threads: threads)
   case "conv": benchConv(o, threads: threads)
+  case "tno": try benchTNO(o, threads: threads)
   default: throw UsageError(o.command.isEmpty ? nil : "unknown subcommand \(o.command)")
   }
 } catch let e as UsageError {

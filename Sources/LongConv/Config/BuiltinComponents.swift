@@ -4,6 +4,7 @@ enum BuiltinComponents {
   static func register() {
     Registry.register(channelMixer: "glu", GLU.factory)
     Registry.register(channelMixer: "mlp", MLP.factory)
+    registerTNN()
     registerHyena()
     registerSSM()
   }

@@ -1,0 +1,57 @@
+/// Gated Toeplitz unit (GTU), TNN's token mixer (MODELS.md section 2), generic over its kernel:
+///
+/// ```
+/// u = SiLU(W_u x + b_u)            [B, L, d1]
+/// v = SiLU(W_v x + b_v)            [B, L, d1]
+/// y = W_o (u * TNO(v)) + b_o       [B, L, d]
+/// ```
+///
+/// with `TNO(v)` the long convolution of `v` with the kernel's `d1` channels (and its skip, if
+/// it has one), and `d1 = expand_ratio * d`.
+///
+/// Config (`type: "gtu"`): `expand_ratio` (default 3) and `kernel`, the kernel's config object
+/// (required; for example `{"type": "tnn"}`), built for `d1` channels, the model's direction
+/// and maximum length.
+///
+/// Parameter names follow the reference's `token_mixer.{u_proj, v_proj, o}`: `uProj`,
+/// `vProj`, `out`, and `kernel.*` for `token_mixer.toep.*`.
+public final class GatedToeplitzUnit<Kernel: LongConvKernel>: SequenceMixer {
+  public let uProj: Linear, vProj: Linear, out: Linear
+  public let kernel: Kernel
+
+  /// A GTU of width `width` around `kernel`, whose channel count is the inner width `d1`.
+  public init(width: Int, kernel: Kernel, generator: inout SeededGenerator) {
+    let inner = kernel.channels
+    uProj = Linear(width, inner, generator: &generator)
+    vProj = Linear(width, inner, generator: &generator)
+    out = Linear(inner, width, generator: &generator)
+    self.kernel = kernel
+  }
+
+  public var width: Int { uProj.inputCount }
+  /// `d1`.
+  public var innerWidth: Int { kernel.channels }
+
+  public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    let u = uProj(x).silu()
+    let v = vProj(x).silu()
+    return out(u * (try kernel.convolve(v)))
+  }
+}
+
+/// Builds GTUs from configs: reads `expand_ratio`, builds the `kernel` object through the
+/// registry, then opens the existential kernel into `GatedToeplitzUnit<K>`.
+public enum GTUFactory {
+  public static let factory: MixerFactory = { config, context, generator in
+    let ratio = try config.int("expand_ratio", default: 3, minimum: 1)
+    let inner = ratio * context.width
+    let kernel = try Registry.makeKernel(
+      try config.object("kernel"),
+      context: KernelContext(channels: inner, direction: context.direction, maxLength: context.maxLength),
+      generator: &generator)
+    func make<K: LongConvKernel>(_ k: K) -> any SequenceMixer {
+      GatedToeplitzUnit(width: context.width, kernel: k, generator: &generator)
+    }
+    return make(kernel)
+  }
+}
