@@ -144,4 +144,14 @@ import Testing
     // SimpleRMSNorm has no parameters.
     #expect(!names.contains { $0.hasPrefix("blocks.0.norm1") })
   }
+
+  @Test func everyShippedConfigDecodes() throws {
+    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Configs")
+    let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".json") }
+    #expect(!files.isEmpty)
+    for file in files.sorted() {
+      let model = try ModelBuilder.build(contentsOf: directory.appendingPathComponent(file))
+      #expect(model.parameterCount > 0, "\(file)")
+    }
+  }
 }

@@ -26,7 +26,7 @@ public struct MixerContext: Sendable {
 }
 
 /// A kernel that a config can name: the registry builds it from its JSON object.
-public protocol ConfigurableKernel: LongConvKernel {
+public protocol ConfigurableKernel: LongConvKernel, SendableMetatype {
   /// The config's `type` string, for example `"tnn"`.
   static var typeName: String { get }
   /// Builds the kernel from its config object (defaults for optional keys).
