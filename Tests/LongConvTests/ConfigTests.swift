@@ -146,8 +146,11 @@ import Testing
   }
 
   @Test func everyShippedConfigDecodes() throws {
-    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Configs")
-    let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.hasSuffix(".json") }
+    let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+      "../../Configs")
+    let files = try FileManager.default.contentsOfDirectory(atPath: directory.path).filter {
+      $0.hasSuffix(".json")
+    }
     #expect(!files.isEmpty)
     for file in files.sorted() {
       let model = try ModelBuilder.build(contentsOf: directory.appendingPathComponent(file))

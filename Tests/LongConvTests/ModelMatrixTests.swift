@@ -47,6 +47,42 @@ import Testing
     #expect(losses.last! < losses.first! - 0.05, "\(pair): \(losses)")
   }
 
+  @Test func theMatrixCoversEveryBuiltIn() {
+    for kernel in ["tnn", "hyena", "s4d", "ema", "explicit"] {
+      #expect(Registry.kernelTypes.contains(kernel))
+    }
+    for mixer in ["gtu", "hyena", "ssm"] { #expect(Registry.mixerTypes.contains(mixer)) }
+    #expect(Set(Registry.channelMixerTypes) == ["glu", "mlp"])
+  }
+
+  @Test(arguments: ["layer_norm", "rms_norm", "simple_rms_norm"])
+  func postNormBlocksWithEachNormTrain(norm: String) throws {
+    let text = """
+      {"dim": 8, "num_layers": 2, "max_length": 16, "vocab_size": 12,
+       "layers": {"prenorm": false, "norm": "\(norm)", "channel_mixer": {"type": "mlp"},
+                  "mixer": {"type": "gtu", "kernel": {"type": "tnn", "rpe_width": 8, "rpe_layers": 1}}}}
+      """
+    let model = try #require(
+      try ModelBuilder.build(JSONValue.parse(Data(text.utf8), source: norm)) as? CausalLanguageModel)
+    #expect(model.blocks.allSatisfy { !$0.prenorm && $0.norm1.kind.rawValue == norm })
+    let tokens = (0..<2 * 17).map { ($0 * 7) % 12 }
+    var inputs: [Int] = []
+    var targets: [Int] = []
+    for b in 0..<2 {
+      inputs += tokens[b * 17..<b * 17 + 16]
+      targets += tokens[b * 17 + 1...b * 17 + 16]
+    }
+    var optimizer = TestAdam(parameters: model.parameters, learningRate: 1e-2)
+    var losses: [Float] = []
+    for _ in 0..<8 {
+      let loss = try model.loss(inputs: inputs, targets: targets, batch: 2, length: 16)
+      losses.append(loss.scalar)
+      loss.backward()
+      optimizer.update()
+    }
+    #expect(losses.last! < losses.first! - 0.05, "\(norm): \(losses)")
+  }
+
   @Test func bidirectionalClassifierTrains() throws {
     let config = try JSONValue.parse(
       Data(

@@ -8,13 +8,12 @@ import Synchronization
 public enum ComputeThreads {
   private static let stored = Atomic<Int>(ProcessInfo.processInfo.activeProcessorCount)
 
-  /// The thread count; setting it also sets OpenBLAS's.
+  /// The thread count; OpenBLAS uses it for large products (see `BLAS.smallProduct`).
   public static var count: Int {
     get { stored.load(ordering: .relaxed) }
     set {
       precondition(newValue >= 1, "ComputeThreads.count: \(newValue) < 1")
       stored.store(newValue, ordering: .relaxed)
-      openblas_set_num_threads(Int32(newValue))
     }
   }
 }
