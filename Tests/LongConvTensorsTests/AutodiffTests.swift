@@ -36,6 +36,19 @@ import Testing
     #expect(r.gradient?.scalars == [2, 2, 2])
   }
 
+  @Test func eachParameterOwnsItsGradientStorage() {
+    // Add's pullback hands the same tensor to both inputs; scaling one gradient in place (as
+    // an optimizer's clipping does) must leave the other alone.
+    let p = uniformTensor([5], seed: 131).requiringGradient()
+    let q = uniformTensor([5], seed: 132).requiringGradient()
+    let r = uniformTensor([5], seed: 133).requiringGradient()
+    ((p + q) * 2 + r.reshaped([5, 1]).reshaped([5])).sum().backward()
+    p.gradient!.withUnsafeMutableBufferPointer { for i in $0.indices { $0[i] = -7 } }
+    expectClose(q.gradient!, [Double](repeating: 2, count: 5), "q after p's gradient was changed")
+    expectClose(r.gradient!, [Double](repeating: 1, count: 5), "r after p's gradient was changed")
+    #expect(p.gradient!.storage !== q.gradient!.storage && q.gradient!.storage !== r.gradient!.storage)
+  }
+
   @Test func constantsAndDetachedTensorsGetNoGradient() {
     let p = uniformTensor([3], seed: 127).requiringGradient()
     let c = uniformTensor([3], seed: 128)

@@ -27,7 +27,7 @@ final class GraphNode: @unchecked Sendable {
     self.isLeaf = pullback == nil
   }
 
-  func accumulate(_ g: Tensor) {
+  func accumulate(_ g: consuming Tensor) {
     precondition(
       g.shape == shape,
       "backward: \(op) received a gradient of shape \(g.shape) for a value of shape \(shape)")
@@ -38,7 +38,15 @@ final class GraphNode: @unchecked Sendable {
         let (dst, src) = (owned.storage.base, g.storage.base)
         for i in 0..<owned.count { dst[i] += src[i] }
       } else {
-        gradient = g.copy()
+        // Take the incoming storage when nothing else holds it (most pullbacks return fresh
+        // storage); copy it otherwise.
+        let gradientShape = g.shape
+        var storage = g.storage
+        _ = consume g
+        gradient =
+          isKnownUniquelyReferenced(&storage)
+          ? Tensor(shape: gradientShape, storage: storage)
+          : Tensor(shape: gradientShape, storage: storage).copy()
       }
     } else {
       // Interior gradients may share storage with each other (add's pullback): out of place.
@@ -126,8 +134,11 @@ extension Tensor {
           precondition(
             grads.count == node.inputs.count,
             "backward: \(node.op) returned \(grads.count) gradients for \(node.inputs.count) inputs")
-          for (input, grad) in zip(node.inputs, grads) {
-            if let input, let grad { input.accumulate(grad) }
+          var remaining = grads
+          for index in remaining.indices {
+            guard let input = node.inputs[index], let grad = remaining[index] else { continue }
+            remaining[index] = nil  // so a parameter can take the storage without copying
+            input.accumulate(grad)
           }
         }
         node.pullback = nil
