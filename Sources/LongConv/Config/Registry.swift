@@ -93,40 +93,36 @@ public enum Registry {
   public static func makeKernel(
     _ config: ConfigReader, context: KernelContext, generator: inout SeededGenerator
   ) throws -> any LongConvKernel {
-    _ = builtins
-    let type = try config.string("type")
-    guard let factory = tables.withLock({ $0.kernels[type] }) else {
-      throw config.error(
-        "type", "unknown kernel type \"\(type)\" (known: \(kernelTypes.joined(separator: ", ")))")
-    }
-    return try factory(config, context, &generator)
+    try factory(named: config, kind: "kernel", in: \.kernels)(config, context, &generator)
   }
 
   /// Builds the sequence mixer that `config`'s `type` names.
   public static func makeMixer(
     _ config: ConfigReader, context: MixerContext, generator: inout SeededGenerator
   ) throws -> any SequenceMixer {
-    _ = builtins
-    let type = try config.string("type")
-    guard let factory = tables.withLock({ $0.mixers[type] }) else {
-      throw config.error(
-        "type", "unknown mixer type \"\(type)\" (known: \(mixerTypes.joined(separator: ", ")))")
-    }
-    return try factory(config, context, &generator)
+    try factory(named: config, kind: "mixer", in: \.mixers)(config, context, &generator)
   }
 
   /// Builds the channel mixer that `config`'s `type` names (`"glu"` when absent).
   public static func makeChannelMixer(
     _ config: ConfigReader, context: MixerContext, generator: inout SeededGenerator
   ) throws -> any ChannelMixer {
+    try factory(named: config, kind: "channel mixer", default: "glu", in: \.channelMixers)(
+      config, context, &generator)
+  }
+
+  /// The factory `config`'s `type` names in `table`, or an error at `type` listing the known names.
+  private static func factory<Factory>(
+    named config: ConfigReader, kind: String, default fallback: String? = nil,
+    in table: KeyPath<Tables, [String: Factory]> & Sendable
+  ) throws -> Factory {
     _ = builtins
-    let type = try config.string("type", default: "glu")
-    guard let factory = tables.withLock({ $0.channelMixers[type] }) else {
-      throw config.error(
-        "type", "unknown channel mixer type \"\(type)\" (known: \(channelMixerTypes.joined(separator: ", ")))"
-      )
+    let type = try config.string("type", default: fallback)
+    let (factory, known) = tables.withLock { ($0[keyPath: table][type], $0[keyPath: table].keys.sorted()) }
+    guard let factory else {
+      throw config.error("type", "unknown \(kind) type \"\(type)\" (known: \(known.joined(separator: ", ")))")
     }
-    return try factory(config, context, &generator)
+    return factory
   }
 }
 
