@@ -90,7 +90,8 @@ public struct SafeTensors {
     }
     let headerLength = UInt64(littleEndian: bytes.loadUnaligned(as: UInt64.self))
     guard headerLength <= UInt64(bytes.count - 8) else {
-      throw fail("header length \(headerLength) runs past the end of the file (\(bytes.count - 8) bytes follow it)")
+      throw fail(
+        "header length \(headerLength) runs past the end of the file (\(bytes.count - 8) bytes follow it)")
     }
     let dataStart = 8 + Int(headerLength)
     let dataLength = bytes.count - dataStart
@@ -113,7 +114,8 @@ public struct SafeTensors {
         continue
       }
       guard case .object(let fields) = value else {
-        throw fail("entry is \(value.kind), expected an object with dtype, shape and data_offsets", tensor: name)
+        throw fail(
+          "entry is \(value.kind), expected an object with dtype, shape and data_offsets", tensor: name)
       }
       for key in ["dtype", "shape", "data_offsets"] where fields[key] == nil {
         throw fail("missing \"\(key)\"", tensor: name)
@@ -127,7 +129,8 @@ public struct SafeTensors {
           tensor: name)
       }
       guard let shape = fields["shape"]!.integers else {
-        throw fail("shape is \(fields["shape"]!.kind), expected an array of non-negative integers", tensor: name)
+        throw fail(
+          "shape is \(fields["shape"]!.kind), expected an array of non-negative integers", tensor: name)
       }
       guard let offsets = fields["data_offsets"]!.integers, offsets.count == 2 else {
         throw fail(
@@ -169,13 +172,16 @@ public struct SafeTensors {
           tensor: entry.name)
       }
       if entry.begin > covered {
-        throw fail("data bytes \(covered)..<\(entry.begin) belong to no tensor (the data section must be fully indexed)")
+        throw fail(
+          "data bytes \(covered)..<\(entry.begin) belong to no tensor (the data section must be fully indexed)"
+        )
       }
       covered = entry.end
       previous = entry.name
     }
     if covered != dataLength {
-      throw fail("data bytes \(covered)..<\(dataLength) belong to no tensor (the data section must be fully indexed)")
+      throw fail(
+        "data bytes \(covered)..<\(dataLength) belong to no tensor (the data section must be fully indexed)")
     }
 
     // Convert.
@@ -193,19 +199,25 @@ public struct SafeTensors {
     return SafeTensors(metadata: metadata, tensors: tensors, dtypes: dtypes)
   }
 
-  private static func convert(_ source: UnsafeRawBufferPointer, _ dtype: DType, into out: UnsafeMutableBufferPointer<Float>) {
+  private static func convert(
+    _ source: UnsafeRawBufferPointer, _ dtype: DType, into out: UnsafeMutableBufferPointer<Float>
+  ) {
     switch dtype {
     case .f32:
       for i in out.indices {
-        out[i] = Float(bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
+        out[i] = Float(
+          bitPattern: UInt32(littleEndian: source.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self)))
       }
     case .f64:
       for i in out.indices {
-        out[i] = Float(Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+        out[i] = Float(
+          Double(
+            bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
       }
     case .f16:
       for i in out.indices {
-        out[i] = floatFromHalf(UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
+        out[i] = floatFromHalf(
+          UInt16(littleEndian: source.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)))
       }
     case .bf16:
       for i in out.indices {
@@ -216,7 +228,7 @@ public struct SafeTensors {
   }
 
   /// IEEE 754 binary16 to Float32, exactly (every half is a float).
-  static func floatFromHalf(_ bits: UInt16) -> Float {
+  public static func floatFromHalf(_ bits: UInt16) -> Float {
     let sign: UInt32 = UInt32(bits & 0x8000) << 16
     let exponent = Int((bits >> 10) & 0x1F)
     let mantissa = UInt32(bits & 0x3FF)
@@ -299,7 +311,8 @@ public struct SafeTensors {
       case "\r": out += "\\r"
       case "\t": out += "\\t"
       case _ where scalar.value < 0x20:
-        out += "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
+        out +=
+          "\\u" + String(repeating: "0", count: 4 - String(scalar.value, radix: 16).count)
           + String(scalar.value, radix: 16)
       default: out.unicodeScalars.append(scalar)
       }
@@ -340,7 +353,9 @@ public struct SafeTensors {
     guard fsync(fd) == 0 else { throw posixError("cannot sync") }
     closed = true
     guard close(fd) == 0 else { throw posixError("cannot close") }
-    guard rename(temporary.path, file) == 0 else { throw posixError("cannot rename the temporary file into place") }
+    guard rename(temporary.path, file) == 0 else {
+      throw posixError("cannot rename the temporary file into place")
+    }
     renamed = true
     syncDirectory(directory)
   }
@@ -396,7 +411,9 @@ private enum HeaderValue: Decodable {
     guard case .array(let items) = self else { return nil }
     var out: [Int] = []
     for item in items {
-      guard case .number(let d) = item, d >= 0, d <= 9_007_199_254_740_992, d.rounded() == d else { return nil }
+      guard case .number(let d) = item, d >= 0, d <= 9_007_199_254_740_992, d.rounded() == d else {
+        return nil
+      }
       out.append(Int(d))
     }
     return out
@@ -408,8 +425,20 @@ private enum HeaderValue: Decodable {
     case .bool(let b): "boolean \(b)"
     case .number(let d): "number \(d)"
     case .string(let s): "string \"\(s)\""
-    case .array: "an array"
+    case .array(let items): "the array [\(items.map(\.compact).joined(separator: ", "))]"
     case .object: "an object"
+    }
+  }
+
+  /// Short rendering of a value inside an array.
+  private var compact: String {
+    switch self {
+    case .number(let d): d.rounded() == d && abs(d) < 1e15 ? String(Int(d)) : String(d)
+    case .string(let s): "\"\(s)\""
+    case .array: "[...]"
+    case .object: "{...}"
+    case .null: "null"
+    case .bool(let b): String(b)
     }
   }
 }
@@ -421,7 +450,8 @@ extension SafeTensors {
       value = try JSONDecoder().decode(HeaderValue.self, from: data)
     } catch let DecodingError.dataCorrupted(context) {
       let detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String
-      throw SafeTensorsError(file: file, problem: "invalid JSON header (\(detail ?? context.debugDescription))")
+      throw SafeTensorsError(
+        file: file, problem: "invalid JSON header (\(detail ?? context.debugDescription))")
     } catch {
       throw SafeTensorsError(file: file, problem: "invalid JSON header (\(error))")
     }
