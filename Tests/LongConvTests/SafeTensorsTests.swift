@@ -175,6 +175,24 @@ struct ScratchDirectory {
     #expect(try scratch.listing() == ["again.safetensors", "rt-F32.safetensors", "rt-F64.safetensors"])
   }
 
+  @Test func writesExactlyTheExpectedBytes() throws {
+    let scratch = try ScratchDirectory()
+    defer { scratch.cleanUp() }
+    let url = scratch.file("exact.safetensors")
+    try SafeTensors.write(["b": Tensor([1, -2]), "a": Tensor(0.5)], metadata: ["k": "v"], to: url)
+    let header =
+      #"{"__metadata__":{"k":"v"},"a":{"dtype":"F32","shape":[],"data_offsets":[0,4]},"#
+      + #""b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+    let padded = header + String(repeating: " ", count: (8 - header.utf8.count % 8) % 8)
+    let expected = Self.bytes(header: padded, data: Self.le32(0.5) + Self.le32(1) + Self.le32(-2))
+    #expect(try [UInt8](Data(contentsOf: url)) == expected)
+
+    try SafeTensors.write(["x": Tensor([1.5])], dtype: .f64, to: url)
+    let header64 = #"{"x":{"dtype":"F64","shape":[1],"data_offsets":[0,8]}}"#
+    let padded64 = header64 + String(repeating: " ", count: (8 - header64.utf8.count % 8) % 8)
+    #expect(try [UInt8](Data(contentsOf: url)) == Self.bytes(header: padded64, data: Self.le64(1.5)))
+  }
+
   @Test func writeReplacesAnExistingFile() throws {
     let scratch = try ScratchDirectory()
     defer { scratch.cleanUp() }
