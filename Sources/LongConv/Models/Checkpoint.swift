@@ -1,0 +1,164 @@
+import Foundation
+
+/// A problem loading or saving a checkpoint: the file, the tensor when there is one, and
+/// what is wrong.
+public struct CheckpointError: Error, Equatable, CustomStringConvertible {
+  public var file: String
+  public var tensor: String?
+  public var problem: String
+
+  public init(file: String, tensor: String? = nil, problem: String) {
+    self.file = file
+    self.tensor = tensor
+    self.problem = problem
+  }
+
+  public var description: String {
+    if let tensor { return "\(file): tensor \"\(tensor)\": \(problem)" }
+    return "\(file): \(problem)"
+  }
+}
+
+/// Checkpoints: a directory holding `model.safetensors` (every named parameter, F32) and
+/// `config.json` (the model's resolved config).
+///
+/// Saving is atomic for the directory as a whole: the new checkpoint is written into a
+/// sibling temporary directory, the old one is renamed aside to `.<name>.previous`, the new
+/// one renamed in, and the old one removed. A crash before the swap leaves the old checkpoint
+/// in place; a crash between the two renames leaves it at `.<name>.previous`, where
+/// ``load(from:)`` finds it.
+public enum Checkpoint {
+  public static let weightsFile = "model.safetensors"
+  public static let configFile = "config.json"
+
+  /// Saves `model`'s parameters and config into `directory`, replacing an earlier checkpoint.
+  public static func save(_ model: any SequenceModel, to directory: URL) throws {
+    let target = directory.standardizedFileURL
+    let path = target.path
+    let fileManager = FileManager.default
+    var isDirectory: ObjCBool = false
+    if fileManager.fileExists(atPath: path, isDirectory: &isDirectory) {
+      guard isDirectory.boolValue else {
+        throw CheckpointError(file: path, problem: "exists and is not a directory")
+      }
+      let contents = try contentsOfDirectory(target)
+      guard contents.isEmpty || contents.contains(weightsFile) || contents.contains(configFile) else {
+        throw CheckpointError(
+          file: path,
+          problem: "exists and is not a checkpoint (no \(weightsFile) or \(configFile)); not replacing it")
+      }
+    }
+
+    var tensors: [String: Tensor] = [:]
+    for (name, tensor) in model.namedParameters() {
+      guard tensors.updateValue(tensor, forKey: name) == nil else {
+        throw CheckpointError(file: path, tensor: name, problem: "two parameters have this name")
+      }
+    }
+
+    let parent = target.deletingLastPathComponent()
+    let temporary = parent.appendingPathComponent(".\(target.lastPathComponent).tmp-\(UUID().uuidString)")
+    let previous = previousURL(target)
+    do {
+      try fileManager.createDirectory(at: temporary, withIntermediateDirectories: false)
+    } catch {
+      throw CheckpointError(
+        file: path, problem: "cannot create a temporary directory beside it (\(error.localizedDescription))")
+    }
+    var installed = false
+    defer { if !installed { try? fileManager.removeItem(at: temporary) } }
+
+    try SafeTensors.write(tensors, dtype: .f32, to: temporary.appendingPathComponent(weightsFile))
+    let config = model.config.serialized()
+    try SafeTensors.writeAtomically(to: temporary.appendingPathComponent(configFile)) { sink in
+      try config.withUnsafeBytes { try sink($0) }
+    }
+    SafeTensors.syncDirectory(temporary)
+
+    // Swap: old aside, new in, old removed.
+    let hadOld = fileManager.fileExists(atPath: path)
+    if hadOld {
+      // A `.previous` beside an existing checkpoint is left over from a finished save.
+      try? fileManager.removeItem(at: previous)
+      guard rename(path, previous.path) == 0 else {
+        throw CheckpointError(
+          file: path, problem: "cannot move the old checkpoint aside (\(String(cString: strerror(errno))))")
+      }
+    }
+    guard rename(temporary.path, path) == 0 else {
+      let reason = String(cString: strerror(errno))
+      if hadOld { _ = rename(previous.path, path) }
+      throw CheckpointError(file: path, problem: "cannot move the new checkpoint into place (\(reason))")
+    }
+    installed = true
+    SafeTensors.syncDirectory(parent)
+    try? fileManager.removeItem(at: previous)
+  }
+
+  /// Builds the model described by `directory/config.json` and loads its parameters from
+  /// `directory/model.safetensors`, after checking that every parameter is present with its
+  /// exact shape and that the file holds nothing else.
+  public static func load(from directory: URL) throws -> any SequenceModel {
+    var source = directory.standardizedFileURL
+    let fileManager = FileManager.default
+    if !fileManager.fileExists(atPath: source.path) {
+      // Interrupted between the two renames of a save: the old checkpoint is aside.
+      let previous = previousURL(source)
+      guard fileManager.fileExists(atPath: previous.appendingPathComponent(weightsFile).path) else {
+        throw CheckpointError(file: source.path, problem: "no such checkpoint directory")
+      }
+      source = previous
+    }
+    let model = try ModelBuilder.build(contentsOf: source.appendingPathComponent(configFile))
+    let weightsURL = source.appendingPathComponent(weightsFile)
+    let file = weightsURL.path
+    let stored = try SafeTensors.read(contentsOf: weightsURL)
+
+    let parameters = model.namedParameters()
+    let missing = parameters.map(\.name).filter { stored.tensor($0) == nil }
+    if let first = missing.first {
+      throw CheckpointError(
+        file: file, tensor: first,
+        problem:
+          "missing; the model needs \(missing.count) parameter(s) the file lacks: \(missing.joined(separator: ", "))"
+      )
+    }
+    for (name, parameter) in parameters {
+      let shape = stored.tensor(name)!.shape
+      guard shape == parameter.shape else {
+        throw CheckpointError(
+          file: file, tensor: name, problem: "shape mismatch: expected \(parameter.shape), found \(shape)")
+      }
+    }
+    let known = Set(parameters.map(\.name))
+    let extra = stored.names.filter { !known.contains($0) }
+    if let first = extra.first {
+      throw CheckpointError(
+        file: file, tensor: first,
+        problem: "not a parameter of the model; unexpected tensor(s): \(extra.joined(separator: ", "))")
+    }
+
+    for (name, parameter) in parameters {
+      let value = stored.tensor(name)!
+      value.withUnsafeBufferPointer { source in
+        parameter.withUnsafeMutableBufferPointer { target in
+          _ = target.update(fromContentsOf: source)
+        }
+      }
+    }
+    return model
+  }
+
+  static func previousURL(_ target: URL) -> URL {
+    target.deletingLastPathComponent().appendingPathComponent(".\(target.lastPathComponent).previous")
+  }
+
+  private static func contentsOfDirectory(_ url: URL) throws -> [String] {
+    do {
+      return try FileManager.default.contentsOfDirectory(atPath: url.path)
+    } catch {
+      throw CheckpointError(
+        file: url.path, problem: "cannot list the directory (\(error.localizedDescription))")
+    }
+  }
+}
