@@ -15,8 +15,12 @@ let usage = """
   usage: longconv <command> [options]
 
   commands:
-    demo    check the long convolution, then train a small language model from a config
-            [--steps N] [--threads N] [--seed S] [--config FILE]
+    demo           check the long convolution, then train a small language model from a config
+                   [--steps N] [--threads N] [--seed S] [--config FILE]
+    import-torch   turn a PyTorch TNN state dict (safetensors) into a checkpoint
+                   --state-dict FILE --config CONFIG.json --out DIR
+    eval           next-byte cross-entropy of a checkpoint on a text file
+                   --checkpoint DIR --text FILE [--length N] [--json]
 
   Run `longconv <command> --help` for a command's options.
   """
@@ -31,6 +35,10 @@ do {
   switch arguments.first {
   case "demo":
     try Demo(arguments: Array(arguments.dropFirst())).run()
+  case "import-torch":
+    try ImportTorchCommand.run(Array(arguments.dropFirst()))
+  case "eval":
+    try EvalCommand.run(Array(arguments.dropFirst()))
   case "-h", "--help", "help":
     print(usage)
   case nil:

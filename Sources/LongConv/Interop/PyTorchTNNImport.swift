@@ -1,0 +1,174 @@
+import Foundation
+
+/// Imports a TNN language model saved from PyTorch: the authors' `TnnLayer` parameter names
+/// (MODELS.md section 2) under `layers.{i}.`, plus `embedding.weight` and
+/// `final_norm.{weight,bias}`, in a safetensors file, with the config keys that
+/// `../shared/bench/torch_tnn.py export` writes.
+///
+/// | reference | here |
+/// |---|---|
+/// | `embedding.weight` | `embedding.weight` |
+/// | `final_norm.{weight,bias}` (LayerNorm, eps 1e-5) | `finalNorm.{weight,bias}` |
+/// | `layers.{i}.token_mixer.{u_proj,v_proj,o}.*` | `blocks.{i}.mixer.{uProj,vProj,out}.*` |
+/// | `layers.{i}.token_mixer.toep.rpe.pos_proj.*` | `blocks.{i}.mixer.kernel.posProj.*` |
+/// | `layers.{i}.token_mixer.toep.rpe.layers.{k}.2.*` | `blocks.{i}.mixer.kernel.layers.{k}.linear.*` |
+/// | `layers.{i}.token_mixer.toep.rpe.out.2.*` | `blocks.{i}.mixer.kernel.out.linear.*` |
+/// | `layers.{i}.token_mixer.toep.gamma` `[h, 1, e]` | the config's `gamma` (must be that constant) |
+/// | `layers.{i}.feature_mixer.{l1,l2,l3}.*` | `blocks.{i}.channelMixer.{l1,l2,l3}.*` |
+///
+/// Both are PyTorch-layout (`Linear.weight` is `[out, in]` on both sides), so weights copy
+/// unchanged. Everything is checked (names, shapes, gamma) before any value is copied.
+public enum PyTorchTNNImport {
+  /// The toolkit config for a reference config (keys of `torch_tnn.py export`).
+  public static func config(fromReference json: JSONValue, file: String) throws -> JSONValue {
+    let reference = try ConfigReader(json, file: file)
+    let vocabulary = try reference.int("vocab_size", minimum: 1)
+    let dim = try reference.int("dim", minimum: 1)
+    let layers = try reference.int("layers", minimum: 0)
+    let expand = try reference.int("expand_ratio", default: 3, minimum: 1)
+    let gluDim = try reference.int("glu_dim", default: dim, minimum: 1)
+    let rpeWidth = try reference.int("rpe_width", default: 64, minimum: 1)
+    let rpeLayers = try reference.int("rpe_layers", default: 3, minimum: 0)
+    let gamma = try reference.double("gamma", default: 0.99, range: 0...1)
+    let norm = try reference.string(
+      "norm", default: "simple_rms_norm", allowed: ["simple_rms_norm", "rms_norm", "layer_norm"])
+    let prenorm = try reference.bool("prenorm", default: true)
+    let finalNorm = try reference.string(
+      "final_norm", default: "layer_norm", allowed: ["simple_rms_norm", "rms_norm", "layer_norm"])
+    guard try reference.bool("causal", default: true) else {
+      throw reference.error("causal", "only causal language models import (got false)")
+    }
+    guard try reference.bool("tied_embedding", default: true) else {
+      throw reference.error(
+        "tied_embedding", "only models whose head is tied to the embedding import (got false)")
+    }
+    let maxLength = try reference.int("max_length", default: 512, minimum: 1)
+    try reference.rejectUnknownKeys()
+    return .object([
+      "model": .string("causal_lm"), "vocab_size": .number(Double(vocabulary)), "dim": .number(Double(dim)),
+      "num_layers": .number(Double(layers)), "max_length": .number(Double(maxLength)),
+      "final_norm": .string(finalNorm),
+      "layers": .object([
+        "norm": .string(norm), "prenorm": .bool(prenorm),
+        "mixer": .object([
+          "type": .string("gtu"), "expand_ratio": .number(Double(expand)),
+          "kernel": .object([
+            "type": .string("tnn"), "rpe_width": .number(Double(rpeWidth)),
+            "rpe_layers": .number(Double(rpeLayers)),
+            "gamma": .number(gamma), "decay": .string("fixed"),
+          ]),
+        ]),
+        "channel_mixer": .object(["type": .string("glu"), "hidden_dim": .number(Double(gluDim))]),
+      ]),
+    ])
+  }
+
+  /// The reference name of one of our parameter names, or `nil` if it has none.
+  static func referenceName(of name: String) -> String? {
+    let rules: [(String, String)] = [
+      ("embedding.", "embedding."), ("finalNorm.", "final_norm."),
+    ]
+    for (ours, theirs) in rules where name.hasPrefix(ours) { return theirs + name.dropFirst(ours.count) }
+    let parts = name.split(separator: ".").map(String.init)
+    guard parts.count >= 4, parts[0] == "blocks", let layer = Int(parts[1]) else { return nil }
+    let rest = parts[2...].joined(separator: ".")
+    let prefix = "layers.\(layer)."
+    let blockRules: [(String, String)] = [
+      ("mixer.uProj.", "token_mixer.u_proj."), ("mixer.vProj.", "token_mixer.v_proj."),
+      ("mixer.out.", "token_mixer.o."),
+      ("mixer.kernel.posProj.", "token_mixer.toep.rpe.pos_proj."),
+      ("mixer.kernel.out.linear.", "token_mixer.toep.rpe.out.2."),
+      ("channelMixer.l1.", "feature_mixer.l1."), ("channelMixer.l2.", "feature_mixer.l2."),
+      ("channelMixer.l3.", "feature_mixer.l3."),
+    ]
+    for (ours, theirs) in blockRules where rest.hasPrefix(ours) {
+      return prefix + theirs + rest.dropFirst(ours.count)
+    }
+    // mixer.kernel.layers.{k}.linear.{weight,bias} -> token_mixer.toep.rpe.layers.{k}.2.{...}
+    let kernelLayer = rest.split(separator: ".").map(String.init)
+    if kernelLayer.count == 6, kernelLayer[0...2] == ["mixer", "kernel", "layers"], kernelLayer[4] == "linear"
+    {
+      return prefix + "token_mixer.toep.rpe.layers.\(kernelLayer[3]).2.\(kernelLayer[5])"
+    }
+    return nil
+  }
+
+  /// Builds the model that `configURL` describes and fills it from `stateDictURL`.
+  ///
+  /// - Throws: `ConfigError` for the config; `CheckpointError` naming the file and tensor for
+  ///   a missing, extra or misshapen tensor, or a `gamma` that is not the config's constant;
+  ///   `SafeTensorsError` for a malformed file. Nothing is modified before every check passes.
+  public static func importModel(stateDict stateDictURL: URL, config configURL: URL) throws
+    -> CausalLanguageModel
+  {
+    let configData: Data
+    do {
+      configData = try Data(contentsOf: configURL)
+    } catch {
+      throw ConfigError(
+        file: configURL.path, path: "", problem: "cannot read the file (\(error.localizedDescription))")
+    }
+    let ourConfig = try config(
+      fromReference: JSONValue.parse(configData, source: configURL.path), file: configURL.path)
+    guard let model = try ModelBuilder.build(ourConfig, file: configURL.path) as? CausalLanguageModel else {
+      preconditionFailure("PyTorchTNNImport: the built model is not a language model")
+    }
+    let weights = try SafeTensors.read(contentsOf: stateDictURL)
+    let file = stateDictURL.path
+
+    // Check everything first.
+    var used = Set<String>()
+    var copies: [(Tensor, Tensor)] = []
+    for (name, parameter) in model.namedParameters() {
+      guard let source = referenceName(of: name) else {
+        throw CheckpointError(file: file, tensor: name, problem: "no reference name for this parameter")
+      }
+      guard let tensor = weights.tensor(source) else {
+        throw CheckpointError(
+          file: file, tensor: source, problem: "missing (needed for \(name), shape \(parameter.shape))")
+      }
+      guard tensor.shape == parameter.shape else {
+        throw CheckpointError(
+          file: file, tensor: source,
+          problem: "shape \(tensor.shape) does not match the config's \(parameter.shape)")
+      }
+      used.insert(source)
+      copies.append((tensor, parameter))
+    }
+    let mixerConfig = try ConfigReader(ourConfig).object("layers").object("mixer")
+    let kernelChannels = try mixerConfig.int("expand_ratio") * model.embedding.width
+    let gamma = Float(try mixerConfig.object("kernel").double("gamma"))
+    for layer in 0..<model.blocks.count {
+      let name = "layers.\(layer).token_mixer.toep.gamma"
+      guard let tensor = weights.tensor(name) else {
+        throw CheckpointError(file: file, tensor: name, problem: "missing (the decay of layer \(layer))")
+      }
+      guard tensor.count == kernelChannels else {
+        throw CheckpointError(
+          file: file, tensor: name,
+          problem: "has \(tensor.count) values, expected \(kernelChannels) (expand_ratio x dim)")
+      }
+      guard tensor.scalars.allSatisfy({ Swift.abs($0 - gamma) <= 1e-6 }) else {
+        throw CheckpointError(
+          file: file, tensor: name,
+          problem: "holds values other than the config's gamma \(gamma); per-channel decays do not import")
+      }
+      used.insert(name)
+    }
+    let extra = weights.names.filter { !used.contains($0) }
+    guard extra.isEmpty else {
+      throw CheckpointError(
+        file: file, tensor: extra[0],
+        problem:
+          "not part of a TNN language model (\(extra.count) unused: \(extra.prefix(5).joined(separator: ", ")))"
+      )
+    }
+
+    for (source, parameter) in copies {
+      source.withUnsafeBufferPointer { src in
+        parameter.withUnsafeMutableBufferPointer { dst in _ = dst.update(fromContentsOf: src) }
+      }
+    }
+    return model
+  }
+}
