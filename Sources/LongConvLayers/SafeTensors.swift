@@ -7,8 +7,9 @@ import LongConvTensors
   import Darwin
 #endif
 
-/// A problem with a safetensors file: the file, the tensor when there is one, and what is wrong.
-public struct SafeTensorsError: Error, Equatable, CustomStringConvertible {
+/// A problem with a file of tensors (a safetensors file, a checkpoint): the file, the tensor
+/// when there is one, and what is wrong.
+public struct TensorFileError: Error, Equatable, CustomStringConvertible {
   public var file: String
   /// The tensor the problem is about, or `nil` for the file as a whole.
   public var tensor: String?
@@ -25,6 +26,9 @@ public struct SafeTensorsError: Error, Equatable, CustomStringConvertible {
     return "\(file): \(problem)"
   }
 }
+
+/// A malformed or unreadable safetensors file.
+public typealias SafeTensorsError = TensorFileError
 
 /// The tensors of a [safetensors](https://github.com/huggingface/safetensors) file, as
 /// Float32 tensors.

@@ -9,6 +9,18 @@ public enum JSONValue: Equatable, Sendable {
   case array([JSONValue])
   case object([String: JSONValue])
 
+  /// Reads and parses the JSON file at `url`; errors name the file.
+  public static func read(contentsOf url: URL) throws -> JSONValue {
+    let data: Data
+    do {
+      data = try Data(contentsOf: url)
+    } catch {
+      throw ConfigError(
+        file: url.path, path: "", problem: "cannot read the file (\(error.localizedDescription))")
+    }
+    return try parse(data, source: url.path)
+  }
+
   /// Parses `data`; `source` names the file in the error.
   public static func parse(_ data: Data, source: String) throws -> JSONValue {
     do {

@@ -101,15 +101,7 @@ public enum PyTorchTNNImport {
   public static func importModel(stateDict stateDictURL: URL, config configURL: URL) throws
     -> CausalLanguageModel
   {
-    let configData: Data
-    do {
-      configData = try Data(contentsOf: configURL)
-    } catch {
-      throw ConfigError(
-        file: configURL.path, path: "", problem: "cannot read the file (\(error.localizedDescription))")
-    }
-    let ourConfig = try config(
-      fromReference: JSONValue.parse(configData, source: configURL.path), file: configURL.path)
+    let ourConfig = try config(fromReference: JSONValue.read(contentsOf: configURL), file: configURL.path)
     guard let model = try ModelBuilder.build(ourConfig, file: configURL.path) as? CausalLanguageModel else {
       preconditionFailure("PyTorchTNNImport: the built model is not a language model")
     }

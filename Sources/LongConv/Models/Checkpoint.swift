@@ -2,22 +2,7 @@ import Foundation
 
 /// A problem loading or saving a checkpoint: the file, the tensor when there is one, and
 /// what is wrong.
-public struct CheckpointError: Error, Equatable, CustomStringConvertible {
-  public var file: String
-  public var tensor: String?
-  public var problem: String
-
-  public init(file: String, tensor: String? = nil, problem: String) {
-    self.file = file
-    self.tensor = tensor
-    self.problem = problem
-  }
-
-  public var description: String {
-    if let tensor { return "\(file): tensor \"\(tensor)\": \(problem)" }
-    return "\(file): \(problem)"
-  }
-}
+public typealias CheckpointError = TensorFileError
 
 /// Checkpoints: a directory holding `model.safetensors` (every named parameter, F32) and
 /// `config.json` (the model's resolved config).

@@ -82,14 +82,7 @@ public final class SequenceClassifier: SequenceModel {
 public enum ModelBuilder {
   /// Reads and builds the model in the config file at `url`.
   public static func build(contentsOf url: URL) throws -> any SequenceModel {
-    let data: Data
-    do {
-      data = try Data(contentsOf: url)
-    } catch {
-      throw ConfigError(
-        file: url.path, path: "", problem: "cannot read the file (\(error.localizedDescription))")
-    }
-    return try build(JSONValue.parse(data, source: url.path), file: url.path)
+    try build(JSONValue.read(contentsOf: url), file: url.path)
   }
 
   /// Builds the model that `json` describes.
