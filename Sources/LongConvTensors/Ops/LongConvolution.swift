@@ -68,7 +68,7 @@ public struct KernelSpectrum: @unchecked Sendable {
   public let length: Int
   public let direction: ConvolutionDirection
   let geometry: ConvolutionGeometry
-  /// `[D, spectrumStride]` complex values, scaled by `1 / N` so the inverse FFT needs no scaling.
+  /// `[D, spectrumStride]` complex values (unnormalised; the spectral product applies `1 / N`).
   let values: FFTBuffer
 
   /// The spectrum of `kernel` (`[D, K]` causal or `[D, 2K - 1]` bidirectional) for inputs of
@@ -147,7 +147,7 @@ enum LongConvolution {
     UncheckedBox((0..<max(1, min(ComputeThreads.count, g.taskCount))).map { _ in Workspace(g) })
   }
 
-  /// The spectra of all channels of `kernel`, scaled by `1 / N`.
+  /// The spectra of all channels of `kernel` (unnormalised).
   static func kernelSpectrum(_ kernel: Tensor, _ g: ConvolutionGeometry) -> FFTBuffer {
     let values = FFTBuffer(count: 2 * g.channels * g.spectrumStride)
     let spaces = workspaces(g)
@@ -158,7 +158,7 @@ enum LongConvolution {
     return values
   }
 
-  /// Lays out the kernel rows of `channels` in circular order and stores their scaled spectra.
+  /// Lays out the kernel rows of `channels` in circular order and stores their spectra.
   static func transformKernel(
     _ kernel: Tensor, _ g: ConvolutionGeometry, channels: Range<Int>, workspace: Workspace,
     into values: FFTBuffer
@@ -172,8 +172,6 @@ enum LongConvolution {
     }
     let out = values.base + 2 * channels.lowerBound * g.spectrumStride
     FFT.forward(size: g.fftSize, count: channels.count, real: real, complex: out)
-    let scale = 1 / Float(g.fftSize)
-    for i in 0..<2 * channels.count * g.spectrumStride { out[i] *= scale }
   }
 
   /// Rows ahead to prefetch in `gather` and `scatter`.
@@ -217,15 +215,18 @@ enum LongConvolution {
     }
   }
 
-  /// `out = a * b` (or `a * conj(b)`) over `count` interleaved complex values; `out` may be `a`.
+  /// `out = a * b / N` (or `a * conj(b) / N`) over `count` interleaved complex values, with
+  /// `N` the FFT size: the inverse FFT is unnormalised, and scaling here costs no extra pass.
+  /// `out` may be `a`.
   @inline(__always)
   static func multiply(
     _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int,
-    conjugateB: Bool
+    conjugateB: Bool, fftSize: Int
   ) {
-    let sign: Float = conjugateB ? -1 : 1
+    let scale = 1 / Float(fftSize)
+    let imaginaryScale: Float = conjugateB ? -scale : scale
     for i in 0..<count {
-      let (ar, ai, br, bi) = (a[2 * i], a[2 * i + 1], b[2 * i], sign * b[2 * i + 1])
+      let (ar, ai, br, bi) = (a[2 * i], a[2 * i + 1], scale * b[2 * i], imaginaryScale * b[2 * i + 1])
       out[2 * i] = ar * br - ai * bi
       out[2 * i + 1] = ar * bi + ai * br
     }
@@ -278,8 +279,9 @@ enum LongConvolution {
           saved.map { $0.base + 2 * (b * g.channels + channels.lowerBound) * stride } ?? ws.spectra.base
         FFT.forward(size: g.fftSize, count: channels.count, real: ws.real.base, complex: spectra)
         multiply(
-          spectra, kernelSpectra, into: ws.accumulator.base, count: channels.count * stride, conjugateB: false
-        )
+          spectra, kernelSpectra, into: ws.accumulator.base, count: channels.count * stride,
+          conjugateB: false,
+          fftSize: g.fftSize)
         FFT.inverse(size: g.fftSize, count: channels.count, complex: ws.accumulator.base, real: ws.real.base)
         scatter(
           ws.real.base, g, b: b, channels: channels, into: yp.base, skip: skipPointer?.base, other: xp.base)
@@ -332,7 +334,9 @@ enum LongConvolution {
           accumulateConjugateProduct(ws.spectra.base, inputSpectra, into: ws.accumulator.base, count: width)
         }
         if let dxp {
-          multiply(ws.spectra.base, kernelSpectra, into: ws.spectra.base, count: width, conjugateB: true)
+          multiply(
+            ws.spectra.base, kernelSpectra, into: ws.spectra.base, count: width, conjugateB: true,
+            fftSize: g.fftSize)
           FFT.inverse(size: g.fftSize, count: channels.count, complex: ws.spectra.base, real: ws.real.base)
           scatter(
             ws.real.base, g, b: b, channels: channels, into: dxp.base, skip: skipPointer?.base, other: gp.base
