@@ -148,19 +148,44 @@ struct Demo {
     print(
       String(format: "  held-out loss: %.3f -> %.3f nats (uniform guess: %.3f)", initial, final, log(256.0)))
     print(String(format: "  %.1f s, %.0f tokens/s", seconds, Double(steps * batch * length) / seconds))
+
+    // Through a checkpoint: save, reload, and evaluate on text the model has not seen.
+    let directory = FileManager.default.temporaryDirectory
+      .appendingPathComponent("longconv-demo-\(ProcessInfo.processInfo.processIdentifier)")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try Checkpoint.save(model, to: directory)
+    guard let reloaded = try Checkpoint.load(from: directory) as? CausalLanguageModel else {
+      throw UserError(message: "\(directory.path): the reloaded checkpoint is not a language model")
+    }
+    let unseen = Demo.generatedText(bytes: 20_000, seed: seed &+ 1000)
+    let evaluation = try reloaded.evaluate(tokens: unseen, length: length)
+    print(
+      String(
+        format:
+          "\ncheckpoint saved and reloaded; on unseen text: %.3f nats, %.3f bits/byte over %d predictions",
+        evaluation.lossNats, evaluation.bitsPerByte, evaluation.tokens))
   }
 
   /// Deterministic text: sentences drawn from a small grammar, so there is structure to learn.
   static func generatedText(bytes: Int, seed: UInt64) -> [Int] {
-    let subjects = ["the cat", "a dog", "the long kernel", "my model", "the toeplitz matrix", "a state"]
-    let verbs = ["sees", "learns", "decays into", "convolves", "remembers", "predicts"]
-    let objects = ["the sequence", "a token", "every lag", "the past", "the signal", "a recurrence"]
+    let subjects = [
+      "the cat", "a dog", "the long kernel", "my model", "the toeplitz matrix", "a state", "every token",
+      "the decay", "our filter", "a recurrence", "the spectrum", "this layer",
+    ]
+    let verbs = [
+      "sees", "learns", "decays into", "convolves", "remembers", "predicts", "forgets", "mixes", "follows",
+      "extends", "filters", "echoes",
+    ]
+    let adjectives = ["", "", "long ", "quiet ", "causal ", "hidden ", "distant ", "first "]
+    let objects = [
+      "sequence", "token", "lag", "past", "signal", "recurrence", "position", "channel", "state", "window",
+    ]
     var rng = SeededGenerator(seed: seed &+ 3)
     var out: [Int] = []
     out.reserveCapacity(bytes + 64)
     func pick(_ words: [String]) -> String { words[Int(rng.next() % UInt64(words.count))] }
     while out.count < bytes {
-      let sentence = "\(pick(subjects)) \(pick(verbs)) \(pick(objects)). "
+      let sentence = "\(pick(subjects)) \(pick(verbs)) the \(pick(adjectives))\(pick(objects)). "
       out.append(contentsOf: sentence.utf8.map(Int.init))
     }
     return out
