@@ -7,6 +7,7 @@ let package = Package(
     .library(name: "LongConvKit", targets: ["LongConvKit"]),
     .library(name: "LongConvTensors", targets: ["LongConvTensors"]),
     .library(name: "LongConv", targets: ["LongConv"]),
+    .library(name: "LongConvTraining", targets: ["LongConvTraining"]),
     .executable(name: "longconv", targets: ["longconv"]),
     .executable(name: "longconv-bench", targets: ["longconv-bench"]),
   ],
@@ -25,8 +26,10 @@ let package = Package(
     .target(name: "LongConvLayers", dependencies: ["LongConvTensors"]),
     // Kernels, mixers and models as conformances, assembled from JSON configs.
     .target(name: "LongConv", dependencies: ["LongConvLayers"]),
+    // Optimizers, parameter groups, learning-rate schedules, gradient clipping.
+    .target(name: "LongConvTraining", dependencies: ["LongConv"]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
-    .target(name: "LongConvKit", dependencies: ["LongConv"]),
+    .target(name: "LongConvKit", dependencies: ["LongConv", "LongConvTraining"]),
 
     .executableTarget(name: "longconv", dependencies: ["LongConvKit"]),
     .executableTarget(
@@ -38,6 +41,8 @@ let package = Package(
     .testTarget(
       name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
     .testTarget(name: "LongConvTests", dependencies: ["LongConv", "LongConvTestSupport"]),
+    .testTarget(
+      name: "LongConvTrainingTests", dependencies: ["LongConvTraining", "LongConvTestSupport"]),
   ],
   swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,96 @@
+import LongConv
+import LongConvLayers
+import LongConvTensors
+
+/// The usual split of a model's parameters for ``AdamW`` or ``SGD``:
+///
+/// - `"decay"`: everything else, with `weightDecay` and learning-rate scale 1;
+/// - `"no_decay"`: norms (names containing `norm`, any case), biases (names ending in `bias`),
+///   and the decay parameters of kernels: a learned TNN decay (`gamma` of a ``TNNKernel``),
+///   EMA's `delta` and `alpha` (``EMAKernel``); weight decay 0, scale 1;
+/// - `"ssm"`: the S4D state-space parameters `logDt`, `logAReal`, `aImag` (``S4DKernel``),
+///   weight decay 0 and learning-rate scale `ssmLearningRateScale`.
+///
+/// Kernel parameters are recognised by the kernel that owns them (found by walking the model),
+/// so EMA's `gamma`, an output weight, keeps its decay while TNN's `gamma` does not. A
+/// parameter of a user's kernel named `logDt`, `logAReal` or `aImag` also goes to `"ssm"`,
+/// and `extraNoDecay` can send any other name to `"no_decay"`.
+///
+/// The default `ssmLearningRateScale` of 0.1 follows the S4 repository's `s4d.py` example,
+/// where the model trains at 0.01 and the SSM parameters at 0.001 without weight decay. The S4
+/// recipe uses a fixed rate (`min(0.001, lr)`) instead; for that, pass `0.001 / peak`.
+/// Empty groups are left out; within a group parameters keep the model's order and names.
+public func defaultGroups(
+  for model: any Module, weightDecay: Float, ssmLearningRateScale: Float = 0.1,
+  extraNoDecay: (String) -> Bool = { _ in false }
+) -> [ParameterGroup] {
+  var ssmStorages = Set<ObjectIdentifier>()
+  var noDecayStorages = Set<ObjectIdentifier>()
+  KernelParameterWalk.visit(model) { module in
+    switch module {
+    case let kernel as S4DKernel:
+      for t in [kernel.logDt, kernel.logAReal, kernel.aImag] {
+        ssmStorages.insert(ObjectIdentifier(t.storage))
+      }
+    case let kernel as TNNKernel where kernel.decay == .learned:
+      noDecayStorages.insert(ObjectIdentifier(kernel.gamma.storage))
+    case let kernel as EMAKernel:
+      for t in [kernel.delta, kernel.alpha] { noDecayStorages.insert(ObjectIdentifier(t.storage)) }
+    default: break
+    }
+  }
+  let ssmNames: Set<String> = ["logDt", "logAReal", "aImag"]
+  var decay: [(String, Tensor)] = []
+  var noDecay: [(String, Tensor)] = []
+  var ssm: [(String, Tensor)] = []
+  for (name, tensor) in model.namedParameters() {
+    let last = name.split(separator: ".").last.map(String.init) ?? name
+    let id = ObjectIdentifier(tensor.storage)
+    if ssmStorages.contains(id) || ssmNames.contains(last) {
+      ssm.append((name, tensor))
+    } else if noDecayStorages.contains(id) || name.lowercased().contains("norm") || last.hasSuffix("bias")
+      || extraNoDecay(name)
+    {
+      noDecay.append((name, tensor))
+    } else {
+      decay.append((name, tensor))
+    }
+  }
+  var groups: [ParameterGroup] = []
+  func add(_ name: String, _ members: [(String, Tensor)], scale: Float, decay: Float) {
+    guard !members.isEmpty else { return }
+    groups.append(
+      ParameterGroup(
+        name: name, parameters: members.map(\.1), parameterNames: members.map(\.0),
+        learningRateScale: scale, weightDecay: decay))
+  }
+  add("decay", decay, scale: 1, decay: weightDecay)
+  add("no_decay", noDecay, scale: 1, decay: 0)
+  add("ssm", ssm, scale: ssmLearningRateScale, decay: 0)
+  return groups
+}
+
+/// Visits every module reachable from a model through stored properties (modules, optionals
+/// and arrays of modules), the same paths ``Module/namedParameters()`` follows by default.
+enum KernelParameterWalk {
+  static func visit(_ module: any Module, _ body: (any Module) -> Void) {
+    var seen = Set<ObjectIdentifier>()
+    walk(module, &seen, body)
+  }
+
+  private static func walk(_ value: Any, _ seen: inout Set<ObjectIdentifier>, _ body: (any Module) -> Void) {
+    switch value {
+    case let module as any Module:
+      guard seen.insert(ObjectIdentifier(module)).inserted else { return }
+      body(module)
+      for child in Mirror(reflecting: module).children { walk(child.value, &seen, body) }
+    case let modules as [any Module]:
+      for m in modules { walk(m, &seen, body) }
+    default:
+      let mirror = Mirror(reflecting: value)
+      if mirror.displayStyle == .optional, let inner = mirror.children.first?.value {
+        walk(inner, &seen, body)
+      }
+    }
+  }
+}

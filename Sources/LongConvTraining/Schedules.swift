@@ -1,0 +1,74 @@
+import Foundation
+
+/// A learning rate as a function of the optimizer step, counted from 1 (the first update).
+public protocol LearningRateSchedule: Sendable {
+  func rate(at step: Int) -> Float
+}
+
+/// Linear warmup and cosine decay, computed in Double.
+///
+/// Two shapes, both reaching `peak` at `step == warmupSteps` when `warmupSteps > 0`:
+///
+/// - ``Shape/product`` (default), the benchmark's formula (`torch_tnn.py charlm`):
+///   `rate = min(1, step / warmupSteps) * (minimum + (peak - minimum) * 0.5 (1 + cos(pi s / totalSteps)))`
+///   with `s = min(step, totalSteps)`. With `minimum == 0` it is exactly
+///   `lr * min(1, step/100) * 0.5 * (1 + cos(pi * step / steps))` for steps up to `totalSteps`;
+///   the cosine runs over the whole run, warmup included, and ends at `minimum` (0 there).
+/// - ``Shape/sequential``: `peak * step / warmupSteps` up to `warmupSteps`, then a cosine
+///   from `peak` to `minimum` over the remaining `totalSteps - warmupSteps` steps; `minimum`
+///   after `totalSteps`.
+///
+/// Steps below 1 give the value at step 0 (0 with warmup).
+public struct WarmupCosine: LearningRateSchedule {
+  public enum Shape: Sendable { case product, sequential }
+  public var peak: Float, warmupSteps: Int, totalSteps: Int, minimum: Float, shape: Shape
+
+  public init(peak: Float, warmupSteps: Int, totalSteps: Int, minimum: Float = 0, shape: Shape = .product) {
+    precondition(warmupSteps >= 0 && totalSteps >= 1, "WarmupCosine: need warmupSteps >= 0, totalSteps >= 1")
+    precondition(shape == .product || warmupSteps <= totalSteps, "WarmupCosine: warmup longer than the run")
+    self.peak = peak
+    self.warmupSteps = warmupSteps
+    self.totalSteps = totalSteps
+    self.minimum = minimum
+    self.shape = shape
+  }
+
+  public func rate(at step: Int) -> Float {
+    let step = Swift.max(step, 0)
+    let (peak, low) = (Double(peak), Double(minimum))
+    let warm = warmupSteps == 0 ? 1 : Swift.min(1, Double(step) / Double(warmupSteps))
+    switch shape {
+    case .product:
+      let s = Double(Swift.min(step, totalSteps))
+      let angle = Double.pi * s / Double(totalSteps)
+      // Without a minimum, the benchmark's order of operations.
+      if low == 0 { return Float(peak * warm * 0.5 * (1 + cos(angle))) }
+      return Float(warm * (low + (peak - low) * 0.5 * (1 + cos(angle))))
+    case .sequential:
+      if step < warmupSteps { return Float(peak * warm) }
+      if step >= totalSteps { return Float(low) }
+      let progress = Double(step - warmupSteps) / Double(totalSteps - warmupSteps)
+      return Float(low + (peak - low) * 0.5 * (1 + cos(Double.pi * progress)))
+    }
+  }
+}
+
+/// Linear warmup, then decay as the inverse square root of the step (the Transformer's
+/// schedule, scaled to its peak): `peak * step / warmupSteps` up to `warmupSteps`, then
+/// `peak * sqrt(warmupSteps / step)`. With `warmupSteps == 0`, `peak / sqrt(step)`.
+public struct InverseSquareRoot: LearningRateSchedule {
+  public var peak: Float, warmupSteps: Int
+
+  public init(peak: Float, warmupSteps: Int) {
+    precondition(warmupSteps >= 0, "InverseSquareRoot: warmupSteps must be >= 0")
+    self.peak = peak
+    self.warmupSteps = warmupSteps
+  }
+
+  public func rate(at step: Int) -> Float {
+    let step = Swift.max(step, 0)
+    if warmupSteps == 0 { return step == 0 ? peak : Float(Double(peak) / Double(step).squareRoot()) }
+    if step < warmupSteps { return Float(Double(peak) * Double(step) / Double(warmupSteps)) }
+    return Float(Double(peak) * (Double(warmupSteps) / Double(step)).squareRoot())
+  }
+}
