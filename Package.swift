@@ -25,8 +25,10 @@ let package = Package(
     .target(name: "LongConvLayers", dependencies: ["LongConvTensors"]),
     // Kernels, mixers and models as conformances, assembled from JSON configs.
     .target(name: "LongConv", dependencies: ["LongConvLayers"]),
+    // Optimizers, schedules, datasets and synthetic tasks for training.
+    .target(name: "LongConvTraining", dependencies: ["LongConv"]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
-    .target(name: "LongConvKit", dependencies: ["LongConv"]),
+    .target(name: "LongConvKit", dependencies: ["LongConv", "LongConvTraining"]),
 
     .executableTarget(name: "longconv", dependencies: ["LongConvKit"]),
     .executableTarget(
@@ -38,6 +40,8 @@ let package = Package(
     .testTarget(
       name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
     .testTarget(name: "LongConvTests", dependencies: ["LongConv", "LongConvTestSupport"]),
+    .testTarget(
+      name: "LongConvTrainingTests", dependencies: ["LongConvTraining", "LongConvTestSupport"]),
   ],
   swiftLanguageModes: [.v6]
 )

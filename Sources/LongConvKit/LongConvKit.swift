@@ -2,3 +2,4 @@
 @_exported import LongConv
 @_exported import LongConvLayers
 @_exported import LongConvTensors
+@_exported import LongConvTraining
