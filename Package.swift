@@ -26,7 +26,7 @@ let package = Package(
     .target(name: "LongConvLayers", dependencies: ["LongConvTensors"]),
     // Kernels, mixers and models as conformances, assembled from JSON configs.
     .target(name: "LongConv", dependencies: ["LongConvLayers"]),
-    // Optimizers, parameter groups, learning-rate schedules, gradient clipping.
+    // Optimizers, parameter groups, schedules, gradient clipping, datasets and synthetic tasks.
     .target(name: "LongConvTraining", dependencies: ["LongConv"]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
     .target(name: "LongConvKit", dependencies: ["LongConv", "LongConvTraining"]),
