@@ -17,6 +17,8 @@ let usage = """
   commands:
     demo           check the long convolution, then train a small language model from a config
                    [--steps N] [--threads N] [--seed S] [--config FILE]
+    train          train a model from a config on a text file or a synthetic task
+                   --config FILE (--text FILE | --task recall|copy|listops) --out DIR [--steps N] [--resume]
     import-torch   turn a PyTorch TNN state dict (safetensors) into a checkpoint
                    --state-dict FILE --config CONFIG.json --out DIR
     eval           next-byte cross-entropy of a checkpoint on a text file
@@ -39,6 +41,8 @@ do {
     try ImportTorchCommand.run(Array(arguments.dropFirst()))
   case "eval":
     try EvalCommand.run(Array(arguments.dropFirst()))
+  case "train":
+    try TrainCommand.run(Array(arguments.dropFirst()))
   case "-h", "--help", "help":
     print(usage)
   case nil:

@@ -16,8 +16,13 @@ public enum Checkpoint {
   public static let weightsFile = "model.safetensors"
   public static let configFile = "config.json"
 
-  /// Saves `model`'s parameters and config into `directory`, replacing an earlier checkpoint.
-  public static func save(_ model: any SequenceModel, to directory: URL) throws {
+  /// Saves `model`'s parameters and config into `directory`, replacing an earlier checkpoint;
+  /// `extraFiles` (name to contents) and `extraTensorFiles` (name to tensors, written as
+  /// safetensors; optimizer state, say) go into the same atomic swap.
+  public static func save(
+    _ model: any SequenceModel, to directory: URL, extraFiles: [String: Data] = [:],
+    extraTensorFiles: [String: [String: Tensor]] = [:]
+  ) throws {
     let target = directory.standardizedFileURL
     let path = target.path
     let fileManager = FileManager.default
@@ -57,6 +62,14 @@ public enum Checkpoint {
     let config = model.config.serialized()
     try SafeTensors.writeAtomically(to: temporary.appendingPathComponent(configFile)) { sink in
       try config.withUnsafeBytes { try sink($0) }
+    }
+    for (name, tensors) in extraTensorFiles {
+      try SafeTensors.write(tensors, dtype: .f32, to: temporary.appendingPathComponent(name))
+    }
+    for (name, data) in extraFiles.sorted(by: { $0.key < $1.key }) {
+      try SafeTensors.writeAtomically(to: temporary.appendingPathComponent(name)) { sink in
+        try data.withUnsafeBytes { try sink($0) }
+      }
     }
     SafeTensors.syncDirectory(temporary)
 
@@ -132,6 +145,15 @@ public enum Checkpoint {
       }
     }
     return model
+  }
+
+  /// Where the checkpoint at `directory` really is: the directory itself, or the previous
+  /// checkpoint set aside by a save that was interrupted between its two renames.
+  public static func location(of directory: URL) -> URL {
+    let target = directory.standardizedFileURL
+    if FileManager.default.fileExists(atPath: target.path) { return target }
+    let previous = previousURL(target)
+    return FileManager.default.fileExists(atPath: previous.path) ? previous : target
   }
 
   static func previousURL(_ target: URL) -> URL {

@@ -1,0 +1,147 @@
+import Foundation
+import LongConv
+
+/// What a model is trained on: the loss of the next training batch and, optionally, a
+/// validation loss. Batches come from a seeded stream, so replaying `skip(batches:)` from the
+/// same seed puts the data at the same position (how training resumes exactly).
+public protocol TrainingObjective {
+  /// Loss on the next training batch (recorded, for `backward()`), and the tokens it covered.
+  mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int)
+  /// Advances the batch stream by `batches` without computing anything.
+  mutating func skip(batches: Int) throws
+  /// A validation loss (no graph recorded), or `nil` when the objective has none.
+  func validationLoss(_ model: any SequenceModel) throws -> Double?
+}
+
+/// A language model on byte-level text: random windows of the training split; validation on
+/// the first `validationChunks` chunks of the validation split (all of it when `nil`).
+public struct TextObjective: TrainingObjective {
+  public let data: TextDataset
+  public let batch: Int, length: Int
+  public let validationChunks: Int?
+  var generator: SeededGenerator
+
+  public init(data: TextDataset, batch: Int, length: Int, seed: UInt64, validationChunks: Int? = 32) {
+    self.data = data
+    self.batch = batch
+    self.length = length
+    self.validationChunks = validationChunks
+    generator = SeededGenerator(seed: seed)
+  }
+
+  public mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int) {
+    let lm = try languageModel(model)
+    let (inputs, targets) = try data.randomBatch(batch: batch, length: length, generator: &generator)
+    return (try lm.loss(inputs: inputs, targets: targets, batch: batch, length: length), batch * length)
+  }
+
+  public mutating func skip(batches: Int) throws {
+    for _ in 0..<batches { _ = try data.randomBatch(batch: batch, length: length, generator: &generator) }
+  }
+
+  public func validationLoss(_ model: any SequenceModel) throws -> Double? {
+    let lm = try languageModel(model)
+    let tokens = data.validation.map(Int.init)
+    let limit = validationChunks.map { min(tokens.count, $0 * length + 1) } ?? tokens.count
+    return try lm.evaluate(tokens: Array(tokens[..<limit]), length: length).lossNats
+  }
+}
+
+/// A synthetic task whose batches score only some positions.
+public protocol MaskedSequenceTask {
+  mutating func batch(size: Int, length: Int) throws -> MaskedSequenceBatch
+}
+
+extension AssociativeRecall: MaskedSequenceTask {}
+extension SelectiveCopying: MaskedSequenceTask {}
+
+/// A causal language model on a synthetic task with scored positions (associative recall,
+/// selective copying): cross-entropy only where the task scores. Validation uses one batch of
+/// a second task instance (another seed), the same every time.
+public struct MaskedTaskObjective: TrainingObjective {
+  var task: any MaskedSequenceTask
+  let validationTask: any MaskedSequenceTask
+  public let batch: Int, length: Int
+
+  public init(task: any MaskedSequenceTask, validationTask: any MaskedSequenceTask, batch: Int, length: Int) {
+    self.task = task
+    self.validationTask = validationTask
+    self.batch = batch
+    self.length = length
+  }
+
+  static func loss(_ model: any SequenceModel, _ b: MaskedSequenceBatch) throws -> Tensor {
+    let lm = try languageModel(model)
+    let logits = try lm.logits(b.inputs, batch: b.size, length: b.length)
+    var rows: [Int] = []
+    var targets: [Int] = []
+    for (row, positions) in b.scoredPositions.enumerated() {
+      for p in positions {
+        rows.append(row * b.length + p)
+        targets.append(b.targets[row * b.length + p])
+      }
+    }
+    return logits.reshaped([b.size * b.length, lm.vocabulary]).gather(rows: rows).crossEntropy(
+      targets: targets)
+  }
+
+  public mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int) {
+    let b = try task.batch(size: batch, length: length)
+    return (try Self.loss(model, b), batch * length)
+  }
+
+  public mutating func skip(batches: Int) throws {
+    for _ in 0..<batches { _ = try task.batch(size: batch, length: length) }
+  }
+
+  public func validationLoss(_ model: any SequenceModel) throws -> Double? {
+    var held = validationTask
+    let b = try held.batch(size: batch, length: length)
+    return Double(try Tensor.withoutRecording { try Self.loss(model, b) }.scalar)
+  }
+}
+
+/// The bidirectional classifier on ListOps.
+public struct ListOpsObjective: TrainingObjective {
+  var task: ListOps
+  let seed: UInt64
+  public let batch: Int, length: Int
+
+  public init(seed: UInt64, batch: Int, length: Int, maxDepth: Int = 4) throws {
+    task = try ListOps(seed: seed, maxDepth: maxDepth)
+    self.seed = seed
+    self.batch = batch
+    self.length = length
+  }
+
+  static func loss(_ model: any SequenceModel, _ b: ListOps.Batch, batch: Int, length: Int) throws -> Tensor {
+    guard let classifier = model as? SequenceClassifier else {
+      throw TrainingError.wrongModel(
+        "ListOps trains a classifier (\"model\": \"classifier\", \"num_classes\": 10)")
+    }
+    return try classifier.logits(b.inputs, batch: batch, length: length).crossEntropy(targets: b.labels)
+  }
+
+  public mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int) {
+    let b = try task.batch(size: batch, length: length)
+    return (try Self.loss(model, b, batch: batch, length: length), batch * length)
+  }
+
+  public mutating func skip(batches: Int) throws {
+    for _ in 0..<batches { _ = try task.batch(size: batch, length: length) }
+  }
+
+  public func validationLoss(_ model: any SequenceModel) throws -> Double? {
+    var held = try ListOps(seed: seed &+ 0x5EED, maxDepth: task.maxDepth)
+    let b = try held.batch(size: batch, length: length)
+    return Double(
+      try Tensor.withoutRecording { try Self.loss(model, b, batch: batch, length: length) }.scalar)
+  }
+}
+
+func languageModel(_ model: any SequenceModel) throws -> CausalLanguageModel {
+  guard let lm = model as? CausalLanguageModel else {
+    throw TrainingError.wrongModel("this objective trains a causal language model (\"model\": \"causal_lm\")")
+  }
+  return lm
+}

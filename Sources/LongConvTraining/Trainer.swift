@@ -1,0 +1,252 @@
+import Foundation
+import LongConv
+
+/// Why training stopped early or could not start.
+public enum TrainingError: Error, Equatable, CustomStringConvertible {
+  /// The objective needs another kind of model.
+  case wrongModel(String)
+  /// A loss or gradient norm that is NaN or infinite; the last checkpoint, if any, is kept.
+  case nonFinite(step: Int, what: String, lastCheckpoint: String?)
+  /// A training directory that cannot be resumed.
+  case cannotResume(path: String, problem: String)
+
+  public var description: String {
+    switch self {
+    case .wrongModel(let problem): problem
+    case .nonFinite(let step, let what, let checkpoint):
+      "step \(step): the \(what) is not finite; training stopped"
+        + (checkpoint.map { " (last good checkpoint kept: \($0))" } ?? " (no checkpoint written yet)")
+    case .cannotResume(let path, let problem): "\(path): cannot resume: \(problem)"
+    }
+  }
+}
+
+/// The knobs of a training run. Defaults are the character-LM recipe of the benchmarks.
+public struct TrainingOptions: Sendable, Equatable {
+  public var steps = 1500
+  public var learningRate: Float = 2e-3
+  public var warmupSteps = 100
+  public var weightDecay: Float = 0.1
+  public var beta1: Float = 0.9, beta2: Float = 0.98
+  /// Global gradient-norm clipping (`0` turns it off).
+  public var clip: Float = 1.0
+  public var validateEvery = 100
+  public var checkpointEvery = 500
+  /// Progress is drawn every step on a terminal; otherwise a line every `logEvery` steps.
+  public var logEvery = 100
+  public init() {}
+}
+
+/// Trains a model on an objective with AdamW (default parameter groups), the warmup-cosine
+/// schedule and gradient clipping, writing into `directory`:
+/// - `metrics.jsonl`: one JSON object per step (`step`, `loss`, `lr`, `grad_norm`,
+///   `tokens_per_s`) and per validation (`step`, `val_loss`);
+/// - `checkpoint/`: the model, `optimizer.safetensors` and `trainer.json` (the step), written
+///   atomically every `checkpointEvery` steps and at the end;
+/// - `loss.svg`: the loss curve, redrawn at each validation and at the end.
+///
+/// Resuming reloads the checkpoint and replays the objective's seeded batch stream to the same
+/// position, so `N` steps, a stop and `N` more end with exactly the parameters of `2N` steps
+/// in one run. A non-finite loss or gradient norm stops training with
+/// ``TrainingError/nonFinite(step:what:lastCheckpoint:)``, leaving the last checkpoint intact.
+public final class Trainer {
+  public let model: any SequenceModel
+  public var objective: any TrainingObjective
+  public let options: TrainingOptions
+  public let directory: URL
+  public let optimizer: AdamW
+  let schedule: WarmupCosine
+  /// Steps completed.
+  public private(set) var step = 0
+  var losses: [(step: Int, loss: Double)] = []
+  var validations: [(step: Int, loss: Double)] = []
+
+  public var checkpointDirectory: URL { directory.appendingPathComponent("checkpoint") }
+  var metricsURL: URL { directory.appendingPathComponent("metrics.jsonl") }
+
+  /// A fresh run writing into `directory` (created if needed).
+  public init(
+    model: any SequenceModel, objective: any TrainingObjective, options: TrainingOptions, directory: URL
+  )
+    throws
+  {
+    self.model = model
+    self.objective = objective
+    self.options = options
+    self.directory = directory
+    optimizer = AdamW(
+      groups: defaultGroups(for: model, weightDecay: options.weightDecay), learningRate: options.learningRate,
+      beta1: options.beta1, beta2: options.beta2)
+    schedule = WarmupCosine(
+      peak: options.learningRate, warmupSteps: options.warmupSteps, totalSteps: options.steps)
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+  }
+
+  /// Continues the run in `directory` from its checkpoint; `objective` must be built as for the
+  /// original run (same seed), and is fast-forwarded to the checkpoint's step.
+  public static func resuming(
+    from directory: URL, objective: any TrainingObjective, options: TrainingOptions
+  ) throws -> Trainer {
+    let checkpoint = Checkpoint.location(of: directory.appendingPathComponent("checkpoint"))
+    let model = try Checkpoint.load(from: checkpoint)
+    let trainer = try Trainer(model: model, objective: objective, options: options, directory: directory)
+    let stateURL = checkpoint.appendingPathComponent("trainer.json")
+    guard let data = try? Data(contentsOf: stateURL),
+      case .object(let fields)? = try? JSONValue.parse(data, source: stateURL.path),
+      case .number(let savedStep)? = fields["step"]
+    else {
+      throw TrainingError.cannotResume(path: stateURL.path, problem: "missing or unreadable trainer state")
+    }
+    let saved = try SafeTensors.read(contentsOf: checkpoint.appendingPathComponent("optimizer.safetensors"))
+    var state: [String: [Float]] = [:]
+    for name in saved.names { state[name] = saved.tensor(name)!.scalars }
+    do {
+      try trainer.optimizer.loadState(state)
+    } catch {
+      throw TrainingError.cannotResume(path: checkpoint.path, problem: "optimizer state: \(error)")
+    }
+    trainer.step = Int(savedStep)
+    try trainer.objective.skip(batches: trainer.step)
+    trainer.losses = trainer.readMetrics(upTo: trainer.step)
+    return trainer
+  }
+
+  /// Trains until `options.steps` (or `stopAfter` steps, for a run in parts).
+  public func run(stopAfter: Int? = nil, progress: Bool = isatty(STDOUT_FILENO) != 0) throws {
+    let last = min(options.steps, stopAfter ?? options.steps)
+    let started = Date()
+    var tokens = 0
+    var lastCheckpoint: String? =
+      FileManager.default.fileExists(atPath: checkpointDirectory.path) ? checkpointDirectory.path : nil
+    while step < last {
+      let current = step + 1
+      optimizer.learningRate = schedule.rate(at: current)
+      let (loss, batchTokens) = try objective.nextLoss(model)
+      let value = loss.scalar
+      guard value.isFinite else {
+        throw TrainingError.nonFinite(step: current, what: "loss", lastCheckpoint: lastCheckpoint)
+      }
+      loss.backward()
+      let norm = options.clip > 0 ? clipGradientNorm(optimizer.parameters, maxNorm: options.clip) : 0
+      guard norm.isFinite else {
+        optimizer.zeroGradients()
+        throw TrainingError.nonFinite(step: current, what: "gradient norm", lastCheckpoint: lastCheckpoint)
+      }
+      optimizer.step()
+      optimizer.zeroGradients()
+      step = current
+      tokens += batchTokens
+      losses.append((step, Double(value)))
+      let elapsed = Date().timeIntervalSince(started)
+      let rate = Double(tokens) / max(elapsed, 1e-9)
+      appendMetrics(
+        "{\"step\": \(step), \"loss\": \(value), \"lr\": \(optimizer.learningRate), \"grad_norm\": \(norm), \"tokens_per_s\": \(Int(rate))}"
+      )
+      report(
+        loss: value, rate: rate, elapsed: elapsed, started: last - (step - 1), progress: progress, last: last)
+
+      if step % options.validateEvery == 0 || step == options.steps {
+        if let validation = try objective.validationLoss(model) {
+          validations.append((step, validation))
+          appendMetrics("{\"step\": \(step), \"val_loss\": \(validation)}")
+          if progress { print("") }
+          print(String(format: "step %d: validation loss %.4f", step, validation))
+        }
+        try? plot()
+      }
+      if step % options.checkpointEvery == 0 || step == options.steps || step == last {
+        try saveCheckpoint()
+        lastCheckpoint = checkpointDirectory.path
+      }
+    }
+    if progress { print("") }
+    try? plot()
+  }
+
+  /// Writes the model, optimizer state and step atomically into `checkpoint/`.
+  public func saveCheckpoint() throws {
+    var tensors: [String: Tensor] = [:]
+    for (name, values) in optimizer.state { tensors[name] = Tensor(values) }
+    let trainerState = JSONValue.object(["step": .number(Double(step))]).serialized()
+    try Checkpoint.save(
+      model, to: checkpointDirectory, extraFiles: ["trainer.json": trainerState],
+      extraTensorFiles: ["optimizer.safetensors": tensors])
+  }
+
+  func appendMetrics(_ line: String) {
+    let data = Data((line + "\n").utf8)
+    if let handle = try? FileHandle(forWritingTo: metricsURL) {
+      handle.seekToEndOfFile()
+      handle.write(data)
+      try? handle.close()
+    } else {
+      try? data.write(to: metricsURL)
+    }
+  }
+
+  /// Training losses logged up to `step` (for the plot after a resume).
+  func readMetrics(upTo last: Int) -> [(step: Int, loss: Double)] {
+    guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return [] }
+    var out: [(step: Int, loss: Double)] = []
+    for line in text.split(separator: "\n") {
+      guard case .object(let f)? = try? JSONValue.parse(Data(line.utf8), source: "metrics"),
+        case .number(let s)? = f["step"], case .number(let l)? = f["loss"], Int(s) <= last
+      else { continue }
+      out.append((Int(s), l))
+    }
+    return out
+  }
+
+  func report(loss: Float, rate: Double, elapsed: Double, started: Int, progress: Bool, last: Int) {
+    let remaining = Double(last - step) * elapsed / Double(max(1, step - (last - started)))
+    if progress {
+      let width = 30
+      let filled = width * step / max(last, 1)
+      let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
+      print(
+        String(
+          format: "\r[%@] step %d/%d  loss %.4f  %.0f tok/s  %@ left", bar, step, last, loss, rate,
+          Trainer.duration(remaining)), terminator: "")
+      fflush(nil)
+    } else if step % options.logEvery == 0 || step == last {
+      print(
+        String(
+          format: "step %d/%d  loss %.4f  %.0f tok/s  %@ left", step, last, loss, rate,
+          Trainer.duration(remaining)))
+    }
+  }
+
+  static func duration(_ seconds: Double) -> String {
+    let s = Int(seconds.rounded())
+    return s >= 3600
+      ? String(format: "%d:%02d:%02d", s / 3600, s / 60 % 60, s % 60)
+      : String(format: "%d:%02d", s / 60, s % 60)
+  }
+
+  /// `loss.svg`: training loss (grey) and validation loss (points) against the step.
+  public func plot() throws {
+    guard let first = losses.first else { return }
+    let (width, height, margin) = (640.0, 360.0, 48.0)
+    let all = losses.map(\.loss) + validations.map(\.loss)
+    let (low, high) = (all.min()!, max(all.max()!, all.min()! + 1e-9))
+    let (s0, s1) = (Double(first.step), Double(max(losses.last!.step, first.step + 1)))
+    func x(_ s: Int) -> Double { margin + (Double(s) - s0) / (s1 - s0) * (width - 2 * margin) }
+    func y(_ l: Double) -> Double { height - margin - (l - low) / (high - low) * (height - 2 * margin) }
+    let train = losses.map { String(format: "%.1f,%.1f", x($0.step), y($0.loss)) }.joined(separator: " ")
+    let points = validations.map {
+      String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#c33\"/>", x($0.step), y($0.loss))
+    }.joined()
+    let svg = """
+      <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
+      <rect width="100%" height="100%" fill="white"/>
+      <polyline fill="none" stroke="#888" stroke-width="1" points="\(train)"/>\(points)
+      <text x="\(margin)" y="20">loss (nats): training (grey), validation (red)</text>
+      <text x="4" y="\(margin)">\(String(format: "%.3f", high))</text>
+      <text x="4" y="\(height - margin)">\(String(format: "%.3f", low))</text>
+      <text x="\(margin)" y="\(height - 16)">step \(first.step)</text>
+      <text x="\(width - margin - 60)" y="\(height - 16)">step \(losses.last!.step)</text>
+      </svg>
+      """
+    try Data(svg.utf8).write(to: directory.appendingPathComponent("loss.svg"), options: .atomic)
+  }
+}
