@@ -115,6 +115,7 @@ public final class Trainer {
   public func run(stopAfter: Int? = nil, progress: Bool = isatty(STDOUT_FILENO) != 0) throws {
     let last = min(options.steps, stopAfter ?? options.steps)
     let started = Date()
+    let firstStep = step
     var tokens = 0
     var lastCheckpoint: String? =
       FileManager.default.fileExists(atPath: checkpointDirectory.path) ? checkpointDirectory.path : nil
@@ -143,7 +144,8 @@ public final class Trainer {
         "{\"step\": \(step), \"loss\": \(value), \"lr\": \(optimizer.learningRate), \"grad_norm\": \(norm), \"tokens_per_s\": \(Int(rate))}"
       )
       report(
-        loss: value, rate: rate, elapsed: elapsed, started: last - (step - 1), progress: progress, last: last)
+        loss: value, rate: rate, elapsed: elapsed, stepsThisRun: step - firstStep, progress: progress,
+        last: last)
 
       if step % options.validateEvery == 0 || step == options.steps {
         if let validation = try objective.validationLoss(model) {
@@ -151,6 +153,7 @@ public final class Trainer {
           appendMetrics("{\"step\": \(step), \"val_loss\": \(validation)}")
           if progress { print("") }
           print(String(format: "step %d: validation loss %.4f", step, validation))
+          fflush(nil)
         }
         try? plot()
       }
@@ -197,8 +200,9 @@ public final class Trainer {
     return out
   }
 
-  func report(loss: Float, rate: Double, elapsed: Double, started: Int, progress: Bool, last: Int) {
-    let remaining = Double(last - step) * elapsed / Double(max(1, step - (last - started)))
+  /// One progress update: a redrawn bar on a terminal, a plain line every `logEvery` steps otherwise.
+  func report(loss: Float, rate: Double, elapsed: Double, stepsThisRun: Int, progress: Bool, last: Int) {
+    let remaining = Double(last - step) * elapsed / Double(max(1, stepsThisRun))
     if progress {
       let width = 30
       let filled = width * step / max(last, 1)
@@ -213,6 +217,7 @@ public final class Trainer {
         String(
           format: "step %d/%d  loss %.4f  %.0f tok/s  %@ left", step, last, loss, rate,
           Trainer.duration(remaining)))
+      fflush(nil)  // a pipe or a file is block-buffered: show progress as it happens
     }
   }
 

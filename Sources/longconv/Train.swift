@@ -81,6 +81,7 @@ enum TrainCommand {
       }
       trainer = try Trainer(model: model, objective: objective, options: options, directory: out)
       print("training \(model.parameterCount) parameters for \(options.steps) steps into \(out.path)")
+      fflush(nil)
     }
     try trainer.run()
     print("done: checkpoint in \(trainer.checkpointDirectory.path), metrics and loss.svg in \(out.path)")
