@@ -11,6 +11,22 @@ public protocol TrainingObjective {
   mutating func skip(batches: Int) throws
   /// A validation loss (no graph recorded), or `nil` when the objective has none.
   func validationLoss(_ model: any SequenceModel) throws -> Double?
+  /// Throws ``TrainingError/wrongModel(_:)`` when `model` cannot be trained on this objective
+  /// (wrong kind of model, a vocabulary smaller than the data's, a wrong class count).
+  func check(_ model: any SequenceModel) throws
+}
+
+extension TrainingObjective {
+  public func check(_ model: any SequenceModel) throws {}
+}
+
+/// Checks that `model` is a causal language model whose vocabulary holds `tokens` tokens.
+func requireLanguageModel(_ model: any SequenceModel, vocabulary tokens: Int, data: String) throws {
+  let lm = try languageModel(model)
+  guard lm.vocabulary >= tokens else {
+    throw TrainingError.wrongModel(
+      "the model's vocab_size \(lm.vocabulary) is smaller than the \(tokens) tokens of \(data)")
+  }
 }
 
 /// A language model on byte-level text: random windows of the training split; validation on
@@ -39,6 +55,10 @@ public struct TextObjective: TrainingObjective {
     for _ in 0..<batches { _ = try data.randomBatch(batch: batch, length: length, generator: &generator) }
   }
 
+  public func check(_ model: any SequenceModel) throws {
+    try requireLanguageModel(model, vocabulary: TextDataset.vocabularySize, data: "byte-level text")
+  }
+
   public func validationLoss(_ model: any SequenceModel) throws -> Double? {
     let lm = try languageModel(model)
     let tokens = data.validation.map(Int.init)
@@ -49,6 +69,7 @@ public struct TextObjective: TrainingObjective {
 
 /// A synthetic task whose batches score only some positions.
 public protocol MaskedSequenceTask {
+  var vocabularySize: Int { get }
   mutating func batch(size: Int, length: Int) throws -> MaskedSequenceBatch
 }
 
@@ -85,6 +106,10 @@ public struct MaskedTaskObjective: TrainingObjective {
       targets: targets)
   }
 
+  public func check(_ model: any SequenceModel) throws {
+    try requireLanguageModel(model, vocabulary: task.vocabularySize, data: "\(type(of: task))")
+  }
+
   public mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int) {
     let b = try task.batch(size: batch, length: length)
     return (try Self.loss(model, b), batch * length)
@@ -112,6 +137,23 @@ public struct ListOpsObjective: TrainingObjective {
     self.seed = seed
     self.batch = batch
     self.length = length
+  }
+
+  public func check(_ model: any SequenceModel) throws {
+    guard let classifier = model as? SequenceClassifier else {
+      throw TrainingError.wrongModel(
+        "ListOps trains a classifier (\"model\": \"classifier\", \"num_classes\": 10)")
+    }
+    guard classifier.head.outputCount == ListOps.classCount else {
+      throw TrainingError.wrongModel(
+        "ListOps has \(ListOps.classCount) classes; the model's num_classes is \(classifier.head.outputCount)"
+      )
+    }
+    guard classifier.embedding.vocabulary >= ListOps.vocabularySize else {
+      throw TrainingError.wrongModel(
+        "the model's vocab_size \(classifier.embedding.vocabulary) is smaller than ListOps' \(ListOps.vocabularySize) tokens"
+      )
+    }
   }
 
   static func loss(_ model: any SequenceModel, _ b: ListOps.Batch, batch: Int, length: Int) throws -> Tensor {

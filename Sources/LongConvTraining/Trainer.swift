@@ -70,6 +70,7 @@ public final class Trainer {
   )
     throws
   {
+    try objective.check(model)  // before any file is written
     self.model = model
     self.objective = objective
     self.options = options

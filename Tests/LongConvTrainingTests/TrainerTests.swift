@@ -121,3 +121,51 @@ import Testing
     #expect(metrics.contains("\"val_loss\""))
   }
 }
+
+/// Models that do not fit the data are refused before anything is written.
+@Suite struct TrainerInputTests {
+  func directory() -> URL {
+    FileManager.default.temporaryDirectory.appendingPathComponent("trainer-input-\(UUID().uuidString)")
+  }
+
+  func build(_ text: String) throws -> any SequenceModel {
+    try ModelBuilder.build(JSONValue.parse(Data(text.utf8), source: "test"))
+  }
+
+  @Test func aVocabularySmallerThanTheDataIsRefused() throws {
+    let model = try build(
+      #"{"dim": 8, "num_layers": 1, "vocab_size": 100, "layers": {"mixer": {"type": "gtu", "kernel": {"type": "tnn", "rpe_width": 8, "rpe_layers": 1}}}}"#
+    )
+    let out = directory()
+    #expect(
+      throws: TrainingError.wrongModel(
+        "the model's vocab_size 100 is smaller than the 256 tokens of byte-level text")
+    ) {
+      _ = try Trainer(
+        model: model, objective: TrainerTests.objective(), options: TrainingOptions(), directory: out)
+    }
+    #expect(!FileManager.default.fileExists(atPath: out.path))
+  }
+
+  @Test func aLanguageModelForListOpsIsRefused() throws {
+    let model = try build(
+      #"{"dim": 8, "num_layers": 1, "layers": {"mixer": {"type": "gtu", "kernel": {"type": "tnn", "rpe_width": 8, "rpe_layers": 1}}}}"#
+    )
+    let out = directory()
+    #expect(throws: TrainingError.self) {
+      _ = try Trainer(
+        model: model, objective: try ListOpsObjective(seed: 1, batch: 2, length: 32),
+        options: TrainingOptions(),
+        directory: out)
+    }
+    #expect(!FileManager.default.fileExists(atPath: out.path))
+  }
+
+  @Test func resumingWithoutACheckpointIsAClearError() throws {
+    let out = directory()
+    #expect(throws: CheckpointError.self) {
+      _ = try Trainer.resuming(from: out, objective: TrainerTests.objective(), options: TrainingOptions())
+    }
+    #expect(!FileManager.default.fileExists(atPath: out.path))
+  }
+}
