@@ -17,10 +17,12 @@ struct Options {
   var reps = 5
   var dim: Int?
   var batch: Int?
+  var layers: Int?
   var lengths: [Int] = []
 
   static let usage = """
-    usage: longconv-bench <matmul|conv|tno> [--threads N] [--reps R] [--dim D] [--batch B] [--len L ...]
+    usage: longconv-bench <matmul|conv|tno|train> [--threads N] [--reps R] [--dim D] [--batch B] [--len L ...]
+                          [--layers N]
     """
 
   static func parse(_ args: [String]) throws -> Options {
@@ -39,6 +41,7 @@ struct Options {
       case "--reps": o.reps = max(1, try value("--reps"))
       case "--dim": o.dim = try value("--dim")
       case "--batch": o.batch = try value("--batch")
+      case "--layers": o.layers = try value("--layers")
       case "--len":
         while i + 1 < args.count, let v = Int(args[i + 1]), v >= 1 {
           o.lengths.append(v)
@@ -255,6 +258,46 @@ func benchTNO(_ o: Options, threads: Int) throws {
   }
 }
 
+/// One AdamW training step of the TNN language model of `torch_tnn.py train` (byte
+/// vocabulary, expand 3, RPE width 64 with 3 layers, gamma 0.99, GLU width = dim, tied head,
+/// lr 1e-3): forward, cross-entropy, backward, optimizer step, on random tokens.
+func benchTrain(_ o: Options, threads: Int) throws {
+  let (dim, layers, batch) = (o.dim ?? 256, o.layers ?? 6, o.batch ?? 8)
+  for length in o.lengths.isEmpty ? [512] : o.lengths {
+    let config = """
+      {"dim": \(dim), "num_layers": \(layers), "max_length": \(length),
+       "layers": {"mixer": {"type": "gtu", "expand_ratio": 3,
+                            "kernel": {"type": "tnn", "rpe_width": 64, "rpe_layers": 3, "gamma": 0.99}},
+                  "channel_mixer": {"type": "glu", "hidden_dim": \(dim)}}}
+      """
+    guard
+      let model = try ModelBuilder.build(JSONValue.parse(Data(config.utf8), source: "bench"))
+        as? CausalLanguageModel
+    else { return }
+    let optimizer = AdamW(
+      groups: [ParameterGroup(name: "all", parameters: model.parameters)], learningRate: 1e-3)
+    var rng = SeededGenerator(seed: 3)
+    let inputs = (0..<batch * length).map { _ in Int(rng.next() % 256) }
+    let targets = (0..<batch * length).map { _ in Int(rng.next() % 256) }
+    let times = interleavedMedians(
+      reps: o.reps,
+      [
+        {
+          optimizer.zeroGradients()
+          let loss = try! model.loss(inputs: inputs, targets: targets, batch: batch, length: length)
+          loss.backward()
+          optimizer.step()
+        }
+      ])
+    emit(
+      header(threads) + [
+        ("bench", "train_step"), ("dim", dim), ("layers", layers), ("batch", batch), ("len", length),
+        ("params", model.parameterCount), ("step_ms", times[0] * 1e3),
+        ("tokens_per_s", Double(batch * length) / times[0]),
+      ])
+  }
+}
+
 do {
   let o = try Options.parse(Array(CommandLine.arguments.dropFirst()))
   let threads = o.threads > 0 ? o.threads : ProcessInfo.processInfo.activeProcessorCount
@@ -264,6 +307,7 @@ do {
   case "matmul": benchMatmul(o, threads: threads)
   case "conv": benchConv(o, threads: threads)
   case "tno": try benchTNO(o, threads: threads)
+  case "train": try benchTrain(o, threads: threads)
   default: throw UsageError(o.command.isEmpty ? nil : "unknown subcommand \(o.command)")
   }
 } catch let e as UsageError {
