@@ -180,8 +180,9 @@ func run(_ options: Options) throws {
     let after = try accuracy(model, on: heldOut)
     print(String(format: "  held-out accuracy %.3f -> %.3f in %.1f s\n", before, after, seconds))
     rows.append(
-      String(
-        format: "%-7@ %10d   %15.3f   %14.3f   %7.1f", kernel, model.parameterCount, before, after, seconds))
+      kernel.padding(toLength: 7, withPad: " ", startingAt: 0)
+        + String(
+          format: "%10d   %15.3f   %14.3f   %7.1f", model.parameterCount, before, after, seconds))
   }
   print("kernel  parameters   accuracy before   accuracy after   seconds")
   for row in rows { print(row) }
