@@ -36,6 +36,12 @@ let package = Package(
       name: "longconv-bench", dependencies: ["LongConvKit", "CFFTW", "COpenBLAS"],
       path: "Benchmarks/longconv-bench"),
 
+    // Examples: `swift run -c release <name>` (see Examples/README.md).
+    .executableTarget(name: "char-lm", dependencies: ["LongConvKit"], path: "Examples/CharLM"),
+    .executableTarget(
+      name: "associative-recall", dependencies: ["LongConvKit"], path: "Examples/AssociativeRecall"),
+    .executableTarget(name: "listops", dependencies: ["LongConvKit"], path: "Examples/ListOps"),
+
     // Shared test helpers: finite differences and dense references in Double.
     .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors"]),
     .testTarget(
