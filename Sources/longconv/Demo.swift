@@ -117,7 +117,8 @@ struct Demo {
     let (length, batch) = (128, 8)
     let text = Demo.generatedText(bytes: 200_000, seed: seed)
     var rng = SeededGenerator(seed: seed &+ 2)
-    var optimizer = DemoAdam(parameters: model.parameters, learningRate: 3e-3)
+    let optimizer = AdamW(
+      groups: defaultGroups(for: model, weightDecay: 0), learningRate: 3e-3, beta1: 0.9, beta2: 0.99)
 
     func loss(at starts: [Int]) throws -> Tensor {
       let inputs = starts.flatMap { text[$0..<$0 + length] }
@@ -139,6 +140,7 @@ struct Demo {
       let l = try loss(at: starts)
       l.backward()
       optimizer.step()
+      optimizer.zeroGradients()
       if step % max(1, steps / 6) == 0 || step == steps {
         print(String(format: "  %4d   %11.3f   %9.3f", step, l.scalar, l.scalar / log(2)))
       }
@@ -189,40 +191,5 @@ struct Demo {
       out.append(contentsOf: sentence.utf8.map(Int.init))
     }
     return out
-  }
-}
-
-/// Adam for the demo (the training issue brings the real optimizers).
-struct DemoAdam {
-  let parameters: [Tensor]
-  let learningRate: Float
-  var moments: [([Float], [Float])]
-  var stepCount = 0
-
-  init(parameters: [Tensor], learningRate: Float) {
-    self.parameters = parameters
-    self.learningRate = learningRate
-    moments = parameters.map {
-      ([Float](repeating: 0, count: $0.count), [Float](repeating: 0, count: $0.count))
-    }
-  }
-
-  mutating func step(beta1: Float = 0.9, beta2: Float = 0.99, epsilon: Float = 1e-8) {
-    stepCount += 1
-    let correction1 = 1 - pow(beta1, Float(stepCount))
-    let correction2 = 1 - pow(beta2, Float(stepCount))
-    for (index, p) in parameters.enumerated() {
-      guard let g = p.gradient?.scalars else { continue }
-      p.withUnsafeMutableBufferPointer { value in
-        for i in 0..<value.count {
-          moments[index].0[i] = beta1 * moments[index].0[i] + (1 - beta1) * g[i]
-          moments[index].1[i] = beta2 * moments[index].1[i] + (1 - beta2) * g[i] * g[i]
-          let update =
-            (moments[index].0[i] / correction1) / ((moments[index].1[i] / correction2).squareRoot() + epsilon)
-          value[i] -= learningRate * update
-        }
-      }
-      p.zeroGradient()
-    }
   }
 }
