@@ -8,6 +8,7 @@ let package = Package(
     .library(name: "LongConvTensors", targets: ["LongConvTensors"]),
     .library(name: "LongConv", targets: ["LongConv"]),
     .library(name: "LongConvTraining", targets: ["LongConvTraining"]),
+    .library(name: "LongConvRecurrence", targets: ["LongConvRecurrence"]),
     .executable(name: "longconv", targets: ["longconv"]),
     .executable(name: "longconv-bench", targets: ["longconv-bench"]),
   ],
@@ -28,8 +29,13 @@ let package = Package(
     .target(name: "LongConv", dependencies: ["LongConvLayers"]),
     // Optimizers, parameter groups, schedules, gradient clipping, datasets and synthetic tasks.
     .target(name: "LongConvTraining", dependencies: ["LongConv"]),
+    // Conversion of kernels into diagonal state spaces (native, exact ETSC, compact) and the
+    // recurrent runtime; its math runs in Double (FFTW's double-precision library, LAPACK).
+    .target(
+      name: "LongConvRecurrence", dependencies: ["LongConv", "CFFTW", "COpenBLAS"],
+      linkerSettings: [.linkedLibrary("fftw3")]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
-    .target(name: "LongConvKit", dependencies: ["LongConv", "LongConvTraining"]),
+    .target(name: "LongConvKit", dependencies: ["LongConv", "LongConvTraining", "LongConvRecurrence"]),
 
     .executableTarget(name: "longconv", dependencies: ["LongConvKit"]),
     .executableTarget(
@@ -47,6 +53,8 @@ let package = Package(
     .testTarget(
       name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
     .testTarget(name: "LongConvTests", dependencies: ["LongConv", "LongConvTestSupport"]),
+    .testTarget(
+      name: "LongConvRecurrenceTests", dependencies: ["LongConvRecurrence", "LongConvTestSupport"]),
     .testTarget(
       name: "LongConvTrainingTests", dependencies: ["LongConvTraining", "LongConvTestSupport"]),
   ],

@@ -27,6 +27,9 @@ public protocol LongConvKernel: Module {
   var skip: Tensor? { get }
   /// `gamma [D]` when the kernel is `gamma^|k| r[k]`.
   var separableDecay: Tensor? { get }
+  /// `r` (same layout as ``coefficients(length:)``) when ``separableDecay`` is set, computed
+  /// without the decay, so converters never divide by a vanishing `gamma^k`; `nil` otherwise.
+  func undecayedCoefficients(length: Int) throws -> Tensor?
   /// An exact diagonal state-space form of the causal kernel, if the kernel has one.
   func stateSpace() -> DiagonalStateSpace?
 }
@@ -34,6 +37,7 @@ public protocol LongConvKernel: Module {
 extension LongConvKernel {
   public var skip: Tensor? { nil }
   public var separableDecay: Tensor? { nil }
+  public func undecayedCoefficients(length: Int) throws -> Tensor? { nil }
   public func stateSpace() -> DiagonalStateSpace? { nil }
 
   /// The long convolution of `x [B, L, D]` with this kernel (and its skip).

@@ -60,6 +60,8 @@ public struct SafeTensors {
   public let metadata: [String: String]
   private let tensors: [String: Tensor]
   private let dtypes: [String: DType]
+  /// F64 tensors at full precision (the Float32 `tensors` round them).
+  private let wideTensors: [String: [Double]]
 
   /// Tensor names, sorted.
   public var names: [String] { tensors.keys.sorted() }
@@ -69,6 +71,13 @@ public struct SafeTensors {
 
   /// The element type `name` was stored with, or `nil` if the file has no such tensor.
   public func dtype(_ name: String) -> DType? { dtypes[name] }
+
+  /// The values of `name` in Double: exact for every stored dtype (F64 at full precision,
+  /// the others widened), or `nil` if the file has no such tensor.
+  public func doubles(_ name: String) -> [Double]? {
+    if let wide = wideTensors[name] { return wide }
+    return tensors[name].map { $0.scalars.map(Double.init) }
+  }
 
   // MARK: Reading
 
@@ -192,7 +201,14 @@ public struct SafeTensors {
     let data = UnsafeRawBufferPointer(rebasing: bytes[dataStart...])
     var tensors: [String: Tensor] = [:]
     var dtypes: [String: DType] = [:]
+    var wideTensors: [String: [Double]] = [:]
     for entry in entries {
+      if entry.dtype == .f64 {
+        let source = UnsafeRawBufferPointer(rebasing: data[entry.begin..<entry.end])
+        wideTensors[entry.name] = (0..<(entry.end - entry.begin) / 8).map {
+          Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))
+        }
+      }
       let tensor = Tensor(repeating: 0, shape: entry.shape)
       tensor.withUnsafeMutableBufferPointer { out in
         convert(UnsafeRawBufferPointer(rebasing: data[entry.begin..<entry.end]), entry.dtype, into: out)
@@ -200,7 +216,7 @@ public struct SafeTensors {
       tensors[entry.name] = tensor
       dtypes[entry.name] = entry.dtype
     }
-    return SafeTensors(metadata: metadata, tensors: tensors, dtypes: dtypes)
+    return SafeTensors(metadata: metadata, tensors: tensors, dtypes: dtypes, wideTensors: wideTensors)
   }
 
   private static func convert(
@@ -257,37 +273,11 @@ public struct SafeTensors {
   public static func write(
     _ tensors: [String: Tensor], metadata: [String: String] = [:], dtype: DType = .f32, to url: URL
   ) throws {
-    let file = url.path
     guard dtype == .f32 || dtype == .f64 else {
-      throw SafeTensorsError(file: file, problem: "cannot write dtype \(dtype.rawValue) (only F32 and F64)")
+      throw SafeTensorsError(file: url.path, problem: "cannot write dtype \(dtype.rawValue) (only F32 and F64)")
     }
-    if tensors["__metadata__"] != nil {
-      throw SafeTensorsError(file: file, tensor: "__metadata__", problem: "the name is reserved for metadata")
-    }
-    let names = tensors.keys.sorted()
-    var entries: [String] = []
-    if !metadata.isEmpty {
-      let fields = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
-      entries.append("\"__metadata__\":{\(fields.joined(separator: ","))}")
-    }
-    var offset = 0
-    for name in names {
-      let tensor = tensors[name]!
-      let bytes = tensor.count * dtype.size
-      let shape = tensor.shape.map(String.init).joined(separator: ",")
-      entries.append(
-        "\(jsonString(name)):{\"dtype\":\"\(dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}"
-      )
-      offset += bytes
-    }
-    var header = Array("{\(entries.joined(separator: ","))}".utf8)
-    header += repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8)
-
-    try writeAtomically(to: url) { sink in
-      try withUnsafeBytes(of: UInt64(header.count).littleEndian) { try sink($0) }
-      try header.withUnsafeBytes { try sink($0) }
-      for name in names {
-        let tensor = tensors[name]!
+    let entries = tensors.map { name, tensor in
+      Entry(name: name, shape: tensor.shape, dtype: dtype) { sink in
         switch dtype {
         case .f64:
           let wide = tensor.withUnsafeBufferPointer { $0.map { Double($0).bitPattern.littleEndian } }
@@ -301,6 +291,62 @@ public struct SafeTensors {
           #endif
         }
       }
+    }
+    try write(entries, metadata: metadata, to: url)
+  }
+
+  /// Writes Double arrays as F64 tensors (`values.count` must equal the product of `shape`),
+  /// atomically, like ``write(_:metadata:dtype:to:)``.
+  public static func write(
+    doubles: [String: (shape: [Int], values: [Double])], metadata: [String: String] = [:], to url: URL
+  ) throws {
+    for (name, entry) in doubles where entry.shape.reduce(1, *) != entry.values.count {
+      throw SafeTensorsError(
+        file: url.path, tensor: name, problem: "shape \(entry.shape) does not hold \(entry.values.count) values")
+    }
+    let entries = doubles.map { name, entry in
+      Entry(name: name, shape: entry.shape, dtype: .f64) { sink in
+        let bits = entry.values.map { $0.bitPattern.littleEndian }
+        try bits.withUnsafeBytes { try sink($0) }
+      }
+    }
+    try write(entries, metadata: metadata, to: url)
+  }
+
+  /// One tensor to write: its header fields and a body that streams its bytes.
+  private struct Entry {
+    var name: String
+    var shape: [Int]
+    var dtype: DType
+    var body: (_ sink: (UnsafeRawBufferPointer) throws -> Void) throws -> Void
+  }
+
+  private static func write(_ unsorted: [Entry], metadata: [String: String], to url: URL) throws {
+    if unsorted.contains(where: { $0.name == "__metadata__" }) {
+      throw SafeTensorsError(file: url.path, tensor: "__metadata__", problem: "the name is reserved for metadata")
+    }
+    let entries = unsorted.sorted { $0.name < $1.name }
+    var fields: [String] = []
+    if !metadata.isEmpty {
+      let pairs = metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+      fields.append("\"__metadata__\":{\(pairs.joined(separator: ","))}")
+    }
+    var offset = 0
+    for entry in entries {
+      let bytes = entry.shape.reduce(1, *) * entry.dtype.size
+      let shape = entry.shape.map(String.init).joined(separator: ",")
+      fields.append(
+        "\(jsonString(entry.name)):{\"dtype\":\"\(entry.dtype.rawValue)\",\"shape\":[\(shape)],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+      )
+      offset += bytes
+    }
+    var header = Array("{\(fields.joined(separator: ","))}".utf8)
+    header += repeatElement(UInt8(ascii: " "), count: (8 - header.count % 8) % 8)
+
+    try writeAtomically(to: url) { sink in
+      try withUnsafeBytes(of: UInt64(header.count).littleEndian) { try sink($0) }
+      try header.withUnsafeBytes { try sink($0) }
+      for entry in entries { try entry.body(sink) }
     }
   }
 

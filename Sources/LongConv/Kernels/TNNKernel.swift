@@ -165,6 +165,8 @@ public final class TNNKernel: ConfigurableKernel {
     try undecayed(length: length) * decayPowers(length: length)
   }
 
+  public func undecayedCoefficients(length: Int) throws -> Tensor? { try undecayed(length: length) }
+
   /// `lambda [D]` (a constant; for a learned decay, its current value).
   public var separableDecay: Tensor? { Tensor.withoutRecording { lambda.detached() } }
 }

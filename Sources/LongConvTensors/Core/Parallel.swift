@@ -66,3 +66,19 @@ struct UncheckedBox<Value>: @unchecked Sendable {
   let value: Value
   init(_ value: Value) { self.value = value }
 }
+
+extension ComputeThreads {
+  /// Runs `body(task)` for every task in `0 ..< count`, spread over up to ``count`` threads
+  /// (tasks are handed out one at a time, so uneven tasks balance). `body` must be safe to
+  /// call concurrently; the call returns when every task has finished.
+  public static func perform(tasks count: Int, _ body: (_ task: Int) -> Void) {
+    parallelTasks(count) { task, _ in body(task) }
+  }
+
+  /// Runs `body` with OpenBLAS (and its LAPACK) on one thread, for callers that run many
+  /// small factorizations concurrently themselves. Later products pick their own count again.
+  public static func withSingleThreadedBLAS<R>(_ body: () throws -> R) rethrows -> R {
+    BLAS.useThreads(1)
+    return try body()
+  }
+}

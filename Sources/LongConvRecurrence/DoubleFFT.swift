@@ -1,0 +1,60 @@
+import CFFTW
+import Foundation
+
+/// Batched real DFTs in Double through FFTW's double-precision library (conversion math is
+/// done in Double). FFTW's planner is not thread-safe, so planning and plan destruction take
+/// a lock; execution does not.
+enum DoubleFFT {
+  private static let planner = NSLock()
+
+  /// Half spectra of `rows` real rows of length `m` (row-major in `x`):
+  /// `X[row][s] = sum_k x[row][k] exp(-2 pi i s k / m)` for `s = 0 ... m / 2`.
+  static func forward(_ x: [Double], rows: Int, length m: Int) -> (re: [Double], im: [Double]) {
+    precondition(x.count == rows * m && m >= 1)
+    let half = m / 2 + 1
+    let real = fftw_alloc_real(rows * m)!
+    let complex = fftw_alloc_complex(rows * half)!
+    defer {
+      fftw_free(real)
+      fftw_free(complex)
+    }
+    let plan = planner.withLock {
+      var size = Int32(m)
+      return fftw_plan_many_dft_r2c(
+        1, &size, Int32(rows), real, nil, 1, Int32(m), complex, nil, 1, Int32(half), UInt32(FFTW_ESTIMATE))
+    }
+    x.withUnsafeBufferPointer { real.update(from: $0.baseAddress!, count: rows * m) }
+    fftw_execute(plan)
+    planner.withLock { fftw_destroy_plan(plan) }
+    var re = [Double](repeating: 0, count: rows * half)
+    var im = re
+    for i in 0..<rows * half {
+      re[i] = complex[i].0
+      im[i] = complex[i].1
+    }
+    return (re, im)
+  }
+
+  /// The real rows of length `m` whose half spectra are given, unnormalised:
+  /// `x[row][k] = sum over the full Hermitian spectrum X[row][s] exp(+2 pi i s k / m)`.
+  static func inverse(re: [Double], im: [Double], rows: Int, length m: Int) -> [Double] {
+    let half = m / 2 + 1
+    precondition(re.count == rows * half && im.count == rows * half)
+    let real = fftw_alloc_real(rows * m)!
+    let complex = fftw_alloc_complex(rows * half)!
+    defer {
+      fftw_free(real)
+      fftw_free(complex)
+    }
+    // Plan before filling: FFTW_ESTIMATE leaves the arrays alone, but c2r overwrites its input.
+    let plan = planner.withLock {
+      var size = Int32(m)
+      return fftw_plan_many_dft_c2r(
+        1, &size, Int32(rows), complex, nil, 1, Int32(half), real, nil, 1, Int32(m), UInt32(FFTW_ESTIMATE))
+    }
+    for i in 0..<rows * half { complex[i] = (re[i], im[i]) }
+    fftw_execute(plan)
+    planner.withLock { fftw_destroy_plan(plan) }
+    return Array(UnsafeBufferPointer(start: real, count: rows * m))
+  }
+}

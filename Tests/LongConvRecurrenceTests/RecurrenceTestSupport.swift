@@ -1,0 +1,64 @@
+import Foundation
+import LongConv
+import LongConvRecurrence
+import Testing
+
+/// A registered kernel built from a JSON config string, causal, seeded.
+func makeKernel(_ json: String, channels: Int, maxLength: Int = 2048, seed: UInt64 = 1) throws
+  -> any LongConvKernel
+{
+  var generator = SeededGenerator(seed: seed)
+  let config = try ConfigReader(JSONValue.parse(Data(json.utf8), source: "test"))
+  return try Registry.makeKernel(
+    config, context: KernelContext(channels: channels, direction: .causal, maxLength: maxLength),
+    generator: &generator)
+}
+
+/// Runs `recurrence` token by token over `x [length, channels]` from the zero state.
+func runRecurrence(_ recurrence: RecurrentConvolution, _ x: [Float], length: Int) -> [Float] {
+  let d = recurrence.channels
+  var state = recurrence.makeState()
+  var y = [Float](repeating: 0, count: length * d)
+  x.withUnsafeBufferPointer { input in
+    y.withUnsafeMutableBufferPointer { output in
+      for i in 0..<length {
+        recurrence.step(input.baseAddress! + i * d, into: output.baseAddress! + i * d, state: &state)
+      }
+    }
+  }
+  return y
+}
+
+/// The causal convolution of `x [length, channels]` with `t [channels, n]` (lags beyond `n`
+/// are zero) plus `skip * x`, as a dense sum in Double: the independent reference.
+func denseConvolution(
+  _ x: [Float], length: Int, kernel t: [Double], lags n: Int, channels d: Int, skip: [Double]?
+)
+  -> [Double]
+{
+  var y = [Double](repeating: 0, count: length * d)
+  for i in 0..<length {
+    for c in 0..<d {
+      var sum = (skip?[c] ?? 0) * Double(x[i * d + c])
+      for k in 0...min(i, n - 1) { sum += t[c * n + k] * Double(x[(i - k) * d + c]) }
+      y[i * d + c] = sum
+    }
+  }
+  return y
+}
+
+/// `max |a - b| / max |b|`.
+func relativeMaxError(_ a: [Float], _ b: [Double]) -> Double {
+  var (error, scale) = (0.0, 0.0)
+  for (x, y) in zip(a, b) {
+    error = max(error, Swift.abs(Double(x) - y))
+    scale = max(scale, Swift.abs(y))
+  }
+  return error / max(scale, .leastNormalMagnitude)
+}
+
+/// Seeded uniform inputs in [-1, 1], `[length, channels]`.
+func randomInputs(length: Int, channels: Int, seed: UInt64) -> [Float] {
+  var generator = SeededGenerator(seed: seed)
+  return Tensor.uniform([length * channels], low: -1, high: 1, generator: &generator).scalars
+}
