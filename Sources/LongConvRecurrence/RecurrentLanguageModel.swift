@@ -1,0 +1,138 @@
+import Foundation
+import LongConv
+
+/// A ``CausalLanguageModel`` whose long convolutions run as diagonal recurrences: the prompt
+/// goes through the FFT path once (``prefill(_:state:)``), then every generated token costs
+/// the same whatever the position (``step(_:state:)``).
+///
+/// Everything but the long convolutions (embedding, norms, projections, channel mixers, head)
+/// is the model's own modules, shared with it. Exact (ETSC) layers are exact for the first
+/// ``conversionLength`` positions; past it their kernels repeat periodically (see
+/// ``ExactConverter``) and ``passedConversionLength(_:)`` tells the caller to warn.
+public final class RecurrentLanguageModel: @unchecked Sendable {
+  public let model: CausalLanguageModel
+  /// One per block.
+  public let mixers: [any RecurrentMixer]
+  /// The per-layer conversion reports (empty when loaded from a file without them).
+  public let reports: [KernelConversionReport]
+  /// The length the kernels were converted at.
+  public let conversionLength: Int
+  /// Whether some layer is exact only within ``conversionLength`` (an ETSC layer).
+  public let isLimitedToConversionLength: Bool
+
+  /// Converts every block's mixer of `model` with `converter` at `length`.
+  public init(model: CausalLanguageModel, converter: some KernelConverter, length: Int) throws {
+    guard length >= 1 else {
+      throw ConversionError(kernel: "model", problem: "conversion length must be at least 1, got \(length)")
+    }
+    var mixers: [any RecurrentMixer] = []
+    var reports: [KernelConversionReport] = []
+    for (i, mixer) in try Self.convertibleMixers(model).enumerated() {
+      let samples = try mixer.kernelSamples(length: length, name: Self.kernelName(layer: i))
+      let conversion = try converter.convert(samples)
+      mixers.append(try mixer.recurrentForm(conversion.stateSpace))
+      reports.append(conversion.report)
+    }
+    self.model = model
+    self.mixers = mixers
+    self.reports = reports
+    conversionLength = length
+    isLimitedToConversionLength = reports.contains { $0.mode == .exact }
+  }
+
+  /// The model with its kernels replaced by given state spaces (keyed by ``kernelName(layer:)``),
+  /// as read from an interchange file.
+  public init(
+    model: CausalLanguageModel, kernels: [String: DiagonalStateSpace], length: Int, limitedToLength: Bool,
+    reports: [KernelConversionReport] = []
+  ) throws {
+    var mixers: [any RecurrentMixer] = []
+    for (i, mixer) in try Self.convertibleMixers(model).enumerated() {
+      let name = Self.kernelName(layer: i)
+      guard let system = kernels[name] else {
+        throw ConversionError(kernel: name, problem: "no converted kernel of that name")
+      }
+      mixers.append(try mixer.recurrentForm(system))
+    }
+    self.model = model
+    self.mixers = mixers
+    self.reports = reports
+    conversionLength = length
+    isLimitedToConversionLength = limitedToLength
+  }
+
+  /// The name of block `layer`'s kernel: its parameter path, `blocks.<layer>.mixer.kernel`.
+  public static func kernelName(layer: Int) -> String { "blocks.\(layer).mixer.kernel" }
+
+  static func convertibleMixers(_ model: CausalLanguageModel) throws -> [any ConvertibleMixer] {
+    try model.blocks.enumerated().map { i, block in
+      guard let mixer = block.mixer as? any ConvertibleMixer else {
+        throw ConversionError(
+          kernel: "blocks.\(i).mixer", problem: "\(type(of: block.mixer)) has no recurrent form")
+      }
+      return mixer
+    }
+  }
+
+  /// The decoding state of one sequence.
+  public struct State: Sendable {
+    public var layers: [RecurrentMixerState]
+    /// Tokens consumed.
+    public var position: Int
+  }
+
+  /// A fresh state.
+  public func makeState() -> State { State(layers: mixers.map { $0.makeState() }, position: 0) }
+
+  /// Complex states per sequence over all layers.
+  public var stateCount: Int { mixers.reduce(0) { $0 + $1.stateCount } }
+
+  /// Runs the prompt through the FFT path (one pass per layer), leaves `state` after it and
+  /// returns the logits `[vocabulary]` that predict the next token. `state` must be fresh
+  /// and `tokens` not empty.
+  public func prefill(_ tokens: [Int], state: inout State) throws -> [Float] {
+    precondition(!tokens.isEmpty && state.position == 0, "prefill: needs tokens and a fresh state")
+    return try Tensor.withoutRecording {
+      var h = model.embedding(tokens, shape: [1, tokens.count])
+      for (i, block) in model.blocks.enumerated() {
+        if block.prenorm {
+          h = h + (try mixers[i].prefill(block.norm1(h), state: &state.layers[i]))
+          h = h + block.channelMixer(block.norm2(h))
+        } else {
+          h = block.norm1(h + (try mixers[i].prefill(h, state: &state.layers[i])))
+          h = block.norm2(h + block.channelMixer(h))
+        }
+      }
+      state.position = tokens.count
+      let last = h.slice(axis: 1, tokens.count - 1..<tokens.count).reshaped([1, model.embedding.width])
+      return logits(last)
+    }
+  }
+
+  /// Consumes `token` and returns the logits `[vocabulary]` for the next one.
+  public func step(_ token: Int, state: inout State) -> [Float] {
+    Tensor.withoutRecording {
+      var h = model.embedding([token], shape: [1])
+      for (i, block) in model.blocks.enumerated() {
+        if block.prenorm {
+          h = h + mixers[i].step(block.norm1(h), state: &state.layers[i])
+          h = h + block.channelMixer(block.norm2(h))
+        } else {
+          h = block.norm1(h + mixers[i].step(h, state: &state.layers[i]))
+          h = block.norm2(h + block.channelMixer(h))
+        }
+      }
+      state.position += 1
+      return logits(h)
+    }
+  }
+
+  /// Whether `state` has gone past the positions an exact layer reproduces.
+  public func passedConversionLength(_ state: State) -> Bool {
+    isLimitedToConversionLength && state.position > conversionLength
+  }
+
+  private func logits(_ h: Tensor) -> [Float] {
+    model.finalNorm(h).matmul(model.embedding.weight, transposeB: true).scalars
+  }
+}

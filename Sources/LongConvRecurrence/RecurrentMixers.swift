@@ -1,0 +1,218 @@
+import LongConv
+
+/// The running state of one recurrent mixer for one sequence.
+public struct RecurrentMixerState: Sendable {
+  /// The long convolution's state.
+  public var convolution: RecurrentConvolution.State
+  /// Recent inputs a mixer keeps for a short convolution (`[s - 1, channels]`, newest last).
+  public var history: [Float]
+  /// Tokens consumed so far.
+  public var position: Int
+}
+
+/// A sequence mixer in recurrent form: the whole prompt at once through the FFT path, then
+/// one token at a time at a cost that does not depend on the position.
+///
+/// Contract: `prefill` on a fresh state followed by `step`s gives the same outputs as
+/// stepping every token from the fresh state, and, within the conversion length, the same
+/// outputs as the mixer's own forward pass on the whole sequence.
+public protocol RecurrentMixer: Sendable {
+  /// Width `d` of inputs and outputs.
+  var width: Int { get }
+  /// States per token stream: the recurrence's complex states.
+  var stateCount: Int { get }
+  /// A fresh state (no tokens seen).
+  func makeState() -> RecurrentMixerState
+  /// Outputs `[1, P, d]` for the prompt `x [1, P, d]` (the mixer's FFT forward pass, exact
+  /// for any `P` the kernel serves), and the state after it. `state` must be fresh.
+  func prefill(_ x: Tensor, state: inout RecurrentMixerState) throws -> Tensor
+  /// Output `[1, d]` for the next input `x [1, d]`.
+  func step(_ x: Tensor, state: inout RecurrentMixerState) -> Tensor
+}
+
+/// A mixer whose long convolution can be replaced by a diagonal recurrence.
+public protocol ConvertibleMixer: SequenceMixer {
+  /// Its kernel sampled over `length` lags (throws for a bidirectional kernel).
+  func kernelSamples(length: Int, name: String) throws -> CausalKernelSamples
+  /// The mixer with its long convolution run by `system`.
+  func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer
+}
+
+extension ConvertibleMixer {
+  func checkChannels(_ system: DiagonalStateSpace, expected: Int) throws {
+    guard system.channels == expected else {
+      throw ConversionError(
+        kernel: "\(Self.self)", problem: "state space has \(system.channels) channels, the kernel \(expected)")
+    }
+  }
+}
+
+/// Runs `recurrence` on one `[1, D]` input.
+func step(_ recurrence: RecurrentConvolution, _ x: Tensor, state: inout RecurrentConvolution.State) -> Tensor {
+  let y = Tensor.zeros([1, recurrence.channels])
+  x.withUnsafeBufferPointer { input in
+    y.withUnsafeMutableBufferPointer { output in
+      recurrence.step(input.baseAddress!, into: output.baseAddress!, state: &state)
+    }
+  }
+  return y
+}
+
+/// The recurrence's state after the rows of `x [1, P, D]`.
+func state(of recurrence: RecurrentConvolution, after x: Tensor) -> RecurrentConvolution.State {
+  x.withUnsafeBufferPointer { recurrence.state(after: $0, length: x.shape[1]) }
+}
+
+// MARK: Gated Toeplitz unit
+
+extension GatedToeplitzUnit: ConvertibleMixer {
+  public func kernelSamples(length: Int, name: String) throws -> CausalKernelSamples {
+    try CausalKernelSamples(kernel: kernel, length: length, name: name)
+  }
+
+  public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
+    try checkChannels(system, expected: innerWidth)
+    return RecurrentGTU(mixer: self, recurrence: RecurrentConvolution(system))
+  }
+}
+
+/// ``GatedToeplitzUnit`` in recurrent form: `y = W_o (SiLU(W_u x) * TNO(SiLU(W_v x)))`, the
+/// Toeplitz operator run as a recurrence.
+struct RecurrentGTU<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable {
+  let mixer: GatedToeplitzUnit<Kernel>
+  let recurrence: RecurrentConvolution
+
+  var width: Int { mixer.width }
+  var stateCount: Int { recurrence.stateCount }
+
+  func makeState() -> RecurrentMixerState {
+    RecurrentMixerState(convolution: recurrence.makeState(), history: [], position: 0)
+  }
+
+  func prefill(_ x: Tensor, state: inout RecurrentMixerState) throws -> Tensor {
+    let u = mixer.uProj(x).silu()
+    let v = mixer.vProj(x).silu()
+    state.convolution = LongConvRecurrence.state(of: recurrence, after: v)
+    state.position = x.shape[1]
+    return mixer.out(u * (try mixer.kernel.convolve(v)))
+  }
+
+  func step(_ x: Tensor, state: inout RecurrentMixerState) -> Tensor {
+    let u = mixer.uProj(x).silu()
+    let v = mixer.vProj(x).silu()
+    state.position += 1
+    return mixer.out(u * LongConvRecurrence.step(recurrence, v, state: &state.convolution))
+  }
+}
+
+// MARK: Hyena operator
+
+extension HyenaOperator: ConvertibleMixer {
+  public func kernelSamples(length: Int, name: String) throws -> CausalKernelSamples {
+    try CausalKernelSamples(kernel: kernel, length: length, name: name)
+  }
+
+  public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
+    try checkChannels(system, expected: width)
+    return RecurrentHyena(mixer: self, recurrence: RecurrentConvolution(system))
+  }
+}
+
+/// ``HyenaOperator`` in recurrent form: the short convolution keeps its last `s - 1` inputs,
+/// the long one runs as a recurrence.
+struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable {
+  let mixer: HyenaOperator<Kernel>
+  let recurrence: RecurrentConvolution
+
+  var width: Int { mixer.width }
+  var stateCount: Int { recurrence.stateCount }
+  /// `3d` streams through the short filter, `s` taps.
+  var streams: Int { 3 * mixer.width }
+  var taps: Int { mixer.shortFilter.shape[1] }
+
+  func makeState() -> RecurrentMixerState {
+    RecurrentMixerState(
+      convolution: recurrence.makeState(), history: [Float](repeating: 0, count: (taps - 1) * streams),
+      position: 0)
+  }
+
+  func prefill(_ x: Tensor, state: inout RecurrentMixerState) throws -> Tensor {
+    let d = width
+    let projected = mixer.inProj(x)  // [1, P, 3d]
+    let u = projected.longConvolution(kernel: mixer.shortFilter, direction: .causal) + mixer.shortFilterBias
+    let z = u.slice(axis: 2, d..<2 * d) * u.slice(axis: 2, 2 * d..<3 * d)
+    state.convolution = LongConvRecurrence.state(of: recurrence, after: z)
+    // The last s - 1 projected rows, zeros before the start.
+    let length = x.shape[1]
+    let rows = projected.scalars
+    for j in 0..<taps - 1 {
+      let source = length - (taps - 1) + j
+      for c in 0..<streams { state.history[j * streams + c] = source >= 0 ? rows[source * streams + c] : 0 }
+    }
+    state.position = length
+    return mixer.outProj(u.slice(axis: 2, 0..<d) * (try mixer.kernel.convolve(z)))
+  }
+
+  func step(_ x: Tensor, state: inout RecurrentMixerState) -> Tensor {
+    let d = width
+    let projected = mixer.inProj(x).scalars  // [3d]
+    let filter = mixer.shortFilter.scalars  // [3d, s], column j multiplies u[i - j]
+    let bias = mixer.shortFilterBias.scalars
+    var u = [Float](repeating: 0, count: streams)
+    for c in 0..<streams {
+      var sum = bias[c] + filter[c * taps] * projected[c]
+      for j in 1..<max(taps, 1) where j < taps {
+        sum += filter[c * taps + j] * state.history[(taps - 1 - j) * streams + c]
+      }
+      u[c] = sum
+    }
+    if taps > 1 {
+      state.history.removeFirst(streams)
+      state.history.append(contentsOf: projected)
+    }
+    let z = Tensor((0..<d).map { u[d + $0] * u[2 * d + $0] }).reshaped([1, d])
+    let y = LongConvRecurrence.step(recurrence, z, state: &state.convolution)
+    state.position += 1
+    return mixer.outProj(Tensor(Array(u[0..<d])).reshaped([1, d]) * y)
+  }
+}
+
+// MARK: SSM block
+
+extension SSMBlock: ConvertibleMixer {
+  public func kernelSamples(length: Int, name: String) throws -> CausalKernelSamples {
+    try CausalKernelSamples(kernel: kernel, length: length, name: name)
+  }
+
+  public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
+    try checkChannels(system, expected: width)
+    return RecurrentSSM(mixer: self, recurrence: RecurrentConvolution(system))
+  }
+}
+
+/// ``SSMBlock`` in recurrent form: the convolution with skip as a recurrence, then GELU and
+/// the GLU output, position by position.
+struct RecurrentSSM<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable {
+  let mixer: SSMBlock<Kernel>
+  let recurrence: RecurrentConvolution
+
+  var width: Int { mixer.width }
+  var stateCount: Int { recurrence.stateCount }
+
+  func makeState() -> RecurrentMixerState {
+    RecurrentMixerState(convolution: recurrence.makeState(), history: [], position: 0)
+  }
+
+  func prefill(_ x: Tensor, state: inout RecurrentMixerState) throws -> Tensor {
+    state.convolution = LongConvRecurrence.state(of: recurrence, after: x)
+    state.position = x.shape[1]
+    return try mixer(x)
+  }
+
+  func step(_ x: Tensor, state: inout RecurrentMixerState) -> Tensor {
+    let d = width
+    let z = mixer.output(LongConvRecurrence.step(recurrence, x, state: &state.convolution).gelu())
+    state.position += 1
+    return z.slice(axis: -1, 0..<d) * z.slice(axis: -1, d..<2 * d).sigmoid()
+  }
+}
