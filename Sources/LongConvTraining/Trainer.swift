@@ -234,13 +234,16 @@ public final class Trainer {
     guard let first = losses.first else { return }
     let all = losses.map(\.loss) + validations.map(\.loss)
     let area = PlotArea(
-      x: 56, y: 40, width: 560, height: 280, xRange: Double(first.step)...Double(losses.last!.step),
+      x: 56, y: 40, width: 560, height: 280,
+      xRange: Double(first.step)...Double(max(losses.last!.step, first.step + 1)),
       yRange: all.min()!...all.max()!)
     var svg = SVGDocument(width: 640, height: 360)
     svg.text("loss (nats): training (grey), validation (red)", x: area.x, y: 18)
     area.drawAxes(in: &svg, xLabel: "step", yLabel: "", format: { String(format: "%.3f", $0) })
     svg.polyline(losses.map { (area.px(Double($0.step)), area.py($0.loss)) }, stroke: "#888")
-    for v in validations { svg.circle(x: area.px(Double(v.step)), y: area.py(v.loss), radius: 3, fill: "#c33") }
+    for v in validations {
+      svg.circle(x: area.px(Double(v.step)), y: area.py(v.loss), radius: 3, fill: "#c33")
+    }
     try svg.write(to: directory.appendingPathComponent("loss.svg"))
   }
 }

@@ -25,14 +25,17 @@ enum InspectCommand {
       print(help)
       return
     }
-    let checkpoint = URL(fileURLWithPath: try args.required("--checkpoint", command: command))
+    let checkpointPath = try args.required("--checkpoint", command: command)
+    let checkpoint = URL(fileURLWithPath: checkpointPath)
     let out = URL(fileURLWithPath: try args.required("--out", command: command))
     let length = try args.positiveInteger("--length", command: command)
     let channels = try args.positiveInteger("--channels", command: command) ?? 4
-    guard channels <= 8 else { throw UsageError(message: "\(command): --channels is at most 8, got \(channels)") }
+    guard channels <= 8 else {
+      throw UsageError(message: "\(command): --channels is at most 8, got \(channels)")
+    }
     let model = try Checkpoint.load(from: checkpoint)
     try ModelInspection.write(
       model, to: out, length: length ?? ModelInspection.defaultLength(of: model), channels: channels,
-      title: checkpoint.lastPathComponent, wrote: { print("wrote \($0.path)") })
+      title: checkpointPath, wrote: { print("wrote \($0.path)") })
   }
 }

@@ -3,7 +3,9 @@ import Foundation
 /// SVG drawings of a kernel's coefficients: its Toeplitz matrices and its impulse responses.
 public enum KernelPlots {
   /// Line colours for overlaid channels, in order.
-  static let palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+  static let palette = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+  ]
 
   /// The Toeplitz matrix `T[i][j] = t[i - j]` of each channel in `channels`, side by side, each
   /// averaged to at most `maxCells` cells a side (``KernelResponse/toeplitz(channel:maxCells:)``)
@@ -37,13 +39,17 @@ public enum KernelPlots {
       // One strip of the cell diagonals, lag d at x = -d; row I is the strip moved to x = I.
       var strip = "<g id=\"strip\(p)\">"
       for d in 1 - sample.cells..<sample.cells {
-        strip += "<rect x=\"\(-d)\" width=\"1\" height=\"1\" fill=\"\(scale.color(sample.diagonals[d + sample.cells - 1]))\"/>"
+        let color = scale.color(sample.diagonals[d + sample.cells - 1])
+        strip += "<rect x=\"\(-d)\" width=\"1\" height=\"1\" fill=\"\(color)\"/>"
       }
       svg.define(strip + "</g>")
       let f = SVGDocument.number
-      svg.define("<clipPath id=\"clip\(p)\"><rect x=\"\(f(x))\" y=\"\(f(top))\" width=\"\(f(side))\" height=\"\(f(side))\"/></clipPath>")
+      svg.define(
+        "<clipPath id=\"clip\(p)\"><rect x=\"\(f(x))\" y=\"\(f(top))\" "
+          + "width=\"\(f(side))\" height=\"\(f(side))\"/></clipPath>")
       var matrix =
-        "<g clip-path=\"url(#clip\(p))\"><g transform=\"translate(\(f(x)),\(f(top))) scale(\(f(side / Double(sample.cells))))\" shape-rendering=\"crispEdges\">"
+        "<g clip-path=\"url(#clip\(p))\"><g transform=\"translate(\(f(x)),\(f(top))) "
+        + "scale(\(f(side / Double(sample.cells))))\" shape-rendering=\"crispEdges\">"
       for row in 0..<sample.cells { matrix += "<use xlink:href=\"#strip\(p)\" x=\"\(row)\" y=\"\(row)\"/>" }
       svg.append(matrix + "</g></g>")
       svg.rect(x: x, y: top, width: side, height: side, fill: "none", stroke: "#bbb")
@@ -73,7 +79,8 @@ public enum KernelPlots {
     let xRange = Double(lags.first!)...Double(lags.last!)
     let values = channels.flatMap { c in lags.map { response.coefficient(channel: c, lag: $0) } }
     let linear = PlotArea(
-      x: 80, y: 66, width: 540, height: 200, xRange: xRange, yRange: (values.min() ?? 0)...(values.max() ?? 0))
+      x: 80, y: 66, width: 540, height: 200, xRange: xRange, yRange: (values.min() ?? 0)...(values.max() ?? 0)
+    )
     linear.drawAxes(in: &svg, xLabel: "lag k", yLabel: "t[k]")
 
     // |t| on a log scale, floored 10 decades below the peak so that zeros stay drawable.
@@ -81,7 +88,8 @@ public enum KernelPlots {
     let floor = peak * 1e-10
     let smallest = values.map(abs).filter { $0 > floor }.min() ?? floor
     let logarithmic = PlotArea(
-      x: 80, y: 336, width: 540, height: 200, xRange: xRange, yRange: log10(max(smallest, floor))...log10(peak))
+      x: 80, y: 336, width: 540, height: 200, xRange: xRange,
+      yRange: log10(max(smallest, floor))...log10(peak))
     let decades = Array(
       stride(from: logarithmic.yRange.lowerBound.rounded(.up), through: logarithmic.yRange.upperBound, by: 1))
     logarithmic.drawAxes(
@@ -145,8 +153,9 @@ public enum ModelInspection {
 
   /// Writes, for each layer `i` whose mixer is a ``LongConvMixer``, `layer-<i>-toeplitz.svg`
   /// and `layer-<i>-impulse.svg` (``KernelPlots``) for `channels` representative channels at
-  /// sequence length `length`, then `index.html` showing them all. Creates `directory` if
-  /// needed and replaces only those files. Calls `wrote` after each file; returns them all.
+  /// sequence length `length`, then `index.html` showing them all. Creates `directory` when
+  /// the first file is ready and replaces only those files. Calls `wrote` after each file;
+  /// returns them all.
   ///
   /// - Throws: ``InspectionError``; a length a kernel cannot produce is
   ///   ``InspectionError/kernel(layer:error:)`` around the kernel's ``KernelError``.
@@ -156,21 +165,17 @@ public enum ModelInspection {
     title: String, wrote: (URL) -> Void = { _ in }
   ) throws -> [URL] {
     precondition(length >= 1 && channels >= 1 && maxCells >= 1, "ModelInspection: bad sizes")
-    let fileManager = FileManager.default
     var isDirectory: ObjCBool = false
-    if fileManager.fileExists(atPath: directory.path, isDirectory: &isDirectory) {
-      guard isDirectory.boolValue else { throw InspectionError.notADirectory(path: directory.path) }
-    } else {
-      do {
-        try fileManager.createDirectory(at: directory, withIntermediateDirectories: true)
-      } catch {
-        throw InspectionError.cannotWrite(path: directory.path, reason: error.localizedDescription)
-      }
-    }
+    var exists = FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory)
+    guard !exists || isDirectory.boolValue else { throw InspectionError.notADirectory(path: directory.path) }
     var written: [URL] = []
     func save(_ text: String, _ name: String) throws {
       let url = directory.appendingPathComponent(name)
       do {
+        if !exists {
+          try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        }
+        exists = true
         try Data(text.utf8).write(to: url, options: .atomic)
       } catch {
         throw InspectionError.cannotWrite(path: url.path, reason: error.localizedDescription)
@@ -205,7 +210,8 @@ public enum ModelInspection {
       let picked = response.representativeChannels(count: channels)
       let heading =
         "layer \(i): \(response.kernelName) kernel, \(response.channels) channels, \(response.direction.rawValue), L = \(length)"
-      let toeplitz = "layer-\(i)-toeplitz.svg", impulse = "layer-\(i)-impulse.svg"
+      let toeplitz = "layer-\(i)-toeplitz.svg"
+      let impulse = "layer-\(i)-impulse.svg"
       try save(
         KernelPlots.toeplitz(response, channels: picked, title: heading, maxCells: maxCells).markup, toeplitz)
       try save(KernelPlots.impulse(response, channels: picked, title: heading).markup, impulse)

@@ -18,9 +18,10 @@ public struct KernelResponse: Sendable {
       "KernelResponse: coefficients \(tensor.shape) for \(kernel.channels) channels, length \(length)")
     let scalars = tensor.scalars
     let name = (kernel as? any ConfigurableKernel).map { type(of: $0).typeName }
+    let rows = (0..<kernel.channels).map { c in scalars[c * columns..<(c + 1) * columns].map(Double.init) }
     self.init(
       kernelName: name ?? String(describing: type(of: kernel)), direction: kernel.direction, length: length,
-      coefficients: (0..<kernel.channels).map { c in scalars[c * columns..<(c + 1) * columns].map(Double.init) })
+      coefficients: rows)
   }
 
   public init(kernelName: String, direction: ConvolutionDirection, length: Int, coefficients: [[Double]]) {
