@@ -98,6 +98,21 @@ public protocol SequenceMixer: Module {
   func callAsFunction(_ x: Tensor) throws -> Tensor
 }
 
+/// A sequence mixer built around one long-convolution kernel (GTU, Hyena, the SSM block).
+///
+/// Tools that look at kernels reach them through this protocol; for an `any SequenceMixer`,
+/// ``SequenceMixer/longConvKernel`` opens it.
+public protocol LongConvMixer: SequenceMixer {
+  associatedtype Kernel: LongConvKernel
+  /// The mixer's long-convolution kernel.
+  var kernel: Kernel { get }
+}
+
+extension SequenceMixer {
+  /// The mixer's long-convolution kernel, or `nil` when the mixer is not a ``LongConvMixer``.
+  public var longConvKernel: (any LongConvKernel)? { (self as? any LongConvMixer)?.kernel }
+}
+
 /// A channel mixer: `[..., D] -> [..., D]`, position by position.
 public protocol ChannelMixer: Module {
   var width: Int { get }

@@ -232,27 +232,18 @@ public final class Trainer {
   /// `loss.svg`: training loss (grey) and validation loss (points) against the step.
   public func plot() throws {
     guard let first = losses.first else { return }
-    let (width, height, margin) = (640.0, 360.0, 48.0)
     let all = losses.map(\.loss) + validations.map(\.loss)
-    let (low, high) = (all.min()!, max(all.max()!, all.min()! + 1e-9))
-    let (s0, s1) = (Double(first.step), Double(max(losses.last!.step, first.step + 1)))
-    func x(_ s: Int) -> Double { margin + (Double(s) - s0) / (s1 - s0) * (width - 2 * margin) }
-    func y(_ l: Double) -> Double { height - margin - (l - low) / (high - low) * (height - 2 * margin) }
-    let train = losses.map { String(format: "%.1f,%.1f", x($0.step), y($0.loss)) }.joined(separator: " ")
-    let points = validations.map {
-      String(format: "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"#c33\"/>", x($0.step), y($0.loss))
-    }.joined()
-    let svg = """
-      <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width))" height="\(Int(height))" font-family="sans-serif" font-size="12">
-      <rect width="100%" height="100%" fill="white"/>
-      <polyline fill="none" stroke="#888" stroke-width="1" points="\(train)"/>\(points)
-      <text x="\(margin)" y="20">loss (nats): training (grey), validation (red)</text>
-      <text x="4" y="\(margin)">\(String(format: "%.3f", high))</text>
-      <text x="4" y="\(height - margin)">\(String(format: "%.3f", low))</text>
-      <text x="\(margin)" y="\(height - 16)">step \(first.step)</text>
-      <text x="\(width - margin - 60)" y="\(height - 16)">step \(losses.last!.step)</text>
-      </svg>
-      """
-    try Data(svg.utf8).write(to: directory.appendingPathComponent("loss.svg"), options: .atomic)
+    let area = PlotArea(
+      x: 56, y: 40, width: 560, height: 280,
+      xRange: Double(first.step)...Double(max(losses.last!.step, first.step + 1)),
+      yRange: all.min()!...all.max()!)
+    var svg = SVGDocument(width: 640, height: 360)
+    svg.text("loss (nats): training (grey), validation (red)", x: area.x, y: 18)
+    area.drawAxes(in: &svg, xLabel: "step", yLabel: "", format: { String(format: "%.3f", $0) })
+    svg.polyline(losses.map { (area.px(Double($0.step)), area.py($0.loss)) }, stroke: "#888")
+    for v in validations {
+      svg.circle(x: area.px(Double(v.step)), y: area.py(v.loss), radius: 3, fill: "#c33")
+    }
+    try svg.write(to: directory.appendingPathComponent("loss.svg"))
   }
 }

@@ -66,7 +66,7 @@ enum EvalCommand {
     guard bytes.count >= 2 else {
       throw UserError(message: "\(textPath): needs at least 2 bytes, has \(bytes.count)")
     }
-    let length = try requestedLength ?? maxLength(of: model)
+    let length = requestedLength ?? model.maxLength
     let started = Date()
     let result = try model.evaluate(tokens: bytes.map(Int.init), length: length)
     let seconds = Date().timeIntervalSince(started)
@@ -84,11 +84,5 @@ enum EvalCommand {
           format: "loss %.4f nats, %.4f bits/byte over %d predictions (chunks of %d, %.1f s)",
           result.lossNats, result.bitsPerByte, result.tokens, result.length, seconds))
     }
-  }
-
-  /// The model's `max_length`, the default chunk length.
-  static func maxLength(of model: CausalLanguageModel) throws -> Int {
-    if case .object(let top) = model.config, case .number(let n)? = top["max_length"] { return Int(n) }
-    return 512
   }
 }

@@ -23,6 +23,8 @@ let usage = """
                    --state-dict FILE --config CONFIG.json --out DIR
     eval           next-byte cross-entropy of a checkpoint on a text file
                    --checkpoint DIR --text FILE [--length N] [--json]
+    inspect        draw each layer's Toeplitz matrix and impulse responses as SVG files
+                   --checkpoint DIR --out DIR [--length N] [--channels K]
 
   Run `longconv <command> --help` for a command's options.
   """
@@ -41,6 +43,8 @@ do {
     try ImportTorchCommand.run(Array(arguments.dropFirst()))
   case "eval":
     try EvalCommand.run(Array(arguments.dropFirst()))
+  case "inspect":
+    try InspectCommand.run(Array(arguments.dropFirst()))
   case "train":
     try TrainCommand.run(Array(arguments.dropFirst()))
   case "-h", "--help", "help":

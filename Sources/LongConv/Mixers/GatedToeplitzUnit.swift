@@ -15,7 +15,7 @@
 ///
 /// Parameter names follow the reference's `token_mixer.{u_proj, v_proj, o}`: `uProj`,
 /// `vProj`, `out`, and `kernel.*` for `token_mixer.toep.*`.
-public final class GatedToeplitzUnit<Kernel: LongConvKernel>: SequenceMixer {
+public final class GatedToeplitzUnit<Kernel: LongConvKernel>: LongConvMixer {
   public let uProj: Linear, vProj: Linear, out: Linear
   public let kernel: Kernel
 

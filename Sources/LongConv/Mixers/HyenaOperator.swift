@@ -31,7 +31,7 @@
 /// - `short_filter_width` (`s`; default 3).
 ///
 /// - Complexity: `O(B L d (d + s) + B d N log N)` with `N` about `2L`.
-public final class HyenaOperator<Kernel: LongConvKernel>: SequenceMixer {
+public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
   /// `d -> 3d`.
   public let inProj: Linear
   /// `[3d, s]`, lag order.

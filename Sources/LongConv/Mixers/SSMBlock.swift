@@ -14,7 +14,7 @@
 /// Config (`type: "ssm"`):
 /// - `kernel` (required): the kernel's config object, for example `{ "type": "s4d" }`; it is
 ///   built with the block's width as its channels and the model's direction and max length.
-public final class SSMBlock<Kernel: LongConvKernel>: SequenceMixer {
+public final class SSMBlock<Kernel: LongConvKernel>: LongConvMixer {
   public let kernel: Kernel
   /// `Linear(D, 2D)` before the GLU.
   public let output: Linear

@@ -4,6 +4,16 @@ import Foundation
 public protocol SequenceModel: Module {
   /// The complete config it was built from, defaults filled in.
   var config: JSONValue { get }
+  /// The layers, first to last.
+  var blocks: [Block] { get }
+}
+
+extension SequenceModel {
+  /// The config's `max_length`: the longest sequence its kernels must serve (512 when absent).
+  public var maxLength: Int {
+    if case .object(let top) = config, case .number(let n)? = top["max_length"] { return Int(n) }
+    return 512
+  }
 }
 
 /// Causal language model: token embedding (no positional embedding: the kernels carry
