@@ -42,13 +42,15 @@ extension ConvertibleMixer {
   func checkChannels(_ system: DiagonalStateSpace, expected: Int) throws {
     guard system.channels == expected else {
       throw ConversionError(
-        kernel: "\(Self.self)", problem: "state space has \(system.channels) channels, the kernel \(expected)")
+        kernel: "\(Self.self)", problem: "state space has \(system.channels) channels, the kernel \(expected)"
+      )
     }
   }
 }
 
 /// Runs `recurrence` on one `[1, D]` input.
-func step(_ recurrence: RecurrentConvolution, _ x: Tensor, state: inout RecurrentConvolution.State) -> Tensor {
+func step(_ recurrence: RecurrentConvolution, _ x: Tensor, state: inout RecurrentConvolution.State) -> Tensor
+{
   let y = Tensor.zeros([1, recurrence.channels])
   x.withUnsafeBufferPointer { input in
     y.withUnsafeMutableBufferPointer { output in

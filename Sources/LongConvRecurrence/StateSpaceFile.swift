@@ -59,11 +59,13 @@ public enum StateSpaceFile {
     }
     for name in kernelNames {
       let (polesName, residuesName, skipName) = ("\(name).poles", "\(name).residues", "\(name).skip")
-      guard let poles = file.doubles(polesName), let residues = file.doubles(residuesName),
-        let shape = file.tensor(polesName)?.shape
-      else { throw fail(residuesName, "missing (every NAME.poles needs NAME.residues)") }
+      let poles = file.doubles(polesName)!
+      let shape = file.tensor(polesName)!.shape
       guard shape.count == 3, shape[2] == 2 else {
         throw fail(polesName, "shape \(shape), expected [channels, states, 2]")
+      }
+      guard let residues = file.doubles(residuesName) else {
+        throw fail(residuesName, "missing (every NAME.poles needs NAME.residues)")
       }
       guard file.tensor(residuesName)!.shape == shape else {
         throw fail(residuesName, "shape \(file.tensor(residuesName)!.shape) differs from the poles' \(shape)")

@@ -26,7 +26,8 @@ import Testing
 
   @Test(arguments: [1e-2, 1e-3, 1e-4])
   func tnnKernelMeetsTolerance(_ tolerance: Double) throws {
-    let kernel = try makeKernel(#"{"type": "tnn", "rpe_width": 16, "rpe_layers": 2, "gamma": 0.95}"#, channels: 4)
+    let kernel = try makeKernel(
+      #"{"type": "tnn", "rpe_width": 16, "rpe_layers": 2, "gamma": 0.95}"#, channels: 4)
     let samples = try CausalKernelSamples(kernel: kernel, length: 256, name: "tnn")
     let conversion = try CompactConverter(tolerance: tolerance, maxStates: 64).convert(samples)
     let report = conversion.report
@@ -41,15 +42,20 @@ import Testing
     // The certified bound holds on an arbitrary input: |y - y'| <= bound * max|x|.
     let x = randomInputs(length: 256, channels: 4, seed: 3)
     let y = runRecurrence(RecurrentConvolution(conversion.stateSpace), x, length: 256)
-    let exact = denseConvolution(x, length: 256, kernel: samples.values, lags: 256, channels: 4, skip: samples.skip)
+    let exact = denseConvolution(
+      x, length: 256, kernel: samples.values, lags: 256, channels: 4, skip: samples.skip)
     let worst = zip(y, exact).map { Swift.abs(Double($0) - $1) }.max()!
-    #expect(worst <= report.errorBound * 1 + 1e-5, "output error \(worst) above the bound \(report.errorBound)")
+    #expect(
+      worst <= report.errorBound * 1 + 1e-5, "output error \(worst) above the bound \(report.errorBound)")
   }
 
   @Test func statesGrowAsToleranceTightens() throws {
-    let kernel = try makeKernel(#"{"type": "tnn", "rpe_width": 16, "rpe_layers": 2, "gamma": 0.95}"#, channels: 3)
+    let kernel = try makeKernel(
+      #"{"type": "tnn", "rpe_width": 16, "rpe_layers": 2, "gamma": 0.95}"#, channels: 3)
     let samples = try CausalKernelSamples(kernel: kernel, length: 200, name: "tnn")
-    let sizes = try [1e-2, 1e-4].map { try CompactConverter(tolerance: $0).convert(samples).report.totalStates }
+    let sizes = try [1e-2, 1e-4].map {
+      try CompactConverter(tolerance: $0).convert(samples).report.totalStates
+    }
     #expect(sizes[0] <= sizes[1])
   }
 
@@ -104,7 +110,8 @@ import Testing
     for length in [1, 7, 300] {
       let x = randomInputs(length: length, channels: 3, seed: UInt64(length))
       let y = runRecurrence(recurrence, x, length: length)
-      let fft = try Tensor.withoutRecording { try kernel.convolve(Tensor(x).reshaped([1, length, 3])) }.scalars
+      let fft = try Tensor.withoutRecording { try kernel.convolve(Tensor(x).reshaped([1, length, 3])) }
+        .scalars
       let error = relativeMaxError(y, fft.map { Double($0) })
       #expect(error < 1e-5, "\(json) L=\(length): relative error \(error)")
     }
@@ -112,7 +119,8 @@ import Testing
 
   @Test func kernelsWithoutANativeFormGoExact() throws {
     let kernel = try makeKernel(#"{"type": "tnn", "rpe_width": 8, "rpe_layers": 1}"#, channels: 2)
-    let conversion = try NativeConverter().convert(CausalKernelSamples(kernel: kernel, length: 20, name: "tnn"))
+    let conversion = try NativeConverter().convert(
+      CausalKernelSamples(kernel: kernel, length: 20, name: "tnn"))
     #expect(conversion.report.mode == .exact && conversion.report.requestedMode == .native)
     #expect(conversion.report.note != nil)
   }
@@ -136,7 +144,8 @@ import Testing
     var generator = SeededGenerator(seed: 1)
     let config = try ConfigReader(JSONValue.parse(Data(#"{"type": "tnn"}"#.utf8), source: "t"))
     let kernel = try Registry.makeKernel(
-      config, context: KernelContext(channels: 2, direction: .bidirectional, maxLength: 16), generator: &generator)
+      config, context: KernelContext(channels: 2, direction: .bidirectional, maxLength: 16),
+      generator: &generator)
     do {
       _ = try CausalKernelSamples(kernel: kernel, length: 8, name: "enc")
       Issue.record("a bidirectional kernel converted")
