@@ -11,13 +11,17 @@ struct Demo {
   var threads = ProcessInfo.processInfo.activeProcessorCount
   var seed: UInt64 = 0
   var configPath: String?
+  var textPath: String?
 
   static let help = """
-    usage: longconv demo [--steps N] [--threads N] [--seed S] [--config FILE]
+    usage: longconv demo [--steps N] [--threads N] [--seed S] [--config FILE] [--text FILE]
 
-    Checks the long convolution against a dense product, then trains a small language
-    model on generated text (default 800 steps): a TNN unless --config names another
-    model config (for example Configs/hyena_lm.json).
+    Checks the long convolution against a dense product, trains a small language model on
+    generated text (default 800 steps; --text FILE trains on the first 90% of that file's
+    bytes and evaluates on the rest): a TNN unless --config names another model config (for
+    example Configs/hyena_lm.json). Then saves, reloads and evaluates a checkpoint, converts
+    the model into its exact (ETSC) and compact recurrent forms, generates from each and
+    prints one table comparing them with FFT recomputation.
     """
 
   init(arguments: [String]) throws {
@@ -38,6 +42,10 @@ struct Demo {
         i += 1
         guard i < arguments.count else { throw UsageError(message: "--config needs a file") }
         configPath = arguments[i]
+      case "--text":
+        i += 1
+        guard i < arguments.count else { throw UsageError(message: "--text needs a file") }
+        textPath = arguments[i]
       case "-h", "--help":
         print(Demo.help)
         exit(0)
@@ -50,9 +58,10 @@ struct Demo {
   func run() throws {
     ComputeThreads.count = threads
     print("LongConvKit demo (\(threads) threads)\n")
-    let model = try buildModel()  // first, so a bad config fails before any work
+    let model = try buildModel()  // first, so a bad config or text file fails before any work
+    let text = try corpus()
     checkConvolution()
-    try train(model)
+    try train(model, text: text)
   }
 
   /// The FFT convolution of a random input against the dense product in Double.
@@ -112,10 +121,35 @@ struct Demo {
     return model
   }
 
-  /// Trains `model` on generated text, printing the loss as it falls.
-  func train(_ model: CausalLanguageModel) throws {
-    let (length, batch) = (128, 8)
-    let text = Demo.generatedText(bytes: 200_000, seed: seed)
+  /// Training and unseen bytes: the `--text` file split 90/10, or generated text.
+  func corpus() throws -> (training: [Int], unseen: [Int]) {
+    guard let textPath else {
+      return (
+        Demo.generatedText(bytes: 200_000, seed: seed), Demo.generatedText(bytes: 20_000, seed: seed &+ 1000)
+      )
+    }
+    let data: Data
+    do {
+      data = try Data(contentsOf: URL(fileURLWithPath: textPath))
+    } catch {
+      throw UserError(message: "\(textPath): cannot read the file (\(error.localizedDescription))")
+    }
+    let bytes = data.map(Int.init)
+    let split = bytes.count * 9 / 10
+    guard split > 2 * Demo.length + 2, bytes.count - split > Demo.length + 1 else {
+      throw UserError(
+        message: "\(textPath): \(bytes.count) bytes is too short (needs at least \(30 * Demo.length) bytes)")
+    }
+    return (Array(bytes[..<split]), Array(bytes[split...]))
+  }
+
+  /// Training window.
+  static let length = 128
+
+  /// Trains `model` on the corpus, printing the loss as it falls.
+  func train(_ model: CausalLanguageModel, text corpus: (training: [Int], unseen: [Int])) throws {
+    let (length, batch) = (Demo.length, 8)
+    let text = corpus.training
     var rng = SeededGenerator(seed: seed &+ 2)
     let optimizer = AdamW(
       groups: defaultGroups(for: model, weightDecay: 0), learningRate: 3e-3, beta1: 0.9, beta2: 0.99)
@@ -159,13 +193,14 @@ struct Demo {
     guard let reloaded = try Checkpoint.load(from: directory) as? CausalLanguageModel else {
       throw UserError(message: "\(directory.path): the reloaded checkpoint is not a language model")
     }
-    let unseen = Demo.generatedText(bytes: 20_000, seed: seed &+ 1000)
+    let unseen = corpus.unseen
     let evaluation = try reloaded.evaluate(tokens: unseen, length: length)
     print(
       String(
         format:
           "\ncheckpoint saved and reloaded; on unseen text: %.3f nats, %.3f bits/byte over %d predictions",
         evaluation.lossNats, evaluation.bitsPerByte, evaluation.tokens))
+    try compareRecurrentForms(reloaded, prompt: Array(unseen[0..<32]))
   }
 
   /// Deterministic text: sentences drawn from a small grammar, so there is structure to learn.
