@@ -140,38 +140,69 @@ public struct RecurrentConvolution: Sendable {
   }
 
   /// The state after the inputs `x [length, channels]` (row-major) from the zero state,
-  /// `s_n = sum_k poles_n^k x_(length-1-k)`, computed in Double without stepping the outputs.
-  /// Terms with `|pole^k| < 1e-12` are dropped (below Float32 resolution), so decaying poles
-  /// cost `O(min(length, K))` per state whatever the prompt length.
+  /// `s_n = sum_k poles_n^k x_(length-1-k)`, without computing any output: per channel, the
+  /// update `s = poles * s + x_i` over its states (vectorised), started late enough that the
+  /// skipped inputs' weight `|pole|^k` is below 1e-13 (under Float32 resolution of the
+  /// outputs), so decaying poles cost `O(min(length, K) S)` whatever the prompt length.
   public func state(after x: UnsafeBufferPointer<Float>, length: Int) -> State {
     precondition(x.count == length * channels, "RecurrentConvolution.state: \(x.count) inputs")
     var state = makeState()
-    let pointers = UncheckedSendable(x.baseAddress!)
+    let input = UncheckedSendable(x.baseAddress!)
     state.re.withUnsafeMutableBufferPointer { re in
       state.im.withUnsafeMutableBufferPointer { im in
-        let out = UncheckedSendable((re.baseAddress!, im.baseAddress!))
-        ComputeThreads.perform(tasks: channels) { c in
-          let base = sharedPoles ? 0 : offsets[c]
-          for n in offsets[c]..<offsets[c + 1] {
-            let j = base + n - offsets[c]
-            let (pr, pi) = (poles.re[j], poles.im[j])
-            var (zr, zi) = (1.0, 0.0)  // pole^k
-            var (ar, ai) = (0.0, 0.0)
-            var k = 0
-            while k < length {
-              let v = Double(pointers.value[(length - 1 - k) * channels + c])
-              ar += zr * v
-              ai += zi * v
-              (zr, zi) = (zr * pr - zi * pi, zr * pi + zi * pr)
-              k += 1
-              if k & 63 == 0, zr * zr + zi * zi < 1e-24 { break }
+        poles.re.withUnsafeBufferPointer { pr in
+          poles.im.withUnsafeBufferPointer { pi in
+            let p = UncheckedSendable((re.baseAddress!, im.baseAddress!, pr.baseAddress!, pi.baseAddress!))
+            ComputeThreads.perform(tasks: channels) { c in
+              let begin = offsets[c]
+              let count = offsets[c + 1] - begin
+              let poleBase = sharedPoles ? 0 : begin
+              var largest = 0.0
+              for n in 0..<count {
+                let (a, b) = (p.value.2[poleBase + n], p.value.3[poleBase + n])
+                largest = max(largest, (a * a + b * b).squareRoot())
+              }
+              let horizon =
+                largest < 1
+                ? Int((Foundation.log(1e-13) / Foundation.log(max(largest, 1e-300))).rounded(.up)) : length
+              for i in max(0, length - horizon)..<length {
+                Self.advance(
+                  count: count, x: Double(input.value[i * channels + c]),
+                  poles: (p.value.2 + poleBase, p.value.3 + poleBase),
+                  state: (p.value.0 + begin, p.value.1 + begin))
+              }
             }
-            out.value.0[n] = ar
-            out.value.1[n] = ai
           }
         }
       }
     }
     return state
+  }
+
+  /// `s = poles * s + x` over one channel's states, four at a time.
+  @inline(__always)
+  static func advance(
+    count: Int, x: Double, poles: (UnsafePointer<Double>, UnsafePointer<Double>),
+    state: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>)
+  ) {
+    typealias V = SIMD4<Double>
+    let xv = V(repeating: x)
+    var i = 0
+    while i + 4 <= count {
+      let sr = UnsafeRawPointer(state.0 + i).loadUnaligned(as: V.self)
+      let si = UnsafeRawPointer(state.1 + i).loadUnaligned(as: V.self)
+      let pr = UnsafeRawPointer(poles.0 + i).loadUnaligned(as: V.self)
+      let pi = UnsafeRawPointer(poles.1 + i).loadUnaligned(as: V.self)
+      UnsafeMutableRawPointer(state.0 + i).storeBytes(
+        of: xv.addingProduct(-pi, si).addingProduct(pr, sr), as: V.self)
+      UnsafeMutableRawPointer(state.1 + i).storeBytes(of: (pi * sr).addingProduct(pr, si), as: V.self)
+      i += 4
+    }
+    while i < count {
+      let (sr, si, pr, pi) = (state.0[i], state.1[i], poles.0[i], poles.1[i])
+      state.0[i] = x.addingProduct(-pi, si).addingProduct(pr, sr)
+      state.1[i] = (pi * sr).addingProduct(pr, si)
+      i += 1
+    }
   }
 }

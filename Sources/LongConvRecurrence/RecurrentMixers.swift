@@ -163,7 +163,7 @@ struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendab
     var u = [Float](repeating: 0, count: streams)
     for c in 0..<streams {
       var sum = bias[c] + filter[c * taps] * projected[c]
-      for j in 1..<max(taps, 1) where j < taps {
+      for j in 1..<taps {
         sum += filter[c * taps + j] * state.history[(taps - 1 - j) * streams + c]
       }
       u[c] = sum
