@@ -12,7 +12,7 @@ swift build --product custom-kernel
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
 start=$SECONDS
-.build/debug/custom-kernel --steps 30 --eval-bytes 8192 --check | tee "$out"
+.build/debug/custom-kernel --steps 30 --eval-bytes 8192 --generate 60 --check | tee "$out"
 for mode in exact compact native; do
   grep -q "^conversion $mode at length" "$out" \
     || { echo "example-smoke: no '$mode' conversion line" >&2; exit 1; }
