@@ -47,6 +47,7 @@ let package = Package(
     .executableTarget(
       name: "associative-recall", dependencies: ["LongConvKit"], path: "Examples/AssociativeRecall"),
     .executableTarget(name: "listops", dependencies: ["LongConvKit"], path: "Examples/ListOps"),
+    .executableTarget(name: "custom-kernel", dependencies: ["LongConvKit"], path: "Examples/CustomKernel"),
 
     // Shared test helpers: finite differences and dense references in Double.
     .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors"]),
