@@ -143,8 +143,9 @@ enum KernelTemplates {
     import LongConvTestSupport
     import Testing
 
-    /// __NAME__ (`"__TYPE__"`): coefficients against the formula in Double, gradients by finite
-    /// differences, the state-space form, and a model built from a config naming it.
+    /// __NAME__ (`"__TYPE__"`): coefficients against the formula in Double,
+    /// gradients by finite differences, the state-space form, and a model built from a
+    /// config naming it.
     @Suite("__NAME__")
     struct __NAME__Tests {
       static func kernel(
@@ -189,7 +190,9 @@ enum KernelTemplates {
         for direction in ConvolutionDirection.allCases {
           let k = Self.kernel(direction: direction)
           let x = uniformTensor([2, 6, 3], seed: 4)
-          let names = try checkParameterGradients("__TYPE__ \(direction)", module: k) { try k.convolve(x) }
+          let names = try checkParameterGradients("__TYPE__ \(direction)", module: k) {
+            try k.convolve(x)
+          }
           #expect(names == ["amplitude", "rho", "omega", "skip"])
         }
       }
@@ -228,7 +231,8 @@ enum KernelTemplates {
             {"model": "\(kind)", "dim": 8, "num_layers": 2, "max_length": 16, "vocab_size": 16\(extra),
              "layers": {"mixer": {"type": "gtu", "kernel": {"type": "__TYPE__", "max_frequency": 1}}}}
             """
-          let model = try ModelBuilder.build(try JSONValue.parse(Data(text.utf8), source: "__TYPE__ test"))
+          let json = try JSONValue.parse(Data(text.utf8), source: "__TYPE__ test")
+          let model = try ModelBuilder.build(json)
           let tokens = (0..<32).map { $0 % 16 }
           let logits: Tensor
           if let lm = model as? CausalLanguageModel {
@@ -238,7 +242,7 @@ enum KernelTemplates {
             logits = try #require(model as? SequenceClassifier).logits(tokens, batch: 2, length: 16)
             #expect(logits.shape == [2, 3])
           }
-          #expect(logits.scalars.allSatisfy(\.isFinite))
+          #expect(logits.scalars.allSatisfy { $0.isFinite })
           guard case .object(let top) = model.config, case .object(let layers)? = top["layers"],
             case .object(let mixer)? = layers["mixer"], case .object(let kernel)? = mixer["kernel"]
           else {
