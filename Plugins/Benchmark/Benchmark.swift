@@ -106,7 +106,7 @@ struct BenchmarkOptions {
     usage: swift package --allow-writing-to-package-directory benchmark [options]
       --quick             three short lengths and three repetitions (about half a minute)
       --suite S[,S...]    conv, tno (default: conv,tno)
-      --len L[,L...]      sequence lengths (default 1024,4096,16384; quick: 512,2048,8192)
+      --len L[,L...]      sequence lengths (default 1024,4096,16384,65536; quick: 512,2048,8192)
       --dim D             channels (default 256)
       --batch B           batch (default 1)
       --threads N         threads (default: every core)
@@ -117,7 +117,7 @@ struct BenchmarkOptions {
   static let knownSuites = ["conv", "tno"]
 
   var suites = ["conv", "tno"]
-  var lengths = [1024, 4096, 16384]
+  var lengths = [1024, 4096, 16384, 65536]
   var dim = 256
   var batch = 1
   var threads: Int?
@@ -136,7 +136,9 @@ struct BenchmarkOptions {
     func integers(_ name: String) throws -> [Int]? {
       guard let values = list(name) else { return nil }
       return try values.map {
-        guard let v = Int($0), v >= 1 else { throw BenchmarkError("--\(name) needs positive integers, got \($0)") }
+        guard let v = Int($0), v >= 1 else {
+          throw BenchmarkError("--\(name) needs positive integers, got \($0)")
+        }
         return v
       }
     }

@@ -62,10 +62,12 @@ enum Report {
     }
     let xs = records.map { Double($0.length) }
     let ys = series.flatMap { $0.map(\.y) }
-    guard let xMin = xs.min(), let xMax = xs.max(), let yMin = ys.min(), let yMax = ys.max() else { return nil }
+    guard let xMin = xs.min(), let xMax = xs.max(), let yMin = ys.min(), let yMax = ys.max() else {
+      return nil
+    }
 
     let (width, height) = (720.0, 440.0)
-    let (left, right, top, bottom) = (70.0, 190.0, 40.0, 50.0)
+    let (left, right, top, bottom) = (70.0, 200.0, 40.0, 50.0)
     // Decades that cover the data, so the ticks are powers of ten (or of two for x).
     let x0 = log2(xMin) - 0.25
     let x1 = log2(xMax) + 0.25
@@ -94,7 +96,8 @@ enum Report {
     }
     for x in Set(xs).sorted() {
       let X = px(x)
-      s += "<line x1=\"\(f(X))\" y1=\"\(f(top))\" x2=\"\(f(X))\" y2=\"\(f(height - bottom))\" stroke=\"#eee\"/>\n"
+      s +=
+        "<line x1=\"\(f(X))\" y1=\"\(f(top))\" x2=\"\(f(X))\" y2=\"\(f(height - bottom))\" stroke=\"#eee\"/>\n"
       s += "<text x=\"\(f(X))\" y=\"\(f(height - bottom + 16))\" text-anchor=\"middle\">\(Int(x))</text>\n"
     }
     s += """
@@ -115,7 +118,8 @@ enum Report {
       let ly = top + 10 + Double(i) * 20
       s +=
         "<line x1=\"\(f(width - right + 14))\" y1=\"\(f(ly))\" x2=\"\(f(width - right + 38))\" y2=\"\(f(ly))\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
-      s += "<text x=\"\(f(width - right + 44))\" y=\"\(f(ly + 4))\">\(escape(label(key)))</text>\n"
+      s +=
+        "<text x=\"\(f(width - right + 44))\" y=\"\(f(ly + 4))\">\(escape(String(label(key).dropLast(3))))</text>\n"
     }
     s += "</svg>\n"
     return s

@@ -104,7 +104,8 @@ struct Scaffold {
         contents: KernelTemplates.render(KernelTemplates.test, name: name, type: type)),
       Edit(
         relativePath: registrationPath, url: url(registrationPath),
-        contents: try Self.insert(line, before: Self.registrationMarker, in: registration, file: registrationPath),
+        contents: try Self.insert(
+          line, before: Self.registrationMarker, in: registration, file: registrationPath),
         original: registration),
       Edit(
         relativePath: configPath, url: url(configPath),
@@ -140,7 +141,8 @@ struct Scaffold {
     guard let range = text.range(of: marker) else {
       throw ScaffoldError("\(file) has no line \"\(marker)\" to insert before; put it back")
     }
-    let lineStart = text[..<range.lowerBound].lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
+    let lineStart =
+      text[..<range.lowerBound].lastIndex(of: "\n").map { text.index(after: $0) } ?? text.startIndex
     var result = text
     result.insert(contentsOf: addition, at: lineStart)
     return result
@@ -164,7 +166,9 @@ struct Scaffold {
   /// A Swift type identifier: ASCII letters, digits and underscores, starting with an upper-case
   /// letter (the repo's `TypeNamesShouldBeCapitalized`), not a keyword or a reserved name.
   static func validate(_ name: String) throws {
-    let ascii = name.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "_") }
+    let ascii = name.unicodeScalars.allSatisfy {
+      $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "_")
+    }
     guard !name.isEmpty, ascii, let first = name.unicodeScalars.first,
       CharacterSet.uppercaseLetters.contains(first)
     else {
@@ -173,7 +177,8 @@ struct Scaffold {
       )
     }
     guard !keywords.contains(name), !reserved.contains(name) else {
-      throw ScaffoldError("\"\(name)\" is a Swift keyword or an existing module or standard type; pick another name")
+      throw ScaffoldError(
+        "\"\(name)\" is a Swift keyword or an existing module or standard type; pick another name")
     }
   }
 
@@ -188,7 +193,8 @@ struct Scaffold {
       else { continue }
       for case let file as URL in files where file.pathExtension == "swift" {
         guard let text = try? String(contentsOf: file, encoding: .utf8) else { continue }
-        let relative = file.path.replacingOccurrences(of: directory.deletingLastPathComponent().path + "/", with: "")
+        let relative = file.path.replacingOccurrences(
+          of: directory.deletingLastPathComponent().path + "/", with: "")
         if text.contains(declaration) {
           throw ScaffoldError("a type named \(name) already exists (\(relative)); pick another name")
         }

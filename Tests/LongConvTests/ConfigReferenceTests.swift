@@ -39,7 +39,8 @@ import Testing
         #expect(
           tables[section, default: [:]][component, default: [:]][key] == nil,
           "docs/CONFIG.md: \(section) \(component): \(key) documented twice")
-        tables[section, default: [:]][component, default: [:]][key] = Entry(type: cells[2], defaultValue: cells[3])
+        tables[section, default: [:]][component, default: [:]][key] = Entry(
+          type: cells[2], defaultValue: cells[3])
       }
     }
     return tables
@@ -108,7 +109,9 @@ import Testing
       (
         "minimal",
         try JSONValue.parse(
-          Data(#"{"dim": 4, "num_layers": 1, "layers": {"mixer": {"type": "ssm", "kernel": {"type": "ema"}}}}"#.utf8),
+          Data(
+            #"{"dim": 4, "num_layers": 1, "layers": {"mixer": {"type": "ssm", "kernel": {"type": "ema"}}}}"#
+              .utf8),
           source: "minimal")
       ))
     var union: [String: JSONValue] = [:]
@@ -154,7 +157,8 @@ import Testing
           continue
         }
         compare(
-          "kernel \(type) (\(direction))", documented: documented[type], resolved: Self.object(config.resolved),
+          "kernel \(type) (\(direction))", documented: documented[type],
+          resolved: Self.object(config.resolved),
           given: ["type"])
       }
     }
@@ -170,7 +174,8 @@ import Testing
       let config = try Self.reader(#"{"type": "\#(type)", "kernel": {"type": "explicit"}}"#)
       var generator = SeededGenerator(seed: 0)
       _ = try Registry.makeMixer(config, context: context, generator: &generator)
-      compare("mixer \(type)", documented: mixers[type], resolved: Self.object(config.resolved), given: ["type"])
+      compare(
+        "mixer \(type)", documented: mixers[type], resolved: Self.object(config.resolved), given: ["type"])
     }
 
     let channelMixers = reference["Channel mixers"] ?? [:]
@@ -190,13 +195,16 @@ import Testing
 
   @Test func theCheckCatchesAnUndocumentedKey() {
     // The comparison itself: a key read but not documented, and one documented but not read.
-    let documented = ["type": Entry(type: "string", defaultValue: "required"), "a": Entry(type: "", defaultValue: "`1`")]
+    let documented = [
+      "type": Entry(type: "string", defaultValue: "required"), "a": Entry(type: "", defaultValue: "`1`"),
+    ]
     withKnownIssue {
       compare(
         "probe", documented: documented, resolved: ["type": .string("x"), "b": .number(1)], given: ["type"])
     }
     withKnownIssue {
-      compare("probe default", documented: documented, resolved: ["type": .string("x"), "a": .number(2)], given: [])
+      compare(
+        "probe default", documented: documented, resolved: ["type": .string("x"), "a": .number(2)], given: [])
     }
   }
 }
