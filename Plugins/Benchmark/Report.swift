@@ -95,10 +95,10 @@ enum Report {
       s += "<text x=\"\(f(left - 6))\" y=\"\(f(y + 4))\" text-anchor=\"end\">\(text)</text>\n"
     }
     for x in Set(xs).sorted() {
-      let X = px(x)
+      let gx = px(x)
       s +=
-        "<line x1=\"\(f(X))\" y1=\"\(f(top))\" x2=\"\(f(X))\" y2=\"\(f(height - bottom))\" stroke=\"#eee\"/>\n"
-      s += "<text x=\"\(f(X))\" y=\"\(f(height - bottom + 16))\" text-anchor=\"middle\">\(Int(x))</text>\n"
+        "<line x1=\"\(f(gx))\" y1=\"\(f(top))\" x2=\"\(f(gx))\" y2=\"\(f(height - bottom))\" stroke=\"#eee\"/>\n"
+      s += "<text x=\"\(f(gx))\" y=\"\(f(height - bottom + 16))\" text-anchor=\"middle\">\(Int(x))</text>\n"
     }
     s += """
       <rect x="\(f(left))" y="\(f(top))" width="\(f(width - left - right))" height="\(f(height - top - bottom))" \
