@@ -13,6 +13,7 @@ public protocol Module: AnyObject {
 }
 
 extension Module {
+  /// The parameters found by reflection (see ``Module``).
   public func namedParameters() -> [(name: String, tensor: Tensor)] {
     ModuleReflection.parameters(of: self, prefix: "")
   }

@@ -108,6 +108,7 @@ public final class HyenaFilter: ConfigurableKernel {
     }
   }
 
+  /// Builds the kernel from its config object (keys and defaults above), for `context`'s channels, direction and maximum length.
   public convenience init(config: ConfigReader, context: KernelContext, generator: inout SeededGenerator)
     throws
   {

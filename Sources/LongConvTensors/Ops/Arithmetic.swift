@@ -105,6 +105,7 @@ extension Tensor {
   /// Element-wise negation.
   public static prefix func - (a: Tensor) -> Tensor { a * Tensor(-1) }
 
+  /// A scalar operand broadcasts over the tensor (its gradient flows to the tensor only).
   public static func + (a: Tensor, b: Float) -> Tensor { a + Tensor(b) }
   public static func + (a: Float, b: Tensor) -> Tensor { Tensor(a) + b }
   public static func - (a: Tensor, b: Float) -> Tensor { a - Tensor(b) }
