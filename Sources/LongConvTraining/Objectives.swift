@@ -141,6 +141,8 @@ public struct ListOpsObjective: TrainingObjective {
   /// Expressions per batch and tokens per row (padded).
   public let batch: Int, length: Int
 
+  /// ListOps expressions nested at most `maxDepth` deep, drawn from `seed`; the validation loss
+  /// is taken on one fixed batch drawn from a seed derived from `seed`.
   public init(seed: UInt64, batch: Int, length: Int, maxDepth: Int = 4) throws {
     task = try ListOps(seed: seed, maxDepth: maxDepth)
     self.seed = seed

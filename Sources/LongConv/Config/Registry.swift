@@ -9,6 +9,7 @@ public struct KernelContext: Sendable {
   public var direction: ConvolutionDirection
   /// The longest sequence the kernel must serve (the model's `max_length`).
   public var maxLength: Int
+  /// A context for `channels` channels in `direction` up to `maxLength`.
   public init(channels: Int, direction: ConvolutionDirection, maxLength: Int) {
     self.channels = channels
     self.direction = direction
@@ -24,6 +25,7 @@ public struct MixerContext: Sendable {
   public var direction: ConvolutionDirection
   /// The model's `max_length`, passed on to the kernel.
   public var maxLength: Int
+  /// A context of width `width` in `direction` up to `maxLength`.
   public init(width: Int, direction: ConvolutionDirection, maxLength: Int) {
     self.width = width
     self.direction = direction

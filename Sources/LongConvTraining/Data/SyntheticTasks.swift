@@ -238,6 +238,8 @@ public struct ListOps: Sendable {
     public var lengths: [Int]
   }
 
+  /// Expressions drawn from `seed`; throws unless `maxDepth >= 1`, `1 <= minArity <= maxArity`
+  /// and `leafProbability` is in `[0, 1]`.
   public init(
     seed: UInt64, maxDepth: Int = 10, minArity: Int = 2, maxArity: Int = 10, leafProbability: Double = 0.75
   ) throws {
