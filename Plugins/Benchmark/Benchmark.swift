@@ -104,7 +104,7 @@ struct BenchmarkError: Error, CustomStringConvertible {
 struct BenchmarkOptions {
   static let usage = """
     usage: swift package --allow-writing-to-package-directory benchmark [options]
-      --quick             three short lengths and three repetitions (about half a minute)
+      --quick             three shorter lengths, three repetitions (seconds, once built)
       --suite S[,S...]    conv, tno (default: conv,tno)
       --len L[,L...]      sequence lengths (default 1024,4096,16384,65536; quick: 512,2048,8192)
       --dim D             channels (default 256)
