@@ -60,7 +60,9 @@ let package = Package(
           description: "Scaffold a kernel, its registration, its tests and its config reference entry"),
         permissions: [
           .writeToPackageDirectory(
-            reason: "writes Sources/LongConv/Kernels/<Name>.swift, its tests, registration and docs/CONFIG.md entry")
+            reason:
+              "writes Sources/LongConv/Kernels/<Name>.swift, its tests, registration and docs/CONFIG.md entry"
+          )
         ]),
       path: "Plugins/NewKernel"),
     .plugin(
