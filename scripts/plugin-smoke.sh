@@ -48,7 +48,9 @@ fail() {
 elapsed() { echo "$((SECONDS - start)) s"; }
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/longconv-plugin-smoke.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+# SwiftPM also leaves lock files named after each package path in the temporary directory.
+locks=$(printf %s "$tmp" | tr / _)
+trap 'rm -rf "$tmp"; rm -f "${TMPDIR:-/tmp}/${locks}"_*.lock /tmp/"${locks}"_*.lock' EXIT
 stage=$tmp/stage
 mkdir -p "$stage"
 tar --exclude=./.git --exclude=./.build -cf - . | tar -xf - -C "$stage"
