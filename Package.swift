@@ -58,6 +58,30 @@ let package = Package(
       name: "LongConvRecurrenceTests", dependencies: ["LongConvRecurrence", "LongConvTestSupport"]),
     .testTarget(
       name: "LongConvTrainingTests", dependencies: ["LongConvTraining", "LongConvTestSupport"]),
+
+    // Command plugins (`swift package plugin --list`). Plugins cannot depend on library targets:
+    // they write source text and run the built benchmark executable.
+    .plugin(
+      name: "NewKernel",
+      capability: .command(
+        intent: .custom(
+          verb: "new-kernel",
+          description: "Scaffold a kernel, its registration, its tests and its config reference entry"),
+        permissions: [
+          .writeToPackageDirectory(
+            reason:
+              "writes Sources/LongConv/Kernels/<Name>.swift, its tests, registration and docs/CONFIG.md entry"
+          )
+        ]),
+      path: "Plugins/NewKernel"),
+    .plugin(
+      name: "Benchmark",
+      capability: .command(
+        intent: .custom(
+          verb: "benchmark",
+          description: "Run longconv-bench (release) and write Markdown tables and SVG plots"),
+        permissions: [.writeToPackageDirectory(reason: "writes Benchmarks/results/latest.{md,jsonl,svg}")]),
+      path: "Plugins/Benchmark"),
   ],
   swiftLanguageModes: [.v6]
 )

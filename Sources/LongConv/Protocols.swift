@@ -35,9 +35,13 @@ public protocol LongConvKernel: Module {
 }
 
 extension LongConvKernel {
+  /// No skip by default.
   public var skip: Tensor? { nil }
+  /// No separable decay by default.
   public var separableDecay: Tensor? { nil }
+  /// No undecayed coefficients by default (there is no separable decay).
   public func undecayedCoefficients(length: Int) throws -> Tensor? { nil }
+  /// No state-space form by default.
   public func stateSpace() -> DiagonalStateSpace? { nil }
 
   /// The long convolution of `x [B, L, D]` with this kernel (and its skip).
@@ -53,15 +57,19 @@ extension LongConvKernel {
 /// `s_i = poles * s_(i-1) + x_i`, `y_i = Re(sum_n residues_n s_i,n) + skip * x_i`, so that the
 /// causal kernel is `t[k] = Re(sum_n residues_n poles_n^k)` (plus `skip` at lag 0).
 public struct DiagonalStateSpace: Sendable, Equatable {
+  /// Exact equality of every pole, residue and skip value.
   public static func == (a: Self, b: Self) -> Bool {
     a.polesReal == b.polesReal && a.polesImaginary == b.polesImaginary && a.residuesReal == b.residuesReal
       && a.residuesImaginary == b.residuesImaginary && a.skip == b.skip
   }
   /// `[channels][states]` parts of the complex poles and residues.
   public var polesReal: [[Double]], polesImaginary: [[Double]]
+  /// `[channels][states]` real and imaginary parts of the complex residues.
   public var residuesReal: [[Double]], residuesImaginary: [[Double]]
+  /// `[channels]`: the direct term `skip * x_i`, or `nil` for none.
   public var skip: [Double]?
 
+  /// A system from its parts; every array is `[channels][states]` and the skip `[channels]`.
   public init(
     polesReal: [[Double]], polesImaginary: [[Double]], residuesReal: [[Double]],
     residuesImaginary: [[Double]],
@@ -95,6 +103,7 @@ public enum KernelError: Error, Equatable, CustomStringConvertible {
 public protocol SequenceMixer: Module {
   /// Width `D` of its input and output.
   var width: Int { get }
+  /// `[B, L, D] -> [B, L, D]`; throws when a kernel cannot serve the length `L`.
   func callAsFunction(_ x: Tensor) throws -> Tensor
 }
 
@@ -115,6 +124,8 @@ extension SequenceMixer {
 
 /// A channel mixer: `[..., D] -> [..., D]`, position by position.
 public protocol ChannelMixer: Module {
+  /// Width `D` of its input and output.
   var width: Int { get }
+  /// `[..., D] -> [..., D]`, each position independently.
   func callAsFunction(_ x: Tensor) -> Tensor
 }

@@ -2,7 +2,7 @@ import LongConvTensors
 
 /// A layer or model: an object whose trainable parameters are found by reflection.
 ///
-/// Every stored property that is a parameter tensor (``Tensor/requiresGradient``), a
+/// Every stored property that is a parameter tensor (``LongConvTensors/Tensor/requiresGradient``), a
 /// `Module`, an optional of either, or an array of modules contributes its parameters under
 /// its property name, joined with dots (`blocks.0.mixer.inU.weight`). A type written from
 /// existing ops and parameter tensors therefore needs no extra code to be trained or saved.
@@ -13,6 +13,7 @@ public protocol Module: AnyObject {
 }
 
 extension Module {
+  /// The parameters found by reflection (see ``Module``).
   public func namedParameters() -> [(name: String, tensor: Tensor)] {
     ModuleReflection.parameters(of: self, prefix: "")
   }

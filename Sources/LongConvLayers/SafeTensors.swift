@@ -10,11 +10,14 @@ import LongConvTensors
 /// A problem with a file of tensors (a safetensors file, a checkpoint): the file, the tensor
 /// when there is one, and what is wrong.
 public struct TensorFileError: Error, Equatable, CustomStringConvertible {
+  /// The file.
   public var file: String
   /// The tensor the problem is about, or `nil` for the file as a whole.
   public var tensor: String?
+  /// What is wrong.
   public var problem: String
 
+  /// An error about `file` (and `tensor`).
   public init(file: String, tensor: String? = nil, problem: String) {
     self.file = file
     self.tensor = tensor

@@ -17,6 +17,7 @@ public protocol TrainingObjective {
 }
 
 extension TrainingObjective {
+  /// Accepts every model.
   public func check(_ model: any SequenceModel) throws {}
 }
 
@@ -32,11 +33,16 @@ func requireLanguageModel(_ model: any SequenceModel, vocabulary tokens: Int, da
 /// A language model on byte-level text: random windows of the training split; validation on
 /// the first `validationChunks` chunks of the validation split (all of it when `nil`).
 public struct TextObjective: TrainingObjective {
+  /// The training and validation bytes.
   public let data: TextDataset
+  /// Sequences per batch and tokens per sequence.
   public let batch: Int, length: Int
+  /// Validation chunks of `length` tokens (all of them when `nil`).
   public let validationChunks: Int?
   var generator: SeededGenerator
 
+  /// Random windows of `data`'s training split (`length` inputs and their next bytes), `batch`
+  /// per step, drawn from `seed`.
   public init(data: TextDataset, batch: Int, length: Int, seed: UInt64, validationChunks: Int? = 32) {
     self.data = data
     self.batch = batch
@@ -82,8 +88,10 @@ extension SelectiveCopying: MaskedSequenceTask {}
 public struct MaskedTaskObjective: TrainingObjective {
   var task: any MaskedSequenceTask
   let validationTask: any MaskedSequenceTask
+  /// Rows per batch and tokens per row.
   public let batch: Int, length: Int
 
+  /// Batches of `task` for training and of `validationTask` for validation.
   public init(task: any MaskedSequenceTask, validationTask: any MaskedSequenceTask, batch: Int, length: Int) {
     self.task = task
     self.validationTask = validationTask
@@ -130,8 +138,11 @@ public struct MaskedTaskObjective: TrainingObjective {
 public struct ListOpsObjective: TrainingObjective {
   var task: ListOps
   let seed: UInt64
+  /// Expressions per batch and tokens per row (padded).
   public let batch: Int, length: Int
 
+  /// ListOps expressions nested at most `maxDepth` deep, drawn from `seed`; the validation loss
+  /// is taken on one fixed batch drawn from a seed derived from `seed`.
   public init(seed: UInt64, batch: Int, length: Int, maxDepth: Int = 4) throws {
     task = try ListOps(seed: seed, maxDepth: maxDepth)
     self.seed = seed

@@ -6,14 +6,18 @@ import LongConvTensors
 /// `parameterNames` (same order as `parameters`) name the optimizer's state entries; left
 /// empty, the parameters are named `"<group name>.<index>"`.
 public struct ParameterGroup {
+  /// The group's name, the prefix of its parameters' default names.
   public var name: String
+  /// The parameters, updated in place.
   public var parameters: [Tensor]
+  /// The names of the parameters' state entries.
   public var parameterNames: [String]
   /// Multiplies the optimizer's ``Optimizer/learningRate`` for this group.
   public var learningRateScale: Float
   /// Weight decay coefficient (decoupled for ``AdamW``, added to the gradient for ``SGD``).
   public var weightDecay: Float
 
+  /// A group; `parameterNames` empty names the parameters `"<name>.<index>"`.
   public init(
     name: String, parameters: [Tensor], parameterNames: [String] = [], learningRateScale: Float = 1,
     weightDecay: Float = 0
@@ -32,7 +36,9 @@ public struct ParameterGroup {
 
 /// A state entry that does not fit the optimizer it is loaded into.
 public struct OptimizerStateError: Error, CustomStringConvertible {
+  /// The state key, `"<parameter name>.<slot>"`.
   public let key: String
+  /// What does not fit.
   public let problem: String
   public var description: String { "optimizer state '\(key)': \(problem)" }
 }
@@ -50,6 +56,7 @@ public struct OptimizerStateError: Error, CustomStringConvertible {
 /// `exp_avg`, `exp_avg_sq`, `step`, `momentum_buffer`, PyTorch's names), so a checkpoint can
 /// save ``state`` and restore it with ``loadState(_:)``.
 public protocol Optimizer: AnyObject {
+  /// The parameter groups, in order.
   var groups: [ParameterGroup] { get }
   /// The base learning rate, multiplied by each group's scale.
   var learningRate: Float { get set }
@@ -148,9 +155,11 @@ struct SlotStore {
 public final class AdamW: Optimizer {
   public let groups: [ParameterGroup]
   public var learningRate: Float
+  /// Adam's moment decays and the denominator's `eps`.
   public var beta1: Float, beta2: Float, epsilon: Float
   var store: SlotStore
 
+  /// An AdamW over `groups` (PyTorch's defaults).
   public init(
     groups: [ParameterGroup], learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999,
     epsilon: Float = 1e-8
@@ -222,10 +231,13 @@ public final class AdamW: Optimizer {
 public final class SGD: Optimizer {
   public let groups: [ParameterGroup]
   public var learningRate: Float
+  /// The momentum `mu` (0: none).
   public var momentum: Float
+  /// Nesterov momentum (needs `momentum > 0`).
   public var nesterov: Bool
   var store: SlotStore
 
+  /// An SGD over `groups`.
   public init(groups: [ParameterGroup], learningRate: Float, momentum: Float = 0, nesterov: Bool = false) {
     precondition(!nesterov || momentum > 0, "SGD: nesterov needs a positive momentum")
     self.groups = groups

@@ -6,9 +6,9 @@ import LongConvTensors
 ///
 /// - `"decay"`: everything else, with `weightDecay` and learning-rate scale 1;
 /// - `"no_decay"`: norms (names containing `norm`, any case), biases (names ending in `bias`),
-///   and the decay parameters of kernels: a learned TNN decay (`gamma` of a ``TNNKernel``),
-///   EMA's `delta` and `alpha` (``EMAKernel``); weight decay 0, scale 1;
-/// - `"ssm"`: the S4D state-space parameters `logDt`, `logAReal`, `aImag` (``S4DKernel``),
+///   and the decay parameters of kernels: a learned TNN decay (`gamma` of a ``LongConv/TNNKernel``),
+///   EMA's `delta` and `alpha` (``LongConv/EMAKernel``); weight decay 0, scale 1;
+/// - `"ssm"`: the S4D state-space parameters `logDt`, `logAReal`, `aImag` (``LongConv/S4DKernel``),
 ///   weight decay 0 and learning-rate scale `ssmLearningRateScale`.
 ///
 /// Kernel parameters are recognised by the kernel that owns them (found by walking the model),

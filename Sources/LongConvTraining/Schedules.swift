@@ -2,6 +2,7 @@ import Foundation
 
 /// A learning rate as a function of the optimizer step, counted from 1 (the first update).
 public protocol LearningRateSchedule: Sendable {
+  /// The learning rate for update number `step` (from 1).
   func rate(at step: Int) -> Float
 }
 
@@ -20,9 +21,13 @@ public protocol LearningRateSchedule: Sendable {
 ///
 /// Steps below 1 give the value at step 0 (0 with warmup).
 public struct WarmupCosine: LearningRateSchedule {
+  /// Warmup times cosine over the whole run, or warmup then cosine.
   public enum Shape: Sendable { case product, sequential }
+  /// The peak rate, reached at `warmupSteps`.
+  /// The peak rate, the warmup and run lengths in steps, the final rate, and the shape.
   public var peak: Float, warmupSteps: Int, totalSteps: Int, minimum: Float, shape: Shape
 
+  /// A schedule; `totalSteps >= 1`, and for `.sequential` `warmupSteps <= totalSteps`.
   public init(peak: Float, warmupSteps: Int, totalSteps: Int, minimum: Float = 0, shape: Shape = .product) {
     precondition(warmupSteps >= 0 && totalSteps >= 1, "WarmupCosine: need warmupSteps >= 0, totalSteps >= 1")
     precondition(shape == .product || warmupSteps <= totalSteps, "WarmupCosine: warmup longer than the run")
@@ -59,6 +64,7 @@ public struct WarmupCosine: LearningRateSchedule {
 public struct InverseSquareRoot: LearningRateSchedule {
   public var peak: Float, warmupSteps: Int
 
+  /// A schedule with `warmupSteps >= 0`.
   public init(peak: Float, warmupSteps: Int) {
     precondition(warmupSteps >= 0, "InverseSquareRoot: warmupSteps must be >= 0")
     self.peak = peak

@@ -23,17 +23,25 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
 
 /// The knobs of a training run. Defaults are the character-LM recipe of the benchmarks.
 public struct TrainingOptions: Sendable, Equatable {
+  /// Optimizer steps in the run.
   public var steps = 1500
+  /// Peak learning rate of the warmup-cosine schedule.
   public var learningRate: Float = 2e-3
+  /// Linear warmup steps.
   public var warmupSteps = 100
+  /// AdamW weight decay (not on norms, biases and decays).
   public var weightDecay: Float = 0.1
+  /// AdamW moment decays.
   public var beta1: Float = 0.9, beta2: Float = 0.98
   /// Global gradient-norm clipping (`0` turns it off).
   public var clip: Float = 1.0
+  /// Steps between validations.
   public var validateEvery = 100
+  /// Steps between checkpoints (and one at the end).
   public var checkpointEvery = 500
   /// Progress is drawn every step on a terminal; otherwise a line every `logEvery` steps.
   public var logEvery = 100
+  /// The defaults above.
   public init() {}
 }
 
@@ -50,10 +58,15 @@ public struct TrainingOptions: Sendable, Equatable {
 /// in one run. A non-finite loss or gradient norm stops training with
 /// ``TrainingError/nonFinite(step:what:lastCheckpoint:)``, leaving the last checkpoint intact.
 public final class Trainer {
+  /// The model, trained in place.
   public let model: any SequenceModel
+  /// The data and loss.
   public var objective: any TrainingObjective
+  /// The run's settings.
   public let options: TrainingOptions
+  /// Where metrics, the plot and checkpoints are written.
   public let directory: URL
+  /// AdamW over ``defaultGroups(for:weightDecay:ssmLearningRateScale:extraNoDecay:)``.
   public let optimizer: AdamW
   let schedule: WarmupCosine
   /// Steps completed.
@@ -61,6 +74,7 @@ public final class Trainer {
   var losses: [(step: Int, loss: Double)] = []
   var validations: [(step: Int, loss: Double)] = []
 
+  /// `directory/checkpoint`.
   public var checkpointDirectory: URL { directory.appendingPathComponent("checkpoint") }
   var metricsURL: URL { directory.appendingPathComponent("metrics.jsonl") }
 

@@ -7,5 +7,6 @@ enum BuiltinComponents {
     registerTNN()
     registerHyena()
     registerSSM()
+    registerScaffolded()
   }
 }

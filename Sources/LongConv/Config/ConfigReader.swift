@@ -22,7 +22,9 @@ public final class ConfigReader {
 
   func keyPath(_ key: String) -> String { path.isEmpty ? key : "\(path).\(key)" }
 
-  func error(_ key: String, _ problem: String) -> ConfigError {
+  /// An error at `key` of this object, naming the file and the key path: for a component's
+  /// own checks of a value it has read (`config.error("rate", "must be above 0, got \(rate)")`).
+  public func error(_ key: String, _ problem: String) -> ConfigError {
     ConfigError(file: file, path: keyPath(key), problem: problem)
   }
 

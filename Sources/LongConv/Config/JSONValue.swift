@@ -56,11 +56,14 @@ public enum JSONValue: Equatable, Sendable {
 
 /// A problem in a config: the file, the dotted key path and what is wrong.
 public struct ConfigError: Error, Equatable, CustomStringConvertible {
+  /// The config file, or `nil` for a config built in memory.
   public var file: String?
   /// Dotted key path, for example `layers.mixer.kernel.rpe_layers`.
   public var path: String
+  /// What is wrong, with the expected and the actual value.
   public var problem: String
 
+  /// An error at `path` of `file`.
   public init(file: String?, path: String, problem: String) {
     self.file = file
     self.path = path

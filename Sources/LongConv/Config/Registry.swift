@@ -3,9 +3,13 @@ import Synchronization
 /// What a kernel is built for: its channels, its direction and the longest sequence it must
 /// serve (some kernels, like Hyena's, are defined only up to a maximum length).
 public struct KernelContext: Sendable {
+  /// Channels `D` of the coefficients.
   public var channels: Int
+  /// Causal (language models) or bidirectional (encoders).
   public var direction: ConvolutionDirection
+  /// The longest sequence the kernel must serve (the model's `max_length`).
   public var maxLength: Int
+  /// A context for `channels` channels in `direction` up to `maxLength`.
   public init(channels: Int, direction: ConvolutionDirection, maxLength: Int) {
     self.channels = channels
     self.direction = direction
@@ -15,9 +19,13 @@ public struct KernelContext: Sendable {
 
 /// What a mixer or channel mixer is built for: its width, direction and maximum length.
 public struct MixerContext: Sendable {
+  /// Width `D` of the mixer's input and output.
   public var width: Int
+  /// The model's direction, passed on to the kernel.
   public var direction: ConvolutionDirection
+  /// The model's `max_length`, passed on to the kernel.
   public var maxLength: Int
+  /// A context of width `width` in `direction` up to `maxLength`.
   public init(width: Int, direction: ConvolutionDirection, maxLength: Int) {
     self.width = width
     self.direction = direction
@@ -33,10 +41,13 @@ public protocol ConfigurableKernel: LongConvKernel, SendableMetatype {
   init(config: ConfigReader, context: KernelContext, generator: inout SeededGenerator) throws
 }
 
+/// Builds a kernel from its config object, its context and the model's seeded generator.
 public typealias KernelFactory =
   @Sendable (ConfigReader, KernelContext, inout SeededGenerator) throws -> any LongConvKernel
+/// Builds a sequence mixer (and its kernel) from its config object.
 public typealias MixerFactory =
   @Sendable (ConfigReader, MixerContext, inout SeededGenerator) throws -> any SequenceMixer
+/// Builds a channel mixer from its config object.
 public typealias ChannelMixerFactory =
   @Sendable (ConfigReader, MixerContext, inout SeededGenerator) throws -> any ChannelMixer
 
@@ -64,26 +75,32 @@ public enum Registry {
     }
   }
 
+  /// Registers a kernel factory under `name` (replacing any earlier one of that name).
   public static func register(kernel name: String, _ factory: @escaping KernelFactory) {
     tables.withLock { $0.kernels[name] = factory }
   }
 
+  /// Registers a sequence-mixer factory under `name` (replacing any earlier one).
   public static func register(mixer name: String, _ factory: @escaping MixerFactory) {
     tables.withLock { $0.mixers[name] = factory }
   }
 
+  /// Registers a channel-mixer factory under `name` (replacing any earlier one).
   public static func register(channelMixer name: String, _ factory: @escaping ChannelMixerFactory) {
     tables.withLock { $0.channelMixers[name] = factory }
   }
 
+  /// The registered kernel `type` names, sorted.
   public static var kernelTypes: [String] {
     _ = builtins
     return tables.withLock { $0.kernels.keys.sorted() }
   }
+  /// The registered sequence-mixer `type` names, sorted.
   public static var mixerTypes: [String] {
     _ = builtins
     return tables.withLock { $0.mixers.keys.sorted() }
   }
+  /// The registered channel-mixer `type` names, sorted.
   public static var channelMixerTypes: [String] {
     _ = builtins
     return tables.withLock { $0.channelMixers.keys.sorted() }

@@ -97,6 +97,7 @@ public final class EMAKernel: ConfigurableKernel {
       gamma: gamma.requiringGradient(), omega: omega, direction: direction)
   }
 
+  /// Builds the kernel from its config object (keys and defaults above), for `context`'s channels, direction and maximum length.
   public convenience init(config: ConfigReader, context: KernelContext, generator: inout SeededGenerator)
     throws
   {
@@ -107,6 +108,7 @@ public final class EMAKernel: ConfigurableKernel {
 
   /// Real modes per channel.
   public var ndim: Int { delta.shape[1] }
+  /// The skip `omega`, when present.
   public var skip: Tensor? { omega }
   /// Mega's fixed scale of `gamma`, `sqrt(1 / ndim)`.
   public var scale: Float { (1 / Float(ndim)).squareRoot() }

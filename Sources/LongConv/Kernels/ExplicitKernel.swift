@@ -44,6 +44,7 @@ public final class ExplicitKernel: ConfigurableKernel {
   /// `[D]`: the learned skip, or `nil`.
   public let skip: Tensor?
 
+  /// A kernel of `channels` channels over `maxLength` lags with the soft threshold `lambda`, weights `N(0, initStd^2)` and, when `skip`, a learned skip.
   public init(
     channels: Int, direction: ConvolutionDirection, maxLength: Int, lambda: Float = 0.003,
     initStd: Float = 0.002, skip: Bool = true, generator: inout SeededGenerator
@@ -59,6 +60,7 @@ public final class ExplicitKernel: ConfigurableKernel {
     self.skip = skip ? Tensor.normal([channels], generator: &generator).requiringGradient() : nil
   }
 
+  /// Builds the kernel from its config object (keys and defaults above), for `context`'s channels, direction and maximum length.
   public convenience init(config: ConfigReader, context: KernelContext, generator: inout SeededGenerator)
     throws
   {

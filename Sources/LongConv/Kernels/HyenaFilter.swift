@@ -71,10 +71,15 @@ public final class HyenaFilter: ConfigurableKernel {
   /// A filter of `channels` channels over `maxLength` positions.
   ///
   /// - Parameters:
+  ///   - channels: `D`, the filter's output channels.
+  ///   - maxLength: `Lmax`, the longest length the filter is defined for.
   ///   - embeddingDimension: `emb_dim = 1 + 2 bands`, odd and at least 3.
   ///   - width: `w`, the MLP width.
   ///   - innerLayers: hidden `Linear(w, w) -> Sin` layers.
+  ///   - sinFrequency: the initial value of every entry of the Sin activations' `freq`.
   ///   - decay: `(fast, slow, target)` of the exponential window, `nil` for none.
+  ///   - skip: whether to learn the skip `D`.
+  ///   - generator: the seeded source of the initial weights.
   public init(
     channels: Int, maxLength: Int, embeddingDimension: Int = 33, width: Int = 64, innerLayers: Int = 2,
     sinFrequency: Float = 1, decay: (fast: Double, slow: Double, target: Double)? = (0.3, 1.5, 1e-2),
@@ -103,6 +108,7 @@ public final class HyenaFilter: ConfigurableKernel {
     }
   }
 
+  /// Builds the kernel from its config object (keys and defaults above), for `context`'s channels, direction and maximum length.
   public convenience init(config: ConfigReader, context: KernelContext, generator: inout SeededGenerator)
     throws
   {

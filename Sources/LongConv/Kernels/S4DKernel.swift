@@ -59,6 +59,7 @@ public final class S4DKernel: ConfigurableKernel {
   public let cRealBackward: Tensor?, cImagBackward: Tensor?
   /// `[D]`: the skip (named `D` as in `s4d.py`, so checkpoint names match).
   // swift-format-ignore: AlwaysUseLowerCamelCase
+  /// `[D]`: the skip.
   public let D: Tensor
   public let direction: ConvolutionDirection
 
@@ -144,6 +145,7 @@ public final class S4DKernel: ConfigurableKernel {
       cRealBackward: backward?.0.requiringGradient(), cImagBackward: backward?.1.requiringGradient())
   }
 
+  /// Builds the kernel from its config object (keys and defaults above), for `context`'s channels, direction and maximum length.
   public convenience init(config: ConfigReader, context: KernelContext, generator: inout SeededGenerator)
     throws
   {
@@ -166,6 +168,7 @@ public final class S4DKernel: ConfigurableKernel {
   public var channels: Int { logDt.count }
   /// Complex modes per channel, `N/2`.
   public var modes: Int { logAReal.shape[1] }
+  /// The skip `D`.
   public var skip: Tensor? { D }
 
   /// `Re(dt A)`, `Im(dt A)` and the real and imaginary parts of `C' = C (exp(dt A) - 1) / A`

@@ -59,10 +59,13 @@ public final class TNNKernel: ConfigurableKernel {
 
   /// One hidden RPE layer: `Linear(SimpleRMSNorm(x).relu())`.
   public final class RPELayer: Module {
+    /// The layer's `Linear(r, r)` (or `Linear(r, D)` for `out`).
     public let linear: Linear
+    /// A layer `inputs -> outputs`.
     public init(_ inputs: Int, _ outputs: Int, generator: inout SeededGenerator) {
       linear = Linear(inputs, outputs, generator: &generator)
     }
+    /// `Linear(ReLU(SimpleRMSNorm(x)))`.
     public func callAsFunction(_ x: Tensor) -> Tensor { linear(x.simpleRMSNorm().relu()) }
   }
 
@@ -74,6 +77,7 @@ public final class TNNKernel: ConfigurableKernel {
   public let out: RPELayer
   /// `[D]`: `lambda` (a constant) when the decay is fixed, the parameter `p` when it is learned.
   public let gamma: Tensor
+  /// Fixed or learned decay.
   public let decay: Decay
   /// The config's `gamma`: the fixed decay or the learned decay's lower bound.
   public let decayLowerBound: Float
@@ -83,6 +87,7 @@ public final class TNNKernel: ConfigurableKernel {
   private let decayCache = DecayCache()
 
   public var channels: Int { out.linear.outputCount }
+  /// The RPE's hidden width `r`.
   public var rpeWidth: Int { posProj.outputCount }
 
   /// A kernel with explicit sizes (PyTorch's default initialisation for every `Linear`).
@@ -104,6 +109,7 @@ public final class TNNKernel: ConfigurableKernel {
     }
   }
 
+  /// Builds the kernel from its config object (keys and defaults above), for `context`'s channels, direction and maximum length.
   public convenience init(config: ConfigReader, context: KernelContext, generator: inout SeededGenerator)
     throws
   {

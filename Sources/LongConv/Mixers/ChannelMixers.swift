@@ -2,8 +2,11 @@
 ///
 /// Config (`type: "glu"`): `hidden_dim` (default: the model width).
 public final class GLU: ChannelMixer {
+  /// `W1`, `W2`: `D -> hidden`; `W3`: `hidden -> D`.
+  /// `W1`: `D -> hidden`; `W2`: `hidden -> D`.
   public let l1: Linear, l2: Linear, l3: Linear
 
+  /// A GLU of width `width` with `hidden` inner features.
   public init(width: Int, hidden: Int, generator: inout SeededGenerator) {
     l1 = Linear(width, hidden, generator: &generator)
     l2 = Linear(width, hidden, generator: &generator)
@@ -27,8 +30,10 @@ public final class GLU: ChannelMixer {
 /// (`"gelu"` default, `"relu"`, `"silu"`).
 public final class MLP: ChannelMixer {
   public let l1: Linear, l2: Linear
+  /// `"gelu"`, `"relu"` or `"silu"`.
   public let activation: String
 
+  /// A perceptron of width `width` with `hidden` inner features and `activation` between its layers.
   public init(width: Int, hidden: Int, activation: String, generator: inout SeededGenerator) {
     l1 = Linear(width, hidden, generator: &generator)
     l2 = Linear(hidden, width, generator: &generator)

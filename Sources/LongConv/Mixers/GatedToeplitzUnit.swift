@@ -16,7 +16,9 @@
 /// Parameter names follow the reference's `token_mixer.{u_proj, v_proj, o}`: `uProj`,
 /// `vProj`, `out`, and `kernel.*` for `token_mixer.toep.*`.
 public final class GatedToeplitzUnit<Kernel: LongConvKernel>: LongConvMixer {
+  /// `W_u`, `W_v`: `d -> d1`; `W_o`: `d1 -> d`.
   public let uProj: Linear, vProj: Linear, out: Linear
+  /// The long-convolution kernel, `d1` channels.
   public let kernel: Kernel
 
   /// A GTU of width `width` around `kernel`, whose channel count is the inner width `d1`.
@@ -42,6 +44,7 @@ public final class GatedToeplitzUnit<Kernel: LongConvKernel>: LongConvMixer {
 /// Builds GTUs from configs: reads `expand_ratio`, builds the `kernel` object through the
 /// registry, then opens the existential kernel into `GatedToeplitzUnit<K>`.
 public enum GTUFactory {
+  /// The `"gtu"` factory.
   public static let factory: MixerFactory = { config, context, generator in
     let ratio = try config.int("expand_ratio", default: 3, minimum: 1)
     let inner = ratio * context.width

@@ -15,10 +15,12 @@
 /// - `kernel` (required): the kernel's config object, for example `{ "type": "s4d" }`; it is
 ///   built with the block's width as its channels and the model's direction and max length.
 public final class SSMBlock<Kernel: LongConvKernel>: LongConvMixer {
+  /// The kernel; its channels are the block's width.
   public let kernel: Kernel
   /// `Linear(D, 2D)` before the GLU.
   public let output: Linear
 
+  /// A block around `kernel`, as wide as the kernel has channels.
   public init(kernel: Kernel, generator: inout SeededGenerator) {
     self.kernel = kernel
     output = Linear(kernel.channels, 2 * kernel.channels, generator: &generator)

@@ -3,11 +3,16 @@
 /// Pre-norm: `x = x + mixer(norm1(x))`, then `x = x + channelMixer(norm2(x))`.
 /// Post-norm: `x = norm1(x + mixer(x))`, then `x = norm2(x + channelMixer(x))`.
 public final class Block: Module {
+  /// The sequence mixer.
   public let mixer: any SequenceMixer
+  /// The channel mixer.
   public let channelMixer: any ChannelMixer
+  /// The norms before (pre-norm) or after (post-norm) the two mixers.
   public let norm1: Normalization, norm2: Normalization
+  /// Pre-norm (`true`) or post-norm residual blocks.
   public let prenorm: Bool
 
+  /// A block around `mixer` and `channelMixer`, with two norms of kind `norm` over the mixer's width.
   public init(
     mixer: any SequenceMixer, channelMixer: any ChannelMixer, norm: NormalizationKind, prenorm: Bool
   ) {
@@ -18,6 +23,7 @@ public final class Block: Module {
     self.prenorm = prenorm
   }
 
+  /// `[B, L, D] -> [B, L, D]` (see the formulas above).
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
     if prenorm {
       let h = x + (try mixer(norm1(x)))

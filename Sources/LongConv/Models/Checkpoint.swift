@@ -13,7 +13,9 @@ public typealias CheckpointError = TensorFileError
 /// in place; a crash between the two renames leaves it at `.<name>.previous`, where
 /// ``load(from:)`` finds it.
 public enum Checkpoint {
+  /// The parameters, by dotted name, in F32.
   public static let weightsFile = "model.safetensors"
+  /// The model's resolved config.
   public static let configFile = "config.json"
 
   /// Saves `model`'s parameters and config into `directory`, replacing an earlier checkpoint;

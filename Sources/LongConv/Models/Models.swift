@@ -20,9 +20,13 @@ extension SequenceModel {
 /// position), blocks, a final norm, and logits from the embedding matrix (tied head):
 /// `logits = norm(h) E^T`.
 public final class CausalLanguageModel: SequenceModel {
+  /// The token embedding `E [vocabulary, D]` (also the output head).
   public let embedding: Embedding
+  /// The layers, in order.
   public let blocks: [Block]
+  /// The norm applied before the head.
   public let finalNorm: Normalization
+  /// The resolved config, defaults filled in.
   public let config: JSONValue
 
   init(embedding: Embedding, blocks: [Block], finalNorm: Normalization, config: JSONValue) {
@@ -32,6 +36,7 @@ public final class CausalLanguageModel: SequenceModel {
     self.config = config
   }
 
+  /// The number of tokens.
   public var vocabulary: Int { embedding.vocabulary }
 
   /// Logits `[B, L, vocabulary]` for `tokens` laid out `[B, L]`.
@@ -50,10 +55,15 @@ public final class CausalLanguageModel: SequenceModel {
 /// Bidirectional encoder with a mean-pooled classification head:
 /// `logits = W (mean_i norm(h_i)) + b`.
 public final class SequenceClassifier: SequenceModel {
+  /// The token embedding `E [vocabulary, D]`.
   public let embedding: Embedding
+  /// The layers, in order.
   public let blocks: [Block]
+  /// The norm applied before the head.
   public let finalNorm: Normalization
+  /// The classification head `D -> classes`.
   public let head: Linear
+  /// The resolved config, defaults filled in.
   public let config: JSONValue
 
   init(embedding: Embedding, blocks: [Block], finalNorm: Normalization, head: Linear, config: JSONValue) {

@@ -21,6 +21,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
     state = (splitMix(), splitMix(), splitMix(), splitMix())
   }
 
+  /// The next 64 random bits of the stream.
   public mutating func next() -> UInt64 {
     let result = rotl(state.1 &* 5, 7) &* 9
     let t = state.1 << 17

@@ -88,6 +88,7 @@ public struct Tensor: @unchecked Sendable {
 }
 
 extension Tensor: CustomStringConvertible {
+  /// The shape and the first eight scalars.
   public var description: String {
     let shown = scalars.prefix(8).map { "\($0)" }.joined(separator: ", ")
     return "Tensor(shape: \(shape), [\(shown)\(count > 8 ? ", ..." : "")])"

@@ -105,12 +105,20 @@ extension Tensor {
   /// Element-wise negation.
   public static prefix func - (a: Tensor) -> Tensor { a * Tensor(-1) }
 
+  /// Sum with a scalar, broadcast over the tensor (the gradient flows to the tensor only).
   public static func + (a: Tensor, b: Float) -> Tensor { a + Tensor(b) }
+  /// Sum with a scalar, broadcast over the tensor.
   public static func + (a: Float, b: Tensor) -> Tensor { Tensor(a) + b }
+  /// Difference with a scalar, broadcast over the tensor.
   public static func - (a: Tensor, b: Float) -> Tensor { a - Tensor(b) }
+  /// Difference with a scalar, broadcast over the tensor.
   public static func - (a: Float, b: Tensor) -> Tensor { Tensor(a) - b }
+  /// Product with a scalar, broadcast over the tensor.
   public static func * (a: Tensor, b: Float) -> Tensor { a * Tensor(b) }
+  /// Product with a scalar, broadcast over the tensor.
   public static func * (a: Float, b: Tensor) -> Tensor { Tensor(a) * b }
+  /// Quotient with a scalar, broadcast over the tensor.
   public static func / (a: Tensor, b: Float) -> Tensor { a / Tensor(b) }
+  /// Quotient with a scalar, broadcast over the tensor.
   public static func / (a: Float, b: Tensor) -> Tensor { Tensor(a) / b }
 }

@@ -66,6 +66,7 @@ public struct KernelSpectrum: @unchecked Sendable {
   public let channels: Int
   /// The sequence length `L` it applies to.
   public let length: Int
+  /// The kernel's direction.
   public let direction: ConvolutionDirection
   let geometry: ConvolutionGeometry
   /// `[D, spectrumStride]` complex values (unnormalised; the spectral product applies `1 / N`).

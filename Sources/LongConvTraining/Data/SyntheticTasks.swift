@@ -2,9 +2,12 @@ import LongConvTensors
 
 /// An invalid parameter of a synthetic task (a length too short for its layout, an empty range).
 public struct SyntheticTaskError: Error, Equatable, CustomStringConvertible {
+  /// The task, for example `"associative recall"`.
   public var task: String
+  /// What is wrong.
   public var problem: String
 
+  /// An error about `task`.
   public init(task: String, problem: String) {
     self.task = task
     self.problem = problem
@@ -20,11 +23,17 @@ public struct SyntheticTaskError: Error, Equatable, CustomStringConvertible {
 /// one more token at the end. `mask` is 1 at the scored positions and 0 elsewhere;
 /// `scoredPositions[b]` lists the scored positions of row `b` (indices within the row).
 public struct MaskedSequenceBatch: Sendable, Equatable {
+  /// Rows.
   public var size: Int
+  /// Tokens per row.
   public var length: Int
+  /// `[size * length]` input tokens, row-major.
   public var inputs: [Int]
+  /// `[size * length]`: the next token of each input.
   public var targets: [Int]
+  /// `[size * length]`: 1 where the loss is taken, 0 elsewhere.
   public var mask: [Float]
+  /// The scored positions of each row.
   public var scoredPositions: [[Int]]
 
   init(size: Int, length: Int) {
@@ -64,13 +73,19 @@ public struct MaskedSequenceBatch: Sendable, Equatable {
 /// `q` is one of the row's keys. Only the last position, `length - 1` (input `q`), is scored: its
 /// target is the value paired with `q`. Other targets are the next tokens of the row (mask 0).
 public struct AssociativeRecall: Sendable {
+  /// Distinct keys.
   public let keyCount: Int
+  /// Distinct values.
   public let valueCount: Int
+  /// The seeded source of the batches.
   public var generator: SeededGenerator
 
+  /// Keys, values and the pad token.
   public var vocabularySize: Int { keyCount + valueCount + 1 }
+  /// The padding token.
   public var padToken: Int { keyCount + valueCount }
 
+  /// A task drawing from `seed`; throws for a count below 1.
   public init(seed: UInt64, keyCount: Int = 64, valueCount: Int = 64) throws {
     guard keyCount >= 1, valueCount >= 1 else {
       throw SyntheticTaskError(
@@ -125,14 +140,21 @@ public struct AssociativeRecall: Sendable {
 /// `R ..< length` (the separator and after): their targets are the copied tokens in order.
 /// Needs `length >= 2 * copyCount`.
 public struct SelectiveCopying: Sendable {
+  /// Distinct data tokens.
   public let tokenCount: Int
+  /// Data tokens to copy per row.
   public let copyCount: Int
+  /// The seeded source of the batches.
   public var generator: SeededGenerator
 
+  /// Data tokens, the blank and the separator.
   public var vocabularySize: Int { tokenCount + 2 }
+  /// The noise token between data tokens.
   public var blankToken: Int { tokenCount }
+  /// The token that starts the copy.
   public var separatorToken: Int { tokenCount + 1 }
 
+  /// A task drawing from `seed`; throws for a count below 1.
   public init(seed: UInt64, tokenCount: Int = 16, copyCount: Int = 16) throws {
     guard tokenCount >= 1, copyCount >= 1 else {
       throw SyntheticTaskError(task: "selective copying", problem: "token and copy counts must be positive")
@@ -142,6 +164,7 @@ public struct SelectiveCopying: Sendable {
     generator = SeededGenerator(seed: seed)
   }
 
+  /// `size` rows of `length` tokens; throws when `length < 2 copyCount`.
   public mutating func batch(size: Int, length: Int) throws -> MaskedSequenceBatch {
     try checkSize(size, task: "selective copying")
     guard length >= 2 * copyCount else {
@@ -177,6 +200,7 @@ public struct SelectiveCopying: Sendable {
 /// The outermost expression is always an operation. Each row is padded after the expression to
 /// `length`; the label is its value, `0...9`. Suited to a bidirectional classifier.
 public struct ListOps: Sendable {
+  /// The non-digit tokens.
   public enum Token {
     public static let min = 10
     public static let max = 11
@@ -187,15 +211,21 @@ public struct ListOps: Sendable {
     public static let pad = 16
   }
 
+  /// Digits, operators, brackets and padding.
   public static let vocabularySize = 17
+  /// The labels `0...9`.
   public static let classCount = 10
 
+  /// The deepest nesting of operations.
   public let maxDepth: Int
+  /// The fewest arguments of an operation.
   public let minArity: Int
+  /// The most arguments of an operation.
   public let maxArity: Int
   /// The probability that an argument is a digit rather than a nested operation (when deeper
   /// nesting is still allowed and fits).
   public let leafProbability: Double
+  /// The seeded source of the expressions.
   public var generator: SeededGenerator
 
   /// A padded batch: `inputs` row-major `[size * length]`, `labels[b]` in `0...9`, and
@@ -208,6 +238,8 @@ public struct ListOps: Sendable {
     public var lengths: [Int]
   }
 
+  /// Expressions drawn from `seed`; throws unless `maxDepth >= 1`, `1 <= minArity <= maxArity`
+  /// and `leafProbability` is in `[0, 1]`.
   public init(
     seed: UInt64, maxDepth: Int = 10, minArity: Int = 2, maxArity: Int = 10, leafProbability: Double = 0.75
   ) throws {

@@ -3,9 +3,12 @@ import LongConvTensors
 
 /// A problem with a text corpus or with a request for batches from it; `source` names the file.
 public struct TextDatasetError: Error, Equatable, CustomStringConvertible {
+  /// The file or the data set the problem is about.
   public var source: String
+  /// What is wrong.
   public var problem: String
 
+  /// An error about `source`.
   public init(source: String, problem: String) {
     self.source = source
     self.problem = problem
@@ -113,7 +116,9 @@ public struct TextDataset: Sendable {
 /// The chunks of ``TextDataset/sequentialBatches(length:split:)``: one sequence per element,
 /// `inputs.count == targets.count <= length`, `targets` the inputs shifted by one.
 public struct SequentialBatches: Sequence, IteratorProtocol, Sendable {
+  /// The split being chunked.
   public let bytes: [UInt8]
+  /// Predictions per chunk.
   public let length: Int
   private var start = 0
 
@@ -125,6 +130,7 @@ public struct SequentialBatches: Sequence, IteratorProtocol, Sendable {
   /// The number of chunks, `ceil((bytes.count - 1) / length)`.
   public var count: Int { (bytes.count - 1 + length - 1) / length }
 
+  /// The next chunk: `inputs` and the next bytes as `targets`; `nil` at the end.
   public mutating func next() -> (inputs: [Int], targets: [Int])? {
     guard start < bytes.count - 1 else { return nil }
     let end = Swift.min(start + length, bytes.count - 1)
