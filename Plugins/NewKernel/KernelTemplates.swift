@@ -115,6 +115,14 @@ enum KernelTemplates {
         Tensor.withoutRecording { (-rho.detached().softplus()).exp().reshaped([channels]) }
       }
 
+      /// `r = a cos(omega k)`: the coefficients without their decay, for converters that fold
+      /// `gamma` into the poles.
+      public func undecayedCoefficients(length: Int) throws -> Tensor? {
+        guard length >= 1 else { throw KernelError.invalidLength(kernel: Self.typeName, requested: length) }
+        let k = lags(length)
+        return amplitude * (omega * Tensor(k).reshaped([1, k.count])).cos()
+      }
+
       /// The exact recurrence of the causal kernel in Double: one complex mode per channel,
       /// pole `exp(-softplus(rho) + i omega)`, residue `a`, skip `D`. `nil` when bidirectional.
       public func stateSpace() -> DiagonalStateSpace? {

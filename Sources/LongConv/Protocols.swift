@@ -28,7 +28,8 @@ public protocol LongConvKernel: Module {
   /// `gamma [D]` when the kernel is `gamma^|k| r[k]`.
   var separableDecay: Tensor? { get }
   /// `r` (same layout as ``coefficients(length:)``) when ``separableDecay`` is set, computed
-  /// without the decay, so converters never divide by a vanishing `gamma^k`; `nil` otherwise.
+  /// without the decay, so converters never divide by a vanishing `gamma^k`. `nil` (the
+  /// default) means converters work on the decayed coefficients and do not fold the decay.
   func undecayedCoefficients(length: Int) throws -> Tensor?
   /// An exact diagonal state-space form of the causal kernel, if the kernel has one.
   func stateSpace() -> DiagonalStateSpace?
