@@ -102,6 +102,10 @@ public struct RecurrentConvolution: Sendable {
   }
 
   /// The inner loop over one channel's states, four at a time.
+  ///
+  /// Written with `*` and `+`, not `addingProduct`: without FMA in the target (the default
+  /// x86-64 baseline) `addingProduct` becomes a call to libm's `fma` per element, which took
+  /// more time than the loop itself.
   @inline(__always)
   static func kernel(
     count: Int, x: Double, poles: (UnsafePointer<Double>, UnsafePointer<Double>),
@@ -118,60 +122,119 @@ public struct RecurrentConvolution: Sendable {
     while i + 4 <= count {
       let (sr, si) = (load(state.0, i), load(state.1, i))
       let (pr, pi) = (load(poles.0, i), load(poles.1, i))
-      let nr = xv.addingProduct(-pi, si).addingProduct(pr, sr)
-      let ni = (pi * sr).addingProduct(pr, si)
+      let nr = pr * sr - pi * si + xv
+      let ni = pi * sr + pr * si
       UnsafeMutableRawPointer(state.0 + i).storeBytes(of: nr, as: V.self)
       UnsafeMutableRawPointer(state.1 + i).storeBytes(of: ni, as: V.self)
-      accumulator = accumulator.addingProduct(load(residues.0, i), nr).addingProduct(-load(residues.1, i), ni)
+      accumulator += load(residues.0, i) * nr - load(residues.1, i) * ni
       i += 4
     }
     var y = accumulator.sum()
     while i < count {
       let (sr, si) = (state.0[i], state.1[i])
       let (pr, pi) = (poles.0[i], poles.1[i])
-      let nr = x.addingProduct(-pi, si).addingProduct(pr, sr)
-      let ni = (pi * sr).addingProduct(pr, si)
+      let nr = pr * sr - pi * si + x
+      let ni = pi * sr + pr * si
       state.0[i] = nr
       state.1[i] = ni
-      y = y.addingProduct(residues.0[i], nr).addingProduct(-residues.1[i], ni)
+      y += residues.0[i] * nr - residues.1[i] * ni
       i += 1
     }
     return y
   }
 
   /// The state after the inputs `x [length, channels]` (row-major) from the zero state,
-  /// `s_n = sum_k poles_n^k x_(length-1-k)`, computed in Double without stepping the outputs.
-  /// Terms with `|pole^k| < 1e-12` are dropped (below Float32 resolution), so decaying poles
-  /// cost `O(min(length, K))` per state whatever the prompt length.
+  /// `s_n = sum_k poles_n^k x_(length-1-k)`, computed in Double without the outputs: the
+  /// recurrence `s = poles * s + x_t` over the inputs, four states at a time. Inputs older
+  /// than `K` positions, where the channel's largest `|pole|^K < 1e-12` (below Float32
+  /// resolution), are skipped, so decaying poles cost `O(min(length, K))` per state whatever
+  /// the prompt length.
   public func state(after x: UnsafeBufferPointer<Float>, length: Int) -> State {
     precondition(x.count == length * channels, "RecurrentConvolution.state: \(x.count) inputs")
     var state = makeState()
-    let pointers = UncheckedSendable(x.baseAddress!)
+    let input = UncheckedSendable(x.baseAddress!)
     state.re.withUnsafeMutableBufferPointer { re in
       state.im.withUnsafeMutableBufferPointer { im in
-        let out = UncheckedSendable((re.baseAddress!, im.baseAddress!))
-        ComputeThreads.perform(tasks: channels) { c in
-          let base = sharedPoles ? 0 : offsets[c]
-          for n in offsets[c]..<offsets[c + 1] {
-            let j = base + n - offsets[c]
-            let (pr, pi) = (poles.re[j], poles.im[j])
-            var (zr, zi) = (1.0, 0.0)  // pole^k
-            var (ar, ai) = (0.0, 0.0)
-            var k = 0
-            while k < length {
-              let v = Double(pointers.value[(length - 1 - k) * channels + c])
-              ar += zr * v
-              ai += zi * v
-              (zr, zi) = (zr * pr - zi * pi, zr * pi + zi * pr)
-              k += 1
-              if k & 63 == 0, zr * zr + zi * zi < 1e-24 { break }
+        poles.re.withUnsafeBufferPointer { pr in
+          poles.im.withUnsafeBufferPointer { pi in
+            let p = UncheckedSendable((re.baseAddress!, im.baseAddress!, pr.baseAddress!, pi.baseAddress!))
+            ComputeThreads.perform(tasks: channels) { c in
+              let (begin, end) = (offsets[c], offsets[c + 1])
+              let base = sharedPoles ? 0 : begin
+              let count = end - begin
+              guard count > 0 else { return }
+              var largest = 0.0
+              for j in base..<base + count {
+                largest = max(largest, (p.value.2[j] * p.value.2[j] + p.value.3[j] * p.value.3[j]).squareRoot())
+              }
+              var first = 0
+              if largest < 1 {
+                let needed = largest > 0 ? Foundation.log(1e-12) / Foundation.log(largest) : 1
+                if needed < Double(length) { first = length - Int(needed.rounded(.up)) - 1 }
+                first = max(first, 0)
+              }
+              Self.run(
+                count: count, inputs: input.value + c, stride: channels, range: first..<length,
+                poles: (p.value.2 + base, p.value.3 + base), state: (p.value.0 + begin, p.value.1 + begin))
             }
-            out.value.0[n] = ar
-            out.value.1[n] = ai
           }
         }
       }
     }
     return state
+  }
+
+  /// `s = poles * s + x_t` for `t` in `range`, inputs `inputs[t * stride]`, over `count` states.
+  static func run(
+    count: Int, inputs: UnsafePointer<Float>, stride: Int, range: Range<Int>,
+    poles: (UnsafePointer<Double>, UnsafePointer<Double>),
+    state: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<Double>)
+  ) {
+    typealias V = SIMD4<Double>
+    @inline(__always) func load(_ p: UnsafePointer<Double>, _ i: Int) -> V {
+      UnsafeRawPointer(p + i).loadUnaligned(as: V.self)
+    }
+    @inline(__always) func store(_ v: V, _ p: UnsafeMutablePointer<Double>, _ i: Int) {
+      UnsafeMutableRawPointer(p + i).storeBytes(of: v, as: V.self)
+    }
+    var i = 0
+    // Eight states at a time: two independent chains hide the multiply latency.
+    while i + 8 <= count {
+      let (pr0, pi0, pr1, pi1) = (load(poles.0, i), load(poles.1, i), load(poles.0, i + 4), load(poles.1, i + 4))
+      var (sr0, si0) = (load(UnsafePointer(state.0), i), load(UnsafePointer(state.1), i))
+      var (sr1, si1) = (load(UnsafePointer(state.0), i + 4), load(UnsafePointer(state.1), i + 4))
+      for t in range {
+        let xv = V(repeating: Double(inputs[t * stride]))
+        (sr0, si0) = (pr0 * sr0 - pi0 * si0 + xv, pi0 * sr0 + pr0 * si0)
+        (sr1, si1) = (pr1 * sr1 - pi1 * si1 + xv, pi1 * sr1 + pr1 * si1)
+      }
+      store(sr0, state.0, i)
+      store(si0, state.1, i)
+      store(sr1, state.0, i + 4)
+      store(si1, state.1, i + 4)
+      i += 8
+    }
+    while i + 4 <= count {
+      let (pr, pi) = (load(poles.0, i), load(poles.1, i))
+      var (sr, si) = (load(UnsafePointer(state.0), i), load(UnsafePointer(state.1), i))
+      for t in range {
+        let xv = V(repeating: Double(inputs[t * stride]))
+        (sr, si) = (pr * sr - pi * si + xv, pi * sr + pr * si)
+      }
+      UnsafeMutableRawPointer(state.0 + i).storeBytes(of: sr, as: V.self)
+      UnsafeMutableRawPointer(state.1 + i).storeBytes(of: si, as: V.self)
+      i += 4
+    }
+    while i < count {
+      let (pr, pi) = (poles.0[i], poles.1[i])
+      var (sr, si) = (state.0[i], state.1[i])
+      for t in range {
+        let x = Double(inputs[t * stride])
+        (sr, si) = (pr * sr - pi * si + x, pi * sr + pr * si)
+      }
+      state.0[i] = sr
+      state.1[i] = si
+      i += 1
+    }
   }
 }
