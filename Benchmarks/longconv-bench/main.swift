@@ -414,6 +414,7 @@ func benchRecurrent(_ o: Options, threads: Int, compact: Bool) throws {
       ("context", context), ("ms_per_token", times.sorted()[times.count / 2] * 1e3),
       ("max_abs_logit_diff_vs_fft", Double(difference)), ("conversion_length", length),
       ("states_per_channel_max", maxStates), ("states_total", recurrent.stateCount),
+      ("exact_fallback_channels", recurrent.reports.reduce(0) { $0 + ($1.exactChannels ?? 0) }),
       ("conversion_s", conversionSeconds), ("prefill_s", prefillSeconds),
     ]
     emit(fields)
