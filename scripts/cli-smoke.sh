@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Exercises the command line end to end on a committed PyTorch fixture: import-torch, eval
-# (its loss must match what PyTorch computed), inspect (its files), and the exit statuses of user and usage errors
+# (its loss must match what PyTorch computed), inspect (its files), convert and generate (greedy
+# decoding by the converted model equals FFT recomputation), and the exit statuses of user and usage errors
 # (a failed import must not create its output). Run by .ci/run after the tests.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -29,6 +30,27 @@ done
 [[ $(wc -l < "$work/inspect.txt") == 5 ]] || { echo "cli-smoke: inspect printed:" >&2; cat "$work/inspect.txt" >&2; exit 1; }
 echo "cli-smoke: inspect wrote $(ls "$work/inspect" | wc -l) files"
 
+# convert: exact and compact; generate: greedy decoding by the recurrent (exact) model must give
+# the same bytes as FFT recomputation within the conversion length.
+"$cli" convert --checkpoint "$work/ckpt" --mode exact --length 64 --out "$work/exact" > "$work/convert-exact.txt"
+"$cli" convert --checkpoint "$work/ckpt" --mode compact --tolerance 1e-3 --length 64 --out "$work/compact" > /dev/null
+for mode in exact compact; do
+  for file in kernels.safetensors report.json report.txt; do
+    [[ -s "$work/$mode/$file" ]] || { echo "cli-smoke: convert --mode $mode did not write $file" >&2; exit 1; }
+  done
+done
+"$cli" generate --checkpoint "$work/ckpt" --prompt "The " --tokens 24 > "$work/fft.out" 2> /dev/null
+"$cli" generate --checkpoint "$work/ckpt" --recurrent "$work/exact" --prompt "The " --tokens 24 > "$work/exact.out" 2> "$work/exact.err"
+"$cli" generate --checkpoint "$work/ckpt" --recurrent "$work/compact" --prompt "The " --tokens 24 > "$work/compact.out" 2> /dev/null
+[[ $(wc -c < "$work/fft.out") == 24 && $(wc -c < "$work/compact.out") == 24 ]] || { echo "cli-smoke: generate did not write 24 bytes" >&2; exit 1; }
+cmp -s "$work/fft.out" "$work/exact.out" || { echo "cli-smoke: greedy recurrent (exact) output differs from FFT recomputation" >&2; exit 1; }
+grep -q "tokens/s (recurrent exact" "$work/exact.err" || { echo "cli-smoke: generate printed no timing line" >&2; cat "$work/exact.err" >&2; exit 1; }
+! grep -q warning "$work/exact.err" || { echo "cli-smoke: warned within the conversion length" >&2; exit 1; }
+"$cli" generate --checkpoint "$work/ckpt" --recurrent "$work/exact" --prompt "The " --tokens 70 > /dev/null 2> "$work/long.err"
+[[ $(grep -c "warning: past position 64" "$work/long.err") == 1 ]] || { echo "cli-smoke: no single warning past the conversion length" >&2; cat "$work/long.err" >&2; exit 1; }
+python3 -c "import struct,json; h=json.dumps({'k':{'dtype':'F32','shape':[1,2],'data_offsets':[0,8]}}).encode(); h+=b' '*(-len(h)%8); open('$work/bad-kernels.safetensors','wb').write(struct.pack('<Q',len(h))+h+struct.pack('<2f',1,float('nan')))"
+echo "cli-smoke: convert (exact, compact) and generate (greedy, recurrent = FFT) ok"
+
 expect_status() {  # expect_status STATUS command...
   local want=$1; shift
   set +e; "$@" > /dev/null 2> "$work/stderr"; local got=$?; set -e
@@ -40,6 +62,16 @@ expect_status 2 "$cli" eval --checkpoint "$work/ckpt"
 expect_status 2 "$cli" inspect --checkpoint "$work/ckpt" --out "$work/inspect" --length 0
 expect_status 1 "$cli" inspect --checkpoint "$work/missing" --out "$work/inspect"
 expect_status 1 "$cli" inspect --checkpoint "$work/ckpt" --out "$work/tokens.bin"
+expect_status 2 "$cli" convert --checkpoint "$work/ckpt" --mode compact --tolerance 0 --out "$work/never"
+expect_status 2 "$cli" convert --checkpoint "$work/ckpt" --mode sideways --out "$work/never"
+expect_status 1 "$cli" convert --kernels "$work/bad-kernels.safetensors" --mode exact --out "$work/never.safetensors"
+expect_status 1 "$cli" convert --checkpoint "$work/ckpt" --mode exact --out "$work/inspect"
+expect_status 2 "$cli" generate --checkpoint "$work/ckpt" --prompt "" --tokens 3
+expect_status 2 "$cli" generate --checkpoint "$work/ckpt" --prompt "a" --tokens 0
+expect_status 1 "$cli" generate --checkpoint "$work/ckpt" --recurrent "$work/inspect" --prompt "a" --tokens 3
+[[ ! -e "$work/never" && ! -e "$work/never.safetensors" ]] || { echo "cli-smoke: a failed convert created its output" >&2; exit 1; }
+expect_status 0 "$cli" convert --help
+expect_status 0 "$cli" generate --help
 expect_status 2 "$cli" frobnicate
 expect_status 0 "$cli" eval --help
 echo "cli-smoke: ok"

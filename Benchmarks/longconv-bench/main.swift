@@ -4,6 +4,11 @@
 //   longconv-bench matmul [--threads N] [--reps R]
 //   longconv-bench conv   [--threads N] [--reps R]
 //   longconv-bench tno    [--dim D] [--batch B] [--len L ...] [--threads N] [--reps R]
+//   longconv-bench train  [--dim D] [--layers N] [--batch B] [--len L ...] [--threads N] [--reps R]
+//   longconv-bench decode  [--dim D] [--layers N] [--len C ...] [--threads N] [--reps R]
+//   longconv-bench etsc    [--dim D] [--layers N] [--len N] [--context C ...] [--steps S] [--threads N]
+//   longconv-bench compact [--dim D] [--layers N] [--len N] [--context C ...] [--tolerance T]
+//                          [--max-states S] [--steps S] [--threads N]
 //
 // Build in release: swift build -c release --product longconv-bench
 import CFFTW
@@ -19,10 +24,28 @@ struct Options {
   var batch: Int?
   var layers: Int?
   var lengths: [Int] = []
+  var contexts: [Int] = []
+  var steps = 50
+  var tolerance = 1e-4
+  var maxStates = 64
 
   static let usage = """
-    usage: longconv-bench <matmul|conv|tno|train> [--threads N] [--reps R] [--dim D] [--batch B] [--len L ...]
-                          [--layers N]
+    usage: longconv-bench <matmul|conv|tno|train|decode|etsc|compact> [--threads N] [--reps R] [--dim D]
+                          [--batch B] [--len L ...] [--layers N] [--context C ...] [--steps S]
+                          [--tolerance T] [--max-states S]
+
+    decode, etsc and compact decode one token at a time with the TNN language model of
+    ../shared/bench/torch_tnn.py (byte vocabulary, GTU expand 3, RPE width 64 x 3 layers,
+    gamma 0.99, GLU; default --dim 256 --layers 6), one JSON line per context:
+      decode   FFT recomputation of the whole context per token, for each context --len C ...
+               (default 512 2048 8192); median of max(3, R/2) forward passes
+      etsc     exact (ETSC) conversion at the conversion length --len N (the first value,
+               default 512), then for each --context C ... (default N): prefill C random
+               tokens, time --steps S single steps (default 50, after 5 untimed), median;
+               plus conversion_s (median of 3) and max_abs_logit_diff_vs_fft (64 tokens stepped
+               from the empty state against the FFT forward's logits, as torch_tnn.py etsc)
+      compact  the same with compact conversion at --tolerance T (default 1e-4) and at most
+               --max-states S states per channel (default 64); conversion timed once
     """
 
   static func parse(_ args: [String]) throws -> Options {
@@ -42,12 +65,23 @@ struct Options {
       case "--dim": o.dim = try value("--dim")
       case "--batch": o.batch = try value("--batch")
       case "--layers": o.layers = try value("--layers")
-      case "--len":
+      case "--steps": o.steps = max(1, try value("--steps"))
+      case "--max-states": o.maxStates = max(1, try value("--max-states"))
+      case "--tolerance":
+        i += 1
+        guard i < args.count, let v = Double(args[i]), v.isFinite, v > 0 else {
+          throw UsageError("--tolerance needs a positive number")
+        }
+        o.tolerance = v
+      case "--len", "--context":
+        let name = args[i]
+        var list: [Int] = []
         while i + 1 < args.count, let v = Int(args[i + 1]), v >= 1 {
-          o.lengths.append(v)
+          list.append(v)
           i += 1
         }
-        if o.lengths.isEmpty { throw UsageError("--len needs at least one positive integer") }
+        if list.isEmpty { throw UsageError("\(name) needs at least one positive integer") }
+        if name == "--len" { o.lengths += list } else { o.contexts += list }
       case "-h", "--help": throw UsageError(nil)
       case let a where o.command.isEmpty && !a.hasPrefix("-"): o.command = a
       default: throw UsageError("unknown argument \(args[i])")
@@ -258,22 +292,24 @@ func benchTNO(_ o: Options, threads: Int) throws {
   }
 }
 
-/// One AdamW training step of the TNN language model of `torch_tnn.py train` (byte
-/// vocabulary, expand 3, RPE width 64 with 3 layers, gamma 0.99, GLU width = dim, tied head,
-/// lr 1e-3): forward, cross-entropy, backward, optimizer step, on random tokens.
+/// The TNN language model of `torch_tnn.py` (byte vocabulary, expand 3, RPE width 64 with 3
+/// layers, gamma 0.99, GLU width = dim, tied head), randomly initialised.
+func makeTNNLanguageModel(dim: Int, layers: Int, maxLength: Int) throws -> CausalLanguageModel {
+  let config = """
+    {"dim": \(dim), "num_layers": \(layers), "max_length": \(maxLength),
+     "layers": {"mixer": {"type": "gtu", "expand_ratio": 3,
+                          "kernel": {"type": "tnn", "rpe_width": 64, "rpe_layers": 3, "gamma": 0.99}},
+                "channel_mixer": {"type": "glu", "hidden_dim": \(dim)}}}
+    """
+  return try ModelBuilder.build(JSONValue.parse(Data(config.utf8), source: "bench")) as! CausalLanguageModel
+}
+
+/// One AdamW training step of the TNN language model of `torch_tnn.py train` (lr 1e-3):
+/// forward, cross-entropy, backward, optimizer step, on random tokens.
 func benchTrain(_ o: Options, threads: Int) throws {
   let (dim, layers, batch) = (o.dim ?? 256, o.layers ?? 6, o.batch ?? 8)
   for length in o.lengths.isEmpty ? [512] : o.lengths {
-    let config = """
-      {"dim": \(dim), "num_layers": \(layers), "max_length": \(length),
-       "layers": {"mixer": {"type": "gtu", "expand_ratio": 3,
-                            "kernel": {"type": "tnn", "rpe_width": 64, "rpe_layers": 3, "gamma": 0.99}},
-                  "channel_mixer": {"type": "glu", "hidden_dim": \(dim)}}}
-      """
-    guard
-      let model = try ModelBuilder.build(JSONValue.parse(Data(config.utf8), source: "bench"))
-        as? CausalLanguageModel
-    else { return }
+    let model = try makeTNNLanguageModel(dim: dim, layers: layers, maxLength: length)
     let optimizer = AdamW(
       groups: [ParameterGroup(name: "all", parameters: model.parameters)], learningRate: 1e-3)
     var rng = SeededGenerator(seed: 3)
@@ -298,6 +334,93 @@ func benchTrain(_ o: Options, threads: Int) throws {
   }
 }
 
+/// Decoding by FFT recomputation: the whole context through the forward pass for every token
+/// (what `torch_tnn.py decode` measures).
+func benchDecode(_ o: Options, threads: Int) throws {
+  let (dim, layers) = (o.dim ?? 256, o.layers ?? 6)
+  let contexts = o.lengths.isEmpty ? [512, 2048, 8192] : o.lengths
+  let model = try makeTNNLanguageModel(dim: dim, layers: layers, maxLength: contexts.max()!)
+  var rng = SeededGenerator(seed: 4)
+  for n in contexts {
+    let tokens = (0..<n).map { _ in Int(rng.next() % 256) }
+    let reps = max(3, o.reps / 2)
+    var times: [Double] = []
+    for round in 0..<(reps + 1) {
+      let start = DispatchTime.now().uptimeNanoseconds
+      _ = try Tensor.withoutRecording {
+        try model.logits(tokens, batch: 1, length: n).slice(axis: 1, n - 1..<n).scalars
+      }
+      if round >= 1 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9) }
+    }
+    emit(
+      header(threads) + [
+        ("bench", "decode_recompute"), ("dim", dim), ("layers", layers), ("context", n),
+        ("ms_per_token", times.sorted()[times.count / 2] * 1e3),
+      ])
+  }
+}
+
+/// Decoding with a converted model (`etsc`: exact; `compact`: compact at a tolerance): the
+/// conversion time, the per-token time after prefilling each context, and the largest logit
+/// difference against the FFT forward over 64 tokens stepped from the empty state.
+func benchRecurrent(_ o: Options, threads: Int, compact: Bool) throws {
+  let (dim, layers) = (o.dim ?? 256, o.layers ?? 6)
+  let length = o.lengths.first ?? 512
+  let contexts = o.contexts.isEmpty ? [length] : o.contexts
+  let model = try makeTNNLanguageModel(dim: dim, layers: layers, maxLength: max(length, contexts.max()!))
+  let converter: any KernelConverter =
+    compact ? try CompactConverter(tolerance: o.tolerance, maxStates: o.maxStates) : ExactConverter()
+  var conversionTimes: [Double] = []
+  var recurrent: RecurrentLanguageModel!
+  for _ in 0..<(compact ? 1 : 3) {
+    let start = DispatchTime.now().uptimeNanoseconds
+    recurrent = try RecurrentLanguageModel(model: model, converter: converter, length: length)
+    conversionTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
+  }
+  let conversionSeconds = conversionTimes.sorted()[conversionTimes.count / 2]
+
+  // Logits of 64 tokens stepped from the empty state against the FFT forward.
+  var rng = SeededGenerator(seed: 5)
+  let probe = (0..<64).map { _ in Int(rng.next() % 256) }
+  let full = try Tensor.withoutRecording { try model.logits(probe, batch: 1, length: probe.count).scalars }
+  var state = recurrent.makeState()
+  var difference: Float = 0
+  for (i, token) in probe.enumerated() {
+    let logits = recurrent.step(token, state: &state)
+    for v in 0..<logits.count { difference = max(difference, abs(logits[v] - full[i * logits.count + v])) }
+  }
+
+  let maxStates = recurrent.reports.map(\.maxStates).max() ?? 0
+  for context in contexts {
+    let tokens = (0..<context).map { _ in Int(rng.next() % 256) }
+    var state = recurrent.makeState()
+    let prefillStart = DispatchTime.now().uptimeNanoseconds
+    var logits = try recurrent.prefill(tokens, state: &state)
+    let prefillSeconds = Double(DispatchTime.now().uptimeNanoseconds - prefillStart) * 1e-9
+    var times: [Double] = []
+    for round in 0..<(o.steps + 5) {
+      let token = logits.indices.max { logits[$0] < logits[$1] }!
+      let start = DispatchTime.now().uptimeNanoseconds
+      logits = recurrent.step(token, state: &state)
+      if round >= 5 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9) }
+    }
+    var fields: [(String, Any)] =
+      header(threads) + [
+        ("bench", compact ? "decode_compact" : "decode_etsc"), ("dim", dim), ("layers", layers),
+        ("state", compact ? maxStates : length),
+      ]
+    if compact { fields.append(("tolerance", o.tolerance)) }
+    fields += [
+      ("context", context), ("ms_per_token", times.sorted()[times.count / 2] * 1e3),
+      ("max_abs_logit_diff_vs_fft", Double(difference)), ("conversion_length", length),
+      ("states_per_channel_max", maxStates), ("states_total", recurrent.stateCount),
+      ("exact_fallback_channels", recurrent.reports.reduce(0) { $0 + ($1.exactChannels ?? 0) }),
+      ("conversion_s", conversionSeconds), ("prefill_s", prefillSeconds),
+    ]
+    emit(fields)
+  }
+}
+
 do {
   let o = try Options.parse(Array(CommandLine.arguments.dropFirst()))
   let threads = o.threads > 0 ? o.threads : ProcessInfo.processInfo.activeProcessorCount
@@ -308,6 +431,9 @@ do {
   case "conv": benchConv(o, threads: threads)
   case "tno": try benchTNO(o, threads: threads)
   case "train": try benchTrain(o, threads: threads)
+  case "decode": try benchDecode(o, threads: threads)
+  case "etsc": try benchRecurrent(o, threads: threads, compact: false)
+  case "compact": try benchRecurrent(o, threads: threads, compact: true)
   default: throw UsageError(o.command.isEmpty ? nil : "unknown subcommand \(o.command)")
   }
 } catch let e as UsageError {

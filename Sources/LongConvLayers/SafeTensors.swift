@@ -161,8 +161,8 @@ public struct SafeTensors {
         throw fail(
           "data_offsets [\(begin), \(end)] run past the data section (\(dataLength) bytes)", tensor: name)
       }
-      var elements = 1
-      for extent in shape {
+      var elements = shape.contains(0) ? 0 : 1  // an empty tensor needs no data
+      for extent in shape where elements > 0 {
         let (product, overflow) = elements.multipliedReportingOverflow(by: extent)
         guard !overflow, product <= dataLength else {
           throw fail("shape \(shape) has more elements than the data section holds", tensor: name)

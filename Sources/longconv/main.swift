@@ -25,6 +25,14 @@ let usage = """
                    --checkpoint DIR --text FILE [--length N] [--json]
     inspect        draw each layer's Toeplitz matrix and impulse responses as SVG files
                    --checkpoint DIR --out DIR [--length N] [--channels K]
+    convert        turn a checkpoint's (or bare kernels') long convolutions into recurrences
+                   --checkpoint DIR --mode native|exact|compact [--tolerance T] [--length N]
+                   [--max-states S] --out DIR
+                   --kernels FILE --mode exact|compact [--tolerance T] [--max-states S]
+                   --out FILE [--report FILE.json]
+    generate       continue a prompt byte by byte, by FFT recomputation or a converted model
+                   --checkpoint DIR [--recurrent DIR] --prompt TEXT --tokens N
+                   [--temperature T] [--top-k K] [--seed S]
 
   Run `longconv <command> --help` for a command's options.
   """
@@ -47,6 +55,10 @@ do {
     try InspectCommand.run(Array(arguments.dropFirst()))
   case "train":
     try TrainCommand.run(Array(arguments.dropFirst()))
+  case "convert":
+    try ConvertCommand.run(Array(arguments.dropFirst()))
+  case "generate":
+    try GenerateCommand.run(Array(arguments.dropFirst()))
   case "-h", "--help", "help":
     print(usage)
   case nil:
