@@ -15,9 +15,12 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
   public let mixers: [any RecurrentMixer]
   /// The per-layer conversion reports (empty when loaded from a file without them).
   public let reports: [KernelConversionReport]
+  /// The converted kernels by name (``kernelName(layer:)``), as written to interchange files.
+  public let kernels: [String: DiagonalStateSpace]
   /// The length the kernels were converted at.
   public let conversionLength: Int
-  /// Whether some layer is exact only within ``conversionLength`` (an ETSC layer).
+  /// Whether some layer is exact only within ``conversionLength`` (an ETSC layer, or a compact
+  /// layer with channels that fell back to ETSC).
   public let isLimitedToConversionLength: Bool
 
   /// Converts every block's mixer of `model` with `converter` at `length`.
@@ -27,17 +30,20 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     }
     var mixers: [any RecurrentMixer] = []
     var reports: [KernelConversionReport] = []
+    var kernels: [String: DiagonalStateSpace] = [:]
     for (i, mixer) in try Self.convertibleMixers(model).enumerated() {
-      let samples = try mixer.kernelSamples(length: length, name: Self.kernelName(layer: i))
-      let conversion = try converter.convert(samples)
+      let name = Self.kernelName(layer: i)
+      let conversion = try converter.convert(try mixer.kernelSamples(length: length, name: name))
       mixers.append(try mixer.recurrentForm(conversion.stateSpace))
       reports.append(conversion.report)
+      kernels[name] = conversion.stateSpace
     }
     self.model = model
     self.mixers = mixers
     self.reports = reports
+    self.kernels = kernels
     conversionLength = length
-    isLimitedToConversionLength = reports.contains { $0.mode == .exact }
+    isLimitedToConversionLength = reports.contains { $0.mode == .exact || ($0.exactChannels ?? 0) > 0 }
   }
 
   /// The model with its kernels replaced by given state spaces (keyed by ``kernelName(layer:)``),
@@ -57,6 +63,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     self.model = model
     self.mixers = mixers
     self.reports = reports
+    self.kernels = kernels
     conversionLength = length
     isLimitedToConversionLength = limitedToLength
   }

@@ -49,25 +49,12 @@ public enum RecurrentModelDirectory {
   public static func convert(
     _ model: CausalLanguageModel, converter: some KernelConverter, length: Int
   ) throws -> Conversion {
-    guard length >= 1 else {
-      throw ConversionError(kernel: "model", problem: "conversion length must be at least 1, got \(length)")
-    }
     let started = DispatchTime.now().uptimeNanoseconds
-    var kernels: [String: DiagonalStateSpace] = [:]
-    var reports: [KernelConversionReport] = []
-    for (i, mixer) in try RecurrentLanguageModel.convertibleMixers(model).enumerated() {
-      let name = RecurrentLanguageModel.kernelName(layer: i)
-      let conversion = try converter.convert(try mixer.kernelSamples(length: length, name: name))
-      kernels[name] = conversion.stateSpace
-      reports.append(conversion.report)
-    }
-    let limited = reports.contains { $0.mode == .exact || ($0.exactChannels ?? 0) > 0 }
-    let recurrent = try RecurrentLanguageModel(
-      model: model, kernels: kernels, length: length, limitedToLength: limited, reports: reports)
+    let recurrent = try RecurrentLanguageModel(model: model, converter: converter, length: length)
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9
     return Conversion(
-      model: recurrent, kernels: kernels, reports: reports, mode: converter.mode, length: length,
-      limitedToLength: limited, seconds: seconds)
+      model: recurrent, kernels: recurrent.kernels, reports: recurrent.reports, mode: converter.mode,
+      length: length, limitedToLength: recurrent.isLimitedToConversionLength, seconds: seconds)
   }
 
   /// Writes `conversion` into `directory` (created with its parents if needed). Refuses a

@@ -132,4 +132,14 @@ import Testing
     _ = recurrent.step(1, state: &state)
     #expect(recurrent.passedConversionLength(state))
   }
+
+  /// A compact model whose channels fell back to ETSC is limited to its length too.
+  @Test func compactFallbackChannelsAreLimitedToTheLength() throws {
+    let model = try model(Self.mixers[0].1)
+    let strict = try RecurrentLanguageModel(
+      model: model, converter: CompactConverter(tolerance: 1e-12, maxStates: 1), length: 24)
+    #expect(strict.reports.allSatisfy { ($0.exactChannels ?? 0) > 0 })
+    #expect(strict.isLimitedToConversionLength)
+    #expect(strict.kernels.count == 2)
+  }
 }
