@@ -38,6 +38,13 @@ public protocol ConvertibleMixer: SequenceMixer {
   func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer
 }
 
+extension ConvertibleMixer where Self: LongConvMixer {
+  /// The mixer's kernel sampled by ``CausalKernelSamples/init(kernel:length:name:)``.
+  public func kernelSamples(length: Int, name: String) throws -> CausalKernelSamples {
+    try CausalKernelSamples(kernel: kernel, length: length, name: name)
+  }
+}
+
 extension ConvertibleMixer {
   func checkChannels(_ system: DiagonalStateSpace, expected: Int) throws {
     guard system.channels == expected else {
@@ -68,10 +75,6 @@ func state(of recurrence: RecurrentConvolution, after x: Tensor) -> RecurrentCon
 // MARK: Gated Toeplitz unit
 
 extension GatedToeplitzUnit: ConvertibleMixer {
-  public func kernelSamples(length: Int, name: String) throws -> CausalKernelSamples {
-    try CausalKernelSamples(kernel: kernel, length: length, name: name)
-  }
-
   public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
     try checkChannels(system, expected: innerWidth)
     return RecurrentGTU(mixer: self, recurrence: RecurrentConvolution(system))
@@ -110,10 +113,6 @@ struct RecurrentGTU<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable
 // MARK: Hyena operator
 
 extension HyenaOperator: ConvertibleMixer {
-  public func kernelSamples(length: Int, name: String) throws -> CausalKernelSamples {
-    try CausalKernelSamples(kernel: kernel, length: length, name: name)
-  }
-
   public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
     try checkChannels(system, expected: width)
     return RecurrentHyena(mixer: self, recurrence: RecurrentConvolution(system))
@@ -182,10 +181,6 @@ struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendab
 // MARK: SSM block
 
 extension SSMBlock: ConvertibleMixer {
-  public func kernelSamples(length: Int, name: String) throws -> CausalKernelSamples {
-    try CausalKernelSamples(kernel: kernel, length: length, name: name)
-  }
-
   public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
     try checkChannels(system, expected: width)
     return RecurrentSSM(mixer: self, recurrence: RecurrentConvolution(system))
