@@ -37,17 +37,7 @@ enum FFT {
     let inverse: Bool
   }
 
-  /// Cached plans: measured ones (`FFTW_MEASURE`, milliseconds to make) and quick ones
-  /// (`FFTW_ESTIMATE`, microseconds), with how often each shape was asked for. A shape's first
-  /// uses get a quick plan; one that keeps coming back (training, benchmarks) is measured.
-  /// Generation that recomputes a growing prefix asks for a new size nearly every token. One
-  /// lock for all: FFTW's planner is not thread-safe.
-  private static let cache = Mutex<(measured: [Key: FFTPlan], quick: [Key: FFTPlan], uses: [Key: Int])>(
-    ([:], [:], [:]))
-  /// Uses of a shape before it is measured: a forward pass of a 6-layer model uses its shapes
-  /// about 18 times, so a repeated pass (training, benchmarks after a warm-up) is measured by
-  /// its second run, while a prefix that grows by one token rarely reuses a size that often.
-  static let usesBeforeMeasuring = 32
+  private static let plans = Mutex<[Key: FFTPlan]>([:])
 
   /// Complex values per spectrum for a transform of `size` real values.
   static func spectrumCount(_ size: Int) -> Int { size / 2 + 1 }
@@ -77,47 +67,33 @@ enum FFT {
   static func plan(size: Int, count: Int, inverse: Bool) -> FFTPlan {
     let stride = realStride(size)
     let key = Key(size: size, count: count, realStride: stride, inverse: inverse)
-    return cache.withLock { cache in
-      if let plan = cache.measured[key] { return plan }
-      let uses = cache.uses[key, default: 0] + 1
-      cache.uses[key] = uses
-      if uses <= usesBeforeMeasuring {
-        if let plan = cache.quick[key] { return plan }
-        let plan = makePlan(key, flags: UInt32(FFTW_ESTIMATE))
-        cache.quick[key] = plan
-        return plan
+    return plans.withLock { cache in
+      if let plan = cache[key] { return plan }
+      // FFTW_MEASURE overwrites its arrays while planning: plan on scratch buffers.
+      let real = FFTBuffer(count: stride * count)
+      let complex = FFTBuffer(count: 2 * spectrumStride(size) * count)
+      var n = Int32(size)
+      let dist = Int32(spectrumStride(size))
+      let flags = UInt32(FFTW_MEASURE)
+      let raw: OpaquePointer?
+      if inverse {
+        raw = complex.base.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
+          fftwf_plan_many_dft_c2r(
+            1, &n, Int32(count), c, nil, 1, dist, real.base, nil, 1, Int32(stride), flags)
+        }
+      } else {
+        raw = complex.base.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
+          fftwf_plan_many_dft_r2c(
+            1, &n, Int32(count), real.base, nil, 1, Int32(stride), c, nil, 1, dist, flags)
+        }
       }
-      let plan = makePlan(key, flags: UInt32(FFTW_MEASURE))
-      cache.measured[key] = plan
+      guard let raw else {
+        preconditionFailure("FFT: FFTW could not plan \(count) transforms of size \(size)")
+      }
+      let plan = FFTPlan(raw: raw)
+      cache[key] = plan
       return plan
     }
-  }
-
-  /// A new plan for `key` (planned on scratch buffers: `FFTW_MEASURE` overwrites its arrays).
-  /// Callers hold a lock: FFTW's planner is not thread-safe. Plans are never destroyed, since
-  /// other threads may be executing them.
-  private static func makePlan(_ key: Key, flags: UInt32) -> FFTPlan {
-    let (size, count, stride, inverse) = (key.size, key.count, key.realStride, key.inverse)
-    let real = FFTBuffer(count: stride * count)
-    let complex = FFTBuffer(count: 2 * spectrumStride(size) * count)
-    var n = Int32(size)
-    let dist = Int32(spectrumStride(size))
-    let raw: OpaquePointer?
-    if inverse {
-      raw = complex.base.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
-        fftwf_plan_many_dft_c2r(
-          1, &n, Int32(count), c, nil, 1, dist, real.base, nil, 1, Int32(stride), flags)
-      }
-    } else {
-      raw = complex.base.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
-        fftwf_plan_many_dft_r2c(
-          1, &n, Int32(count), real.base, nil, 1, Int32(stride), c, nil, 1, dist, flags)
-      }
-    }
-    guard let raw else {
-      preconditionFailure("FFT: FFTW could not plan \(count) transforms of size \(size)")
-    }
-    return FFTPlan(raw: raw)
   }
 
   /// Real to complex: `count` rows of `real` (`realStride(size)` apart) into `complex`.
