@@ -11,7 +11,7 @@ public enum ConversionMode: String, Sendable, CaseIterable, Codable {
   case compact
 }
 
-/// Turns a sampled causal kernel into a ``DiagonalStateSpace`` and says how well it did.
+/// Turns a sampled causal kernel into a ``LongConv/DiagonalStateSpace`` and says how well it did.
 ///
 /// Contract: the returned system's impulse response `Re(sum_n residues_n poles_n^k)` plus
 /// `skip` at lag 0 reproduces the kernel (plus its skip) over lags `0 ..< length` to within

@@ -1,6 +1,6 @@
 import LongConv
 
-/// Exports a kernel's own exact state-space form (``LongConvKernel/stateSpace()``: S4D, EMA),
+/// Exports a kernel's own exact state-space form (``LongConv/LongConvKernel/stateSpace()``: S4D, EMA),
 /// exact at every length. A kernel without one is converted exactly by ``ExactConverter``
 /// instead, and the report says so.
 ///

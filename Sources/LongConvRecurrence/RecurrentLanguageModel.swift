@@ -1,7 +1,7 @@
 import Foundation
 import LongConv
 
-/// A ``CausalLanguageModel`` whose long convolutions run as diagonal recurrences: the prompt
+/// A ``LongConv/CausalLanguageModel`` whose long convolutions run as diagonal recurrences: the prompt
 /// goes through the FFT path once (``prefill(_:state:)``), then every generated token costs
 /// the same whatever the position (``step(_:state:)``).
 ///

@@ -11,7 +11,7 @@ import LongConv
 ///   another checkpoint of the same shape).
 /// - `report.json`: the per-layer ``KernelConversionReport``s (snake-case keys), totals and
 ///   the conversion time.
-/// - `report.txt`: the same as an aligned table (``table(_:)``).
+/// - `report.txt`: the same as an aligned table (``table(_:byName:)``).
 ///
 /// The model itself (embedding, norms, projections, head) is not copied: loading takes the
 /// checkpoint's model and replaces its long convolutions.
@@ -110,7 +110,7 @@ public enum RecurrentModelDirectory {
     try read(directory).metadata
   }
 
-  /// The recurrent form of `model` stored in `directory`. Throws a ``TensorFileError`` naming
+  /// The recurrent form of `model` stored in `directory`. Throws a ``LongConvLayers/TensorFileError`` naming
   /// the file when a kernel is missing or extra, has the wrong channel count, the metadata is
   /// incomplete, or the conversion was made from a checkpoint with other parameters.
   public static func load(model: CausalLanguageModel, from directory: URL) throws -> RecurrentLanguageModel {
