@@ -16,10 +16,7 @@ public final class Linear: Module {
   public var inputCount: Int { weight.shape[1] }
   public var outputCount: Int { weight.shape[0] }
 
-  public func callAsFunction(_ x: Tensor) -> Tensor {
-    let y = x.matmul(weight, transposeB: true)
-    return bias.map { y + $0 } ?? y
-  }
+  public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
 }
 
 /// A table of `[vocabulary, width]` vectors looked up by integer token.
