@@ -128,7 +128,14 @@ func emit(_ fields: [(String, Any)]) {
   fflush(nil)
 }
 
-func header(_ threads: Int) -> [(String, Any)] { [("impl", "longconvkit"), ("threads", threads)] }
+/// The fields every line starts with; `blas_core` is the kernel set OpenBLAS runs (its own CPU
+/// detection, or `OPENBLAS_CORETYPE` from the environment), which sets the speed of every product.
+func header(_ threads: Int) -> [(String, Any)] {
+  [
+    ("impl", "longconvkit"), ("threads", threads),
+    ("blas_core", openblas_get_corename().map { String(cString: $0) } ?? "unknown"),
+  ]
+}
 
 /// GFLOP/s of `Tensor.matmul` at 1024^3 beside a direct `cblas_sgemm` on preallocated buffers.
 func benchMatmul(_ o: Options, threads: Int) {

@@ -19,11 +19,8 @@ public final class Linear: Module {
   /// `out`.
   public var outputCount: Int { weight.shape[0] }
 
-  /// `[..., in] -> [..., out]`.
-  public func callAsFunction(_ x: Tensor) -> Tensor {
-    let y = x.matmul(weight, transposeB: true)
-    return bias.map { y + $0 } ?? y
-  }
+  /// `[..., in] -> [..., out]`: `x W^T + b` in one fused op.
+  public func callAsFunction(_ x: Tensor) -> Tensor { x.linear(weight: weight, bias: bias) }
 }
 
 /// A table of `[vocabulary, width]` vectors looked up by integer token.

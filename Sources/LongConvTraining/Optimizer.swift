@@ -1,3 +1,4 @@
+import Dispatch
 import Foundation
 import LongConvTensors
 
@@ -200,11 +201,16 @@ public final class AdamW: Optimizer {
           first.withUnsafeMutableBufferPointer { m in
             second.withUnsafeMutableBufferPointer { v in
               p.withUnsafeMutableBufferPointer { value in
-                for j in 0..<value.count {
-                  if decay != 1 { value[j] *= decay }
-                  m[j] = b1 * m[j] + (1 - b1) * g[j]
-                  v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j]
-                  value[j] -= stepSize * m[j] / (v[j].squareRoot() / correction2 + eps)
+                let buffers = UnsafeBuffers(g: g, m: m, v: v, value: value)
+                // One pass per element; large parameters are split over threads.
+                parallelChunks(value.count) { range in
+                  let (g, m, v, value) = (buffers.g, buffers.m, buffers.v, buffers.value)
+                  for j in range {
+                    if decay != 1 { value[j] *= decay }
+                    m[j] = b1 * m[j] + (1 - b1) * g[j]
+                    v[j] = b2 * v[j] + (1 - b2) * g[j] * g[j]
+                    value[j] -= stepSize * m[j] / (v[j].squareRoot() / correction2 + eps)
+                  }
                 }
               }
             }
@@ -214,6 +220,22 @@ public final class AdamW: Optimizer {
         store.slots[1][i] = second
       }
     }
+  }
+}
+
+/// The buffers of one AdamW update, handed to worker threads that write disjoint ranges.
+private struct UnsafeBuffers: @unchecked Sendable {
+  let g: UnsafeBufferPointer<Float>
+  let m: UnsafeMutableBufferPointer<Float>, v: UnsafeMutableBufferPointer<Float>
+  let value: UnsafeMutableBufferPointer<Float>
+}
+
+/// Runs `body` over `0..<count` in contiguous ranges of at least 64 K elements, on up to
+/// ``ComputeThreads/count`` threads.
+private func parallelChunks(_ count: Int, _ body: @Sendable (Range<Int>) -> Void) {
+  let tasks = min(ComputeThreads.count, count >> 16)
+  if tasks <= 1 { return body(0..<count) }
+  DispatchQueue.concurrentPerform(iterations: tasks) { t in body(count * t / tasks..<count * (t + 1) / tasks)
   }
 }
 

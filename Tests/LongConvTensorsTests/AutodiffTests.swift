@@ -36,6 +36,21 @@ import Testing
     #expect(r.gradient?.scalars == [2, 2, 2])
   }
 
+  @Test func anInteriorValueUsedSeveralTimesAddsItsGradients() {
+    // y = a^2 reaches the loss three times, twice through one add (whose pullback hands the
+    // same storage to both inputs) and once directly: v = (y + y) * y = 2 y^2, so
+    // dL/da = 4 y r * 2 a = 8 a^3 r. Large enough for the threaded in-place addition.
+    let a = uniformTensor([70_000], seed: 127).requiringGradient()
+    let r = uniformTensor([70_000], seed: 128)
+    let y = a * a
+    ((y + y) * y * r).sum().backward()
+    expectClose(a.gradient!, zip(a.doubles, r.doubles).map { 8 * $0 * $0 * $0 * $1 }, "8 a^3 r")
+    checkGradients("(y + y) * y with y = a^2", inputs: [uniformTensor([4], seed: 129)]) {
+      let y = $0[0] * $0[0]
+      return (y + y) * y + y.exp()
+    }
+  }
+
   @Test func eachParameterOwnsItsGradientStorage() {
     // Add's pullback hands the same tensor to both inputs; scaling one gradient in place (as
     // an optimizer's clipping does) must leave the other alone.

@@ -41,7 +41,7 @@ import Testing
   static let reductions: [(source: [Int], target: [Int])] = [
     ([2, 3, 4], [4]), ([2, 3, 4], [3, 1]), ([2, 3, 4], [1]), ([2, 3, 4], []), ([2, 3, 4], [2, 1, 4]),
     ([2, 3, 4], [1, 3, 1]), ([2, 3, 4], [2, 3, 1]), ([2, 3, 4], [1, 1, 1]), ([2, 3, 4], [2, 3, 4]),
-    ([5], [1]), ([3, 1, 2], [1, 2]),
+    ([5], [1]), ([3, 1, 2], [1, 2]), ([2, 3, 4], [1, 4]), ([2, 3, 4], [3, 4]), ([2, 3, 4], [1, 3, 4]),
   ]
 
   @Test(arguments: reductions)
@@ -79,6 +79,14 @@ import Testing
     let lhs = zip(u.broadcast(to: [2, 3, 4]).doubles, v.doubles).map { $0 * $1 }.reduce(0, +)
     let rhs = zip(u.doubles, v.sum(toShape: [3, 1]).doubles).map { $0 * $1 }.reduce(0, +)
     #expect(Swift.abs(lhs - rhs) <= 1e-5 * Swift.max(1, Swift.abs(lhs)))
+  }
+
+  @Test func sumOverLeadingAxesOfALargeTensor() {
+    // The threaded column-sum path: [64, 700, 3] -> [3] in partial rows per thread.
+    let x = uniformTensor([64, 700, 3], seed: 46)
+    var expected = [Double](repeating: 0, count: 3)
+    for (flat, v) in x.doubles.enumerated() { expected[flat % 3] += v }
+    expectClose(x.sum(toShape: [3]), expected, tolerance: 1e-4, "sum [64, 700, 3] to [3]")
   }
 
   @Test func sameShapeIsTheIdentity() {

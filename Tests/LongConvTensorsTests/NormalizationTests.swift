@@ -112,6 +112,30 @@ import Testing
     checkGradients("layerNorm rank 1", inputs: [x]) { $0[0].layerNorm() }
   }
 
+  @Test func manyRowsSplitOverThreadsMatchDouble() {
+    // 1024 rows of 48: both passes run on several threads.
+    let x = uniformTensor([2, 512, 48], seed: 115, low: -2, high: 2)
+    let w = uniformTensor([48], seed: 116, low: 0.5, high: 1.5)
+    let b = uniformTensor([48], seed: 117)
+    expectClose(x.simpleRMSNorm(), reference(x, simpleRMSNormRow), "simpleRMSNorm, many rows")
+    expectClose(
+      x.layerNorm(weight: w, bias: b), reference(x, weight: w, bias: b, layerNormRow(1e-5)),
+      "layerNorm, many rows")
+    // The input gradient of sum(norm(x) * r), row by row, against a small-batch evaluation
+    // of the same rows (which runs on one thread).
+    let r = uniformTensor([2, 512, 48], seed: 118)
+    let xp = x.requiringGradient()
+    (xp.layerNorm(weight: w, bias: b) * r).sum().backward()
+    let rows = x.reshaped([1024, 48])
+    let rr = r.reshaped([1024, 48])
+    for row in [0, 511, 777, 1023] {
+      let xi = rows.slice(axis: 0, row..<row + 1).requiringGradient()
+      (xi.layerNorm(weight: w, bias: b) * rr.slice(axis: 0, row..<row + 1)).sum().backward()
+      let full = xp.gradient!.reshaped([1024, 48]).slice(axis: 0, row..<row + 1)
+      expectClose(full, xi.gradient!.doubles, "layerNorm gradient of row \(row)")
+    }
+  }
+
   @Test func constantAndZeroRowsStayFinite() {
     // A constant row has zero variance (layerNorm gives the bias); a zero row has zero norm.
     let x = try! Tensor(shape: [2, 4], scalars: [3, 3, 3, 3, 0, 0, 0, 0]).requiringGradient()

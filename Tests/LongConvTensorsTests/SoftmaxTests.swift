@@ -66,6 +66,21 @@ import Testing
     }
   }
 
+  @Test func crossEntropyOverManyRowsMatchesDouble() {
+    // 600 rows of 40 classes: loss and gradient computed on several threads.
+    let x = uniformTensor([600, 40], seed: 105, low: -4, high: 4)
+    let targets = (0..<600).map { ($0 * 17) % 40 }
+    let p = x.requiringGradient()
+    let loss = p.crossEntropy(targets: targets)
+    expectClose(loss, [crossEntropyReference(x, targets)], "crossEntropy, many rows")
+    loss.backward()
+    // (softmax - onehot) / rows, in Double.
+    let logp = logSoftmaxReference(x, axis: -1)
+    var expected = logp.map { Foundation.exp($0) / 600 }
+    for (r, t) in targets.enumerated() { expected[r * 40 + t] -= 1.0 / 600 }
+    expectClose(p.gradient!, expected, "crossEntropy gradient, many rows")
+  }
+
   @Test func crossEntropyEqualsMeanNegativeLogSoftmaxOfTheTargets() {
     let x = uniformTensor([3, 4], seed: 104, low: -2, high: 2)
     let targets = [3, 1, 0]

@@ -71,6 +71,26 @@ let gradientsB: [[Float]] = [[1.0, -2.0], [0.5, 0.5], [-0.25, 3.0]]
     #expect(optimizer.state["ssm.0.exp_avg_sq"]?.count == 2)
   }
 
+  @Test func aLargeParameterSplitOverThreadsMatchesTheReference() {
+    // 200 K scalars: the update runs in ranges on several threads.
+    let n = 200_000
+    let start: [Float] = (0..<n).map { i in Float(i % 97) / 50 - 1 }
+    let gradients: [[Float]] = (0..<2).map { t in
+      (0..<n).map { i -> Float in Float((i * 7 + t * 13) % 101) / 50 - 1 }
+    }
+    let p = Tensor(start).requiringGradient()
+    let optimizer = AdamW(
+      groups: [ParameterGroup(name: "g", parameters: [p], weightDecay: 0.1)], learningRate: 0.01)
+    for g in gradients {
+      setGradient(p, g)
+      optimizer.step()
+    }
+    let expected = Self.reference(
+      start: start.map(Double.init), gradients: gradients, lr: 0.01, wd: 0.1, b1: 0.9, b2: 0.999, eps: 1e-8)
+    let worst = zip(p.scalars, expected).map { abs(Double($0) - $1) }.max()!
+    #expect(worst < 1e-5, "largest deviation \(worst)")
+  }
+
   @Test func firstStepIsSignTimesLearningRate() {
     // Bias-corrected first step: m_hat / sqrt(v_hat) = sign(g), so p moves by lr (eps aside).
     let p = Tensor([1.0, 1.0]).requiringGradient()

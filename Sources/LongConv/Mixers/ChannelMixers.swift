@@ -15,7 +15,7 @@ public final class GLU: ChannelMixer {
 
   public var width: Int { l1.inputCount }
 
-  public func callAsFunction(_ x: Tensor) -> Tensor { l3(l1(x).silu() * l2(x)) }
+  public func callAsFunction(_ x: Tensor) -> Tensor { l3(l1(x).siluGate(l2(x))) }
 
   static let factory: ChannelMixerFactory = { config, context, generator in
     GLU(

@@ -35,9 +35,9 @@ public final class GatedToeplitzUnit<Kernel: LongConvKernel>: LongConvMixer {
   public var innerWidth: Int { kernel.channels }
 
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
-    let u = uProj(x).silu()
     let v = vProj(x).silu()
-    return out(u * (try kernel.convolve(v)))
+    // SiLU(W_u x + b_u) * TNO(v) as one fused op.
+    return out(uProj(x).siluGate(try kernel.convolve(v)))
   }
 }
 

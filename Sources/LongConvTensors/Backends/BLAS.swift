@@ -1,4 +1,5 @@
 import COpenBLAS
+import Glibc
 import Synchronization
 
 /// Thin wrappers over cblas, row-major.
@@ -12,8 +13,34 @@ enum BLAS {
   static let threads = Atomic<Int>(0)
 
   static func useThreads(_ n: Int) {
+    _ = idleWorkersSleep
     if threads.exchange(n, ordering: .relaxed) != n { openblas_set_num_threads(Int32(n)) }
   }
+
+  /// How long OpenBLAS's idle workers spin before they sleep, as `2^x` CPU cycles (its
+  /// `OPENBLAS_THREAD_TIMEOUT`; OpenBLAS's own default is 28, about a tenth of a second).
+  static let idleSpinCycles = 16
+
+  /// Makes OpenBLAS's idle workers sleep after about `2^idleSpinCycles` cycles instead of
+  /// spinning in `sched_yield` for ~0.1 s after every threaded product. Between products the
+  /// toolkit runs its own workers (element-wise ops, FFTs); on few cores the spinning workers
+  /// took their time slices (a quarter of a training step's CPU time was `sched_yield`;
+  /// measured: step 940 -> 866 ms). Runs once, before the first product.
+  ///
+  /// OpenBLAS reads the timeout only when it starts its workers, so this sets the variable
+  /// and stops the workers; the next threaded product starts them again with the new value.
+  /// A timeout the user set in the environment is kept. Both functions are looked up at run
+  /// time: a build of OpenBLAS without them (OpenMP) is left as it is.
+  static let idleWorkersSleep: Void = {
+    guard getenv("OPENBLAS_THREAD_TIMEOUT") == nil,
+      let shutdown = dlsym(nil, "blas_thread_shutdown_")
+    else { return }
+    setenv("OPENBLAS_THREAD_TIMEOUT", "\(idleSpinCycles)", 0)
+    if let readEnvironment = dlsym(nil, "openblas_read_env") {
+      unsafeBitCast(readEnvironment, to: (@convention(c) () -> Void).self)()
+    }
+    _ = unsafeBitCast(shutdown, to: (@convention(c) () -> Int32).self)()
+  }()
 
   /// `C = alpha * op(A) op(B) + beta * C` with `op(A)` of shape `[m, k]` and `op(B)` of shape `[k, n]`.
   static func sgemm(

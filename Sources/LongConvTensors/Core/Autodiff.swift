@@ -48,9 +48,22 @@ final class GraphNode: @unchecked Sendable {
           ? Tensor(shape: gradientShape, storage: storage)
           : Tensor(shape: gradientShape, storage: storage).copy()
       }
+    } else if gradient != nil {
+      // Interior gradients may share storage with each other (add's pullback returns one
+      // tensor for both inputs): add in place only into storage nothing else holds.
+      var storage = gradient!.storage
+      gradient = nil
+      if isKnownUniquelyReferenced(&storage) {
+        let (dst, src) = (SendablePointer(storage.base), SendablePointer(g.storage.base))
+        parallelRanges(storage.count) { range in
+          for i in range { dst.base[i] += src.base[i] }
+        }
+        gradient = Tensor(shape: shape, storage: storage)
+      } else {
+        gradient = Tensor(shape: shape, storage: storage) + g
+      }
     } else {
-      // Interior gradients may share storage with each other (add's pullback): out of place.
-      gradient = gradient.map { $0 + g } ?? g.detached()
+      gradient = g.detached()
     }
   }
 }

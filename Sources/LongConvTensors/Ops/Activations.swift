@@ -73,11 +73,13 @@ enum SigmoidFunction: UnaryScalarFunction {
   static func derivative(_ x: Float, _ y: Float) -> Float { y * (1 - y) }
 }
 
+/// Through ``FastMath`` so the loops vectorise: SiLU sits on the widest activations of GTU
+/// and GLU layers.
 enum SiLUFunction: UnaryScalarFunction {
   static let name = "silu"
-  static func value(_ x: Float) -> Float { x / (1 + Foundation.exp(-x)) }
-  static func derivative(_ x: Float, _ y: Float) -> Float {
-    let s = 1 / (1 + Foundation.exp(-x))
+  @inline(__always) static func value(_ x: Float) -> Float { x * FastMath.sigmoid(x) }
+  @inline(__always) static func derivative(_ x: Float, _ y: Float) -> Float {
+    let s = FastMath.sigmoid(x)
     return s * (1 + x * (1 - s))
   }
 }

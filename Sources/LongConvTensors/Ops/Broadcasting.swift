@@ -89,7 +89,15 @@ extension Tensor {
     precondition(
       Broadcasting.shape(target, shape) == shape,
       "sum(toShape:): shape \(target) does not broadcast to \(shape)")
-    let out = TensorStorage(count: Tensor.elementCount(target), repeating: 0)
+    let backward: (Tensor) -> [Tensor?] = { [shape] g in [g.broadcast(to: shape)] }
+    let kept = Tensor.elementCount(target)
+    let trailing = Array(target.drop(while: { $0 == 1 }))
+    if kept > 0, !trailing.isEmpty, Array(shape.suffix(trailing.count)) == trailing {
+      // Summed over leading axes only (a bias gradient, `[B, L, D] -> [D]`): rows of a matrix.
+      let out = Tensor.columnSums(storage.base, rows: count / kept, columns: kept)
+      return Tensor.recorded("sum(toShape:)", shape: target, storage: out, inputs: [self], pullback: backward)
+    }
+    let out = TensorStorage(count: kept, repeating: 0)
     let src = storage.base
     let dst = out.base
     let srcStrides = Broadcasting.strides(of: shape, in: shape)
@@ -105,9 +113,7 @@ extension Tensor {
         for i in 0..<length { d[i * inner[1]] += s[i * inner[0]] }
       }
     }
-    return Tensor.recorded("sum(toShape:)", shape: target, storage: out, inputs: [self]) { [shape] g in
-      [g.broadcast(to: shape)]
-    }
+    return Tensor.recorded("sum(toShape:)", shape: target, storage: out, inputs: [self], pullback: backward)
   }
 
   /// This tensor repeated along broadcast axes to `target`.

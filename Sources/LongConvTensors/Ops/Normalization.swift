@@ -24,7 +24,7 @@ extension Tensor {
   ///
   /// Pullback per row, with `gh = g * weight` and `s' = ds/d(sumSquares)`:
   /// `dx = s * gh + 2 s' (x - c) * sum(gh * (x - c))`, minus its mean when centred
-  /// (the mean subtraction is a projection).
+  /// (the mean subtraction is a projection). Rows are split over threads in both passes.
   private func normalized(_ kind: NormKind, weight: Tensor?, bias: Tensor?) -> Tensor {
     let (op, centered) = (kind.name, kind.isCentered)
     precondition(rank >= 1, "\(op): input must have rank >= 1, got \(shape)")
@@ -34,48 +34,70 @@ extension Tensor {
     }
     let rows = count / Swift.max(d, 1)
     let xhat = TensorStorage(uninitializedCount: count)
-    var scales = [Float](repeating: 0, count: rows)
-    var derivatives = [Float](repeating: 0, count: rows)  // ds/d(sumSquares)
-    let x = storage.base
-    for r in 0..<rows {
-      let row = x + r * d
-      var mean: Float = 0
-      if centered {
-        for j in 0..<d { mean += row[j] }
-        mean /= Float(d)
-      }
-      var ss: Float = 0
-      for j in 0..<d { ss += (row[j] - mean) * (row[j] - mean) }
-      let s = kind.scale(sumSquares: ss, d: d)
-      derivatives[r] = kind.scaleDerivative(sumSquares: ss, d: d, scale: s)
-      scales[r] = s
-      for j in 0..<d { xhat.base[r * d + j] = (row[j] - mean) * s }
-    }
-    let normalizedValue = Tensor(shape: shape, storage: xhat)
-    var out = normalizedValue
-    if let weight { out = Tensor.withoutRecording { out * weight } }
-    if let bias { out = Tensor.withoutRecording { out + bias } }
-    let inputs = [self] + [weight, bias].compactMap { $0 }
-    return Tensor.recorded(op, shape: shape, storage: out.storage, inputs: inputs) { [shape] g in
-      let gh = weight.map { g * $0.detached() } ?? g
-      let dx = TensorStorage(uninitializedCount: g.count)
-      for r in 0..<rows {
-        let (ghr, xr, dr) = (gh.storage.base + r * d, xhat.base + r * d, dx.base + r * d)
-        let s = scales[r]
-        // x - c = xhat / s.
-        var dot: Float = 0
-        for j in 0..<d { dot += ghr[j] * xr[j] }
-        let k = s == 0 ? 0 : 2 * derivatives[r] * dot / (s * s)
-        for j in 0..<d { dr[j] = s * ghr[j] + k * xr[j] }
+    // With an affine part the output is a second buffer; `xhat` is kept for the weight's gradient.
+    let affine = weight != nil || bias != nil
+    let out = affine ? TensorStorage(uninitializedCount: count) : xhat
+    let scales = TensorStorage(uninitializedCount: rows)
+    let derivatives = TensorStorage(uninitializedCount: rows)  // ds/d(sumSquares)
+    let (x, xh, y) = (SendablePointer(storage.base), SendablePointer(xhat.base), SendablePointer(out.base))
+    let (sp, dp) = (SendablePointer(scales.base), SendablePointer(derivatives.base))
+    let (w, b) = (
+      weight.map { SendablePointer($0.storage.base) }, bias.map { SendablePointer($0.storage.base) }
+    )
+    let rowGrain = Swift.max(1, (1 << 14) / Swift.max(d, 1))
+    parallelRanges(rows, grain: rowGrain) { range in
+      for r in range {
+        let (row, xr, yr) = (x.base + r * d, xh.base + r * d, y.base + r * d)
+        var mean: Float = 0
         if centered {
-          var m: Float = 0
-          for j in 0..<d { m += dr[j] }
-          m /= Float(d)
-          for j in 0..<d { dr[j] -= m }
+          for j in 0..<d { mean += row[j] }
+          mean /= Float(d)
+        }
+        var ss: Float = 0
+        for j in 0..<d { ss += (row[j] - mean) * (row[j] - mean) }
+        let s = kind.scale(sumSquares: ss, d: d)
+        dp.base[r] = kind.scaleDerivative(sumSquares: ss, d: d, scale: s)
+        sp.base[r] = s
+        for j in 0..<d { xr[j] = (row[j] - mean) * s }
+        if affine {
+          for j in 0..<d { yr[j] = xr[j] * (w?.base[j] ?? 1) + (b?.base[j] ?? 0) }
         }
       }
+    }
+    let inputs = [self] + [weight, bias].compactMap { $0 }
+    // The pullback reads these through raw pointers: it must hold the storages themselves.
+    return Tensor.recorded(op, shape: shape, storage: out, inputs: inputs) {
+      [shape, xhat, scales, derivatives] g in
+      let dx = TensorStorage(uninitializedCount: g.count)
+      let (gp, dxp) = (SendablePointer(g.storage.base), SendablePointer(dx.base))
+      parallelRanges(rows, grain: rowGrain) { range in
+        for r in range {
+          let (gr, xr, dr) = (gp.base + r * d, xh.base + r * d, dxp.base + r * d)
+          let s = sp.base[r]
+          // gh = g * weight, written into dr first; x - c = xhat / s.
+          if let w {
+            for j in 0..<d { dr[j] = gr[j] * w.base[j] }
+          } else {
+            dr.update(from: gr, count: d)
+          }
+          var dot: Float = 0
+          for j in 0..<d { dot += dr[j] * xr[j] }
+          let k = s == 0 ? 0 : 2 * dp.base[r] * dot / (s * s)
+          for j in 0..<d { dr[j] = s * dr[j] + k * xr[j] }
+          if centered {
+            var m: Float = 0
+            for j in 0..<d { m += dr[j] }
+            m /= Float(d)
+            for j in 0..<d { dr[j] -= m }
+          }
+        }
+      }
+      withExtendedLifetime((scales, derivatives)) {}
       var grads: [Tensor?] = [Tensor(shape: shape, storage: dx)]
-      if let weight { grads.append(weight.node == nil ? nil : (g * normalizedValue).sum(toShape: [d])) }
+      if let weight {
+        grads.append(
+          weight.node == nil ? nil : (g * Tensor(shape: shape, storage: xhat)).sum(toShape: [d]))
+      }
       if let bias { grads.append(bias.node == nil ? nil : g.sum(toShape: [d])) }
       return grads
     }

@@ -60,7 +60,8 @@ extension Tensor {
   /// Mean cross-entropy `mean_r (lse(x_r) - x_r[target_r])` of logits `[..., classes]` against
   /// one integer class per row (rows: every position of the leading axes, in order).
   ///
-  /// The softmax and the loss are fused: the pullback is `(softmax - onehot) / rows`.
+  /// The softmax and the loss are fused: the pullback is `(softmax - onehot) / rows`. Rows
+  /// are split over threads; each thread adds its rows' losses in Double.
   public func crossEntropy(targets: [Int]) -> Tensor {
     precondition(rank >= 1, "crossEntropy: logits must have rank >= 1, got \(shape)")
     let classes = shape[rank - 1]
@@ -68,24 +69,49 @@ extension Tensor {
     precondition(
       targets.count == rows,
       "crossEntropy: \(targets.count) targets for logits of shape \(shape) (\(rows) rows)")
-    var total = 0.0
-    var lses = [Float](repeating: 0, count: rows)
-    for r in 0..<rows {
-      let t = targets[r]
+    for t in targets {
       precondition(t >= 0 && t < classes, "crossEntropy: target \(t) out of range for \(classes) classes")
-      let row = storage.base + r * classes
-      lses[r] = Tensor.logSumExp(row, classes, 1)
-      total += Double(lses[r] - row[t])
     }
-    let loss = TensorStorage(count: 1, repeating: Float(total / Double(Swift.max(rows, 1))))
-    return Tensor.recorded("crossEntropy", shape: [], storage: loss, inputs: [self]) { [self] g in
+    let lses = TensorStorage(uninitializedCount: rows)
+    let rowGrain = Swift.max(1, (1 << 13) / Swift.max(classes, 1))
+    let tasks = Swift.max(1, Swift.min(ComputeThreads.count, rows / rowGrain))
+    var partials = [Double](repeating: 0, count: tasks)
+    let (x, lp) = (SendablePointer(storage.base), SendablePointer(lses.base))
+    partials.withUnsafeMutableBufferPointer { partials in
+      let sums = SendablePointer(partials.baseAddress!)
+      targets.withUnsafeBufferPointer { targets in
+        let tp = UncheckedBox(targets)
+        parallelRanges(tasks, grain: 1) { taskRange in
+          for task in taskRange {
+            var total = 0.0
+            for r in rows * task / tasks..<rows * (task + 1) / tasks {
+              let row = x.base + r * classes
+              lp.base[r] = Tensor.logSumExp(row, classes, 1)
+              total += Double(lp.base[r] - row[tp.value[r]])
+            }
+            sums.base[task] = total
+          }
+        }
+      }
+    }
+    let mean = partials.reduce(0, +) / Double(Swift.max(rows, 1))
+    let loss = TensorStorage(count: 1, repeating: Float(mean))
+    // The pullback reads `lses` through a raw pointer: it must hold the storage itself.
+    return Tensor.recorded("crossEntropy", shape: [], storage: loss, inputs: [self]) { [self, lses] g in
       let scale = g.scalar / Float(Swift.max(rows, 1))
       let dx = TensorStorage(uninitializedCount: count)
-      for r in 0..<rows {
-        let (row, d) = (storage.base + r * classes, dx.base + r * classes)
-        for c in 0..<classes { d[c] = Foundation.exp(row[c] - lses[r]) * scale }
-        d[targets[r]] -= scale
+      let dp = SendablePointer(dx.base)
+      targets.withUnsafeBufferPointer { targets in
+        let tp = UncheckedBox(targets)
+        parallelRanges(rows, grain: rowGrain) { range in
+          for r in range {
+            let (row, d, lse) = (x.base + r * classes, dp.base + r * classes, lp.base[r])
+            for c in 0..<classes { d[c] = FastMath.exp(row[c] - lse) * scale }
+            d[tp.value[r]] -= scale
+          }
+        }
       }
+      withExtendedLifetime(lses) {}
       return [Tensor(shape: shape, storage: dx)]
     }
   }
@@ -115,7 +141,7 @@ extension Tensor {
     for e in 0..<extent { m = Swift.max(m, x[e * stride]) }
     if !m.isFinite { return m }
     var s: Float = 0
-    for e in 0..<extent { s += Foundation.exp(x[e * stride] - m) }
+    for e in 0..<extent { s += FastMath.exp(x[e * stride] - m) }
     return m + Foundation.log(s)
   }
 }
