@@ -63,6 +63,16 @@ expect_status 2 "$cli" inspect --checkpoint "$work/ckpt" --out "$work/inspect" -
 expect_status 1 "$cli" inspect --checkpoint "$work/missing" --out "$work/inspect"
 expect_status 1 "$cli" inspect --checkpoint "$work/ckpt" --out "$work/tokens.bin"
 expect_status 2 "$cli" convert --checkpoint "$work/ckpt" --mode compact --tolerance 0 --out "$work/never"
+# A bidirectional classifier has no causal recurrent form: a clear error, nothing written.
+cat > "$work/classifier.json" <<'JSON'
+{"model": "classifier", "vocab_size": 32, "dim": 8, "num_layers": 1, "num_classes": 10, "max_length": 64,
+ "layers": {"mixer": {"type": "gtu", "expand_ratio": 1, "kernel": {"type": "tnn", "rpe_width": 4, "rpe_layers": 1}}}}
+JSON
+"$cli" train --config "$work/classifier.json" --task listops --steps 1 --batch 2 --length 64 --out "$work/cls" > /dev/null
+expect_status 1 "$cli" convert --checkpoint "$work/cls/checkpoint" --mode exact --out "$work/never-cls"
+message=$("$cli" convert --checkpoint "$work/cls/checkpoint" --mode exact --out "$work/never-cls" 2>&1 || true)
+[[ $message == *bidirectional* ]] || { echo "cli-smoke: converting a classifier said: $message" >&2; exit 1; }
+[[ ! -e "$work/never-cls" ]] || { echo "cli-smoke: a refused conversion wrote $work/never-cls" >&2; exit 1; }
 expect_status 2 "$cli" convert --checkpoint "$work/ckpt" --mode sideways --out "$work/never"
 expect_status 1 "$cli" convert --kernels "$work/bad-kernels.safetensors" --mode exact --out "$work/never.safetensors"
 expect_status 1 "$cli" convert --checkpoint "$work/ckpt" --mode exact --out "$work/inspect"
