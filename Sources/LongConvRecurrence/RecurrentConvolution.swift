@@ -31,6 +31,9 @@ public struct RecurrentConvolution: Sendable {
   let sharedPoles: Bool
   let residues: (re: [Float], im: [Float])
   let skip: [Float]?
+  /// Set when every channel's poles are ETSC's `gamma exp(-2 pi i s / m)`, `s = 1 ... S`: the
+  /// state after a prompt is then a DFT of the folded prompt (see ``state(after:length:)``).
+  let rootsOfUnity: (m: Int, gamma: Double)?
 
   /// Complex states over all channels.
   public var stateCount: Int { offsets[channels] }
@@ -52,6 +55,25 @@ public struct RecurrentConvolution: Sendable {
       system.residuesImaginary.flatMap { $0 }.map(Float.init)
     )
     skip = system.skip.map { $0.map { Float($0) } }
+    rootsOfUnity = shared || channels == 1 ? Self.rootsOfUnity(poles) : nil
+  }
+
+  /// `(m, gamma)` when the `S` poles are `gamma exp(-2 pi i s / m)` for `s = 1 ... S` with
+  /// `m = 2S` or `2S + 1` (the folded ETSC grid), to 1e-12 relative.
+  static func rootsOfUnity(_ poles: (re: [Double], im: [Double])) -> (m: Int, gamma: Double)? {
+    let count = poles.re.count
+    guard count >= 1 else { return nil }
+    let gamma = (poles.re[0] * poles.re[0] + poles.im[0] * poles.im[0]).squareRoot()
+    guard gamma > 0, gamma <= 1 else { return nil }
+    for m in [2 * count + 1, 2 * count] where m >= 2 {
+      let onGrid = (1...count).allSatisfy { s in
+        let angle = 2 * Double.pi * Double(s) / Double(m)
+        return Swift.abs(poles.re[s - 1] - gamma * Foundation.cos(angle)) <= 1e-12 * gamma
+          && Swift.abs(poles.im[s - 1] + gamma * Foundation.sin(angle)) <= 1e-12 * gamma
+      }
+      if onGrid { return (m, gamma) }
+    }
+    return nil
   }
 
   /// The state of one sequence: every complex state, real and imaginary parts apart.
@@ -155,13 +177,15 @@ public struct RecurrentConvolution: Sendable {
   }
 
   /// The state after the inputs `x [length, channels]` (row-major) from the zero state,
-  /// `s_n = sum_k poles_n^k x_(length-1-k)`, computed in Double without the outputs: the
+  /// `s_n = sum_k poles_n^k x_(length-1-k)`, computed in Double without the outputs: for
+  /// ETSC's grid of poles by a DFT (``stateByDFT(after:length:grid:)``), otherwise by the
   /// recurrence `s = poles * s + x_t` over the inputs, four states at a time. Inputs older
   /// than `K` positions, where the channel's largest `|pole|^K < 1e-12` (below Float32
   /// resolution), are skipped, so decaying poles cost `O(min(length, K))` per state whatever
   /// the prompt length.
   public func state(after x: UnsafeBufferPointer<Float>, length: Int) -> State {
     precondition(x.count == length * channels, "RecurrentConvolution.state: \(x.count) inputs")
+    if let grid = rootsOfUnity { return stateByDFT(after: x, length: length, grid: grid) }
     var state = makeState()
     let input = UncheckedSendable(x.baseAddress!)
     state.re.withUnsafeMutableBufferPointer { re in
@@ -191,6 +215,35 @@ public struct RecurrentConvolution: Sendable {
             }
           }
         }
+      }
+    }
+    return state
+  }
+
+  /// The state after a prompt when the poles are ETSC's grid `gamma w^-s`, `w = exp(2 pi i / m)`:
+  /// `s_s = sum_k gamma^k w^(-s k) x_(P-1-k)`, and since `w^m = 1` that is the DFT of the
+  /// prompt folded modulo `m`, `f_q = sum_(k = q mod m) gamma^k x_(P-1-k)`: one pass over the
+  /// prompt and one batched FFT (Double), whatever the prompt's length.
+  func stateByDFT(after x: UnsafeBufferPointer<Float>, length: Int, grid: (m: Int, gamma: Double)) -> State {
+    let (m, gamma) = grid
+    // Inputs whose weight gamma^k is below 1e-13 no longer count.
+    let horizon =
+      gamma < 1 ? min(length, Int((Foundation.log(1e-13) / Foundation.log(gamma)).rounded(.up)) + 1) : length
+    var folded = [Double](repeating: 0, count: channels * m)
+    var weight = 1.0
+    for k in 0..<horizon {
+      let row = (length - 1 - k) * channels
+      let q = k % m
+      for c in 0..<channels { folded[c * m + q] += weight * Double(x[row + c]) }
+      weight *= gamma
+    }
+    let spectrum = DoubleFFT.forward(folded, rows: channels, length: m)
+    let half = m / 2 + 1
+    var state = makeState()
+    for c in 0..<channels {
+      for n in 0..<(offsets[c + 1] - offsets[c]) {
+        state.re[offsets[c] + n] = spectrum.re[c * half + n + 1]
+        state.im[offsets[c] + n] = spectrum.im[c * half + n + 1]
       }
     }
     return state

@@ -1,7 +1,8 @@
 import Foundation
 import LongConv
-import LongConvRecurrence
 import Testing
+
+@testable import LongConvRecurrence
 
 /// The state computed for a prompt in one pass equals the state reached by stepping it.
 @Suite struct RecurrentConvolutionTests {
@@ -27,5 +28,45 @@ import Testing
       #expect(Swift.abs(direct.re[n] - stepped.re[n]) / scale < 1e-11, "state \(n) real")
       #expect(Swift.abs(direct.im[n] - stepped.im[n]) / scale < 1e-11, "state \(n) imaginary")
     }
+  }
+}
+
+/// ETSC's poles sit on a grid of roots of unity: the prompt's state is then one DFT of the
+/// prompt folded modulo `m`, and must equal stepping the prompt, for odd and even `m`, with and
+/// without a decay, for prompts that wrap around `m` several times.
+@Suite struct ETSCPrefillTests {
+  @Test(arguments: [(10, 1.0), (9, 1.0), (10, 0.9), (9, 0.97)])
+  func stateByDFTEqualsStepping(_ n: Int, _ gamma: Double) throws {
+    let channels = 3
+    var generator = SeededGenerator(seed: UInt64(n))
+    let r = Tensor.normal([channels * n], generator: &generator).scalars.map { Double($0) }
+    let t = r.enumerated().map { Foundation.pow(gamma, Double($0.offset % n)) * $0.element }
+    let samples = try CausalKernelSamples(
+      name: "k", channels: channels, length: n, values: t,
+      decay: gamma < 1 ? [Double](repeating: gamma, count: channels) : nil, undecayed: gamma < 1 ? r : nil)
+    let recurrence = RecurrentConvolution(try ExactConverter().convert(samples).stateSpace)
+    #expect(recurrence.rootsOfUnity?.m == n + 1, "ETSC grid not recognised")
+
+    let length = 4 * (n + 1) + 3
+    let x = randomInputs(length: length, channels: channels, seed: 5)
+    var stepped = recurrence.makeState()
+    var y = [Float](repeating: 0, count: channels)
+    x.withUnsafeBufferPointer { input in
+      for i in 0..<length { recurrence.step(input.baseAddress! + channels * i, into: &y, state: &stepped) }
+    }
+    let direct = x.withUnsafeBufferPointer { recurrence.state(after: $0, length: length) }
+    for i in 0..<recurrence.stateCount {
+      let scale = max(1, Swift.abs(stepped.re[i]) + Swift.abs(stepped.im[i]))
+      #expect(Swift.abs(direct.re[i] - stepped.re[i]) / scale < 1e-11, "state \(i) real")
+      #expect(Swift.abs(direct.im[i] - stepped.im[i]) / scale < 1e-11, "state \(i) imaginary")
+    }
+  }
+
+  /// Poles off the grid are not mistaken for it.
+  @Test func otherPolesAreNotTheGrid() {
+    let system = DiagonalStateSpace(
+      polesReal: [[0.5, 0.2]], polesImaginary: [[0.1, 0]], residuesReal: [[1, 1]],
+      residuesImaginary: [[0, 0]], skip: nil)
+    #expect(RecurrentConvolution(system).rootsOfUnity == nil)
   }
 }
