@@ -91,6 +91,7 @@ public enum KernelError: Error, Equatable, CustomStringConvertible {
   /// A length below 1.
   case invalidLength(kernel: String, requested: Int)
 
+  /// The kernel, the length asked for and, beyond the maximum, the `max_length` to raise.
   public var description: String {
     switch self {
     case .lengthBeyondMaximum(let kernel, let requested, let maximum):
@@ -113,6 +114,7 @@ public protocol SequenceMixer: Module {
 /// Tools that look at kernels reach them through this protocol; for an `any SequenceMixer`,
 /// ``SequenceMixer/longConvKernel`` opens it.
 public protocol LongConvMixer: SequenceMixer {
+  /// The type of ``kernel``.
   associatedtype Kernel: LongConvKernel
   /// The mixer's long-convolution kernel.
   var kernel: Kernel { get }

@@ -24,6 +24,7 @@ public struct TensorFileError: Error, Equatable, CustomStringConvertible {
     self.problem = problem
   }
 
+  /// `<file>: <problem>`, or `<file>: tensor "<name>": <problem>` when a tensor is named.
   public var description: String {
     if let tensor { return "\(file): tensor \"\(tensor)\": \(problem)" }
     return "\(file): \(problem)"
@@ -44,9 +45,13 @@ public typealias SafeTensorsError = TensorFileError
 public struct SafeTensors {
   /// Element types of stored tensors.
   public enum DType: String, CaseIterable, Sendable {
+    /// IEEE 754 single precision, 4 bytes per scalar.
     case f32 = "F32"
+    /// IEEE 754 double precision, 8 bytes per scalar.
     case f64 = "F64"
+    /// IEEE 754 half precision, 2 bytes per scalar (read only).
     case f16 = "F16"
+    /// bfloat16, the upper 16 bits of a Float32, 2 bytes per scalar (read only).
     case bf16 = "BF16"
 
     /// Bytes per element.

@@ -11,6 +11,7 @@ public struct CausalKernelSamples: Sendable {
   /// A name for reports and interchange files (a model's kernels use their parameter path,
   /// `blocks.0.mixer.kernel`).
   public var name: String
+  /// Channels `D`: the rows of ``values``.
   public let channels: Int
   /// The conversion length `n`: lags `0 ..< n`.
   public let length: Int
@@ -104,12 +105,15 @@ public struct CausalKernelSamples: Sendable {
 public struct ConversionError: Error, Equatable, CustomStringConvertible {
   /// The kernel (or file) concerned.
   public var kernel: String
+  /// What is wrong.
   public var problem: String
 
+  /// An error about `kernel`.
   public init(kernel: String, problem: String) {
     self.kernel = kernel
     self.problem = problem
   }
 
+  /// `<kernel>: <problem>`.
   public var description: String { "\(kernel): \(problem)" }
 }

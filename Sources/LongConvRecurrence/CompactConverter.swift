@@ -45,8 +45,13 @@ public struct CompactConverter: KernelConverter {
     self.maxStates = maxStates
   }
 
+  /// Always ``ConversionMode/compact`` (the report says ``ConversionMode/exact`` when every channel fell
+  /// back).
   public var mode: ConversionMode { .compact }
 
+  /// Reduces each channel (concurrently) to the smallest stable realisation of its kernel plus skip within
+  /// ``tolerance``, lag 0 in the skip; channels that miss it take ``ExactConverter``'s form. The report's
+  /// errors are measured against the samples.
   public func convert(_ kernel: CausalKernelSamples) throws -> KernelConversion {
     let d = kernel.channels
     var results = [ChannelResult?](repeating: nil, count: d)

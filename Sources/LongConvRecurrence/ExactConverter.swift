@@ -26,10 +26,16 @@ import LongConv
 ///
 /// - Complexity: `O(D n log n)` time, `D floor((n + 1)/2)` states.
 public struct ExactConverter: KernelConverter {
+  /// The ETSC converter; it has no settings.
   public init() {}
 
+  /// Always ``ConversionMode/exact``.
   public var mode: ConversionMode { .exact }
 
+  /// Per channel, `floor((n + 1) / 2)` modes: poles `gamma exp(-2 pi i s / m)` and residues `b_s` from one
+  /// real FFT of `r` extended to `m = n + 1` lags; the skip is passed through. The report's error is the
+  /// roundoff over lags `0 ..< n`, and ``KernelConversionReport/lagBeyondLength`` the implied kernel's
+  /// magnitude at lag `n`, the first one beyond them.
   public func convert(_ kernel: CausalKernelSamples) throws -> KernelConversion {
     let (d, n) = (kernel.channels, kernel.length)
     let m = n + 1

@@ -22,12 +22,16 @@ public enum ConversionMode: String, Sendable, CaseIterable, Codable {
 public protocol KernelConverter: Sendable {
   /// The mode this converter implements.
   var mode: ConversionMode { get }
+  /// Converts `kernel` into a system and report that meet the contract above; throws ``ConversionError`` when
+  /// it cannot.
   func convert(_ kernel: CausalKernelSamples) throws -> KernelConversion
 }
 
 /// A converted kernel: the recurrence and its report.
 public struct KernelConversion: Sendable {
+  /// The recurrence: poles and residues `[channels][states]`, and the skip.
   public var stateSpace: DiagonalStateSpace
+  /// How it was converted and how close it is over lags `0 ..< length`.
   public var report: KernelConversionReport
 }
 
@@ -35,14 +39,17 @@ public struct KernelConversion: Sendable {
 public struct KernelConversionReport: Codable, Sendable, Equatable {
   /// The kernel's name (its parameter path in a model).
   public var kernel: String
+  /// The mode asked for (the converter's ``KernelConverter/mode``).
   public var requestedMode: ConversionMode
   /// The form produced (``ConversionMode/exact`` when compact or native fell back).
   public var mode: ConversionMode
+  /// Channels `D` of the kernel.
   public var channels: Int
   /// The conversion length `n`.
   public var length: Int
   /// The largest number of complex states in a channel, and the total over channels.
   public var maxStates: Int
+  /// Complex states summed over all channels.
   public var totalStates: Int
   /// `max_c ||t_c - t'_c||_1 / ||t_c||_1` over lags `0 ..< length` (in Double).
   public var relativeError: Double

@@ -7,10 +7,16 @@ import LongConv
 /// The report's error compares the native form with the sampled coefficients over the
 /// conversion length (in Double; the coefficients themselves were Float32).
 public struct NativeConverter: KernelConverter {
+  /// The native converter; it has no settings.
   public init() {}
 
+  /// Always ``ConversionMode/native`` (the report says ``ConversionMode/exact`` for a kernel without a native
+  /// form).
   public var mode: ConversionMode { .native }
 
+  /// The kernel's ``CausalKernelSamples/native`` form with its error measured against the samples, or,
+  /// without one, ``ExactConverter``'s result with a note. Throws ``ConversionError`` when the native form
+  /// has another channel count.
   public func convert(_ kernel: CausalKernelSamples) throws -> KernelConversion {
     guard let native = kernel.native else {
       var conversion = try ExactConverter().convert(kernel)

@@ -23,6 +23,7 @@ import LongConv
 ///
 /// States are split into real and imaginary arrays, channel after channel (`offsets`).
 public struct RecurrentConvolution: Sendable {
+  /// Channels `D`: inputs and outputs per step.
   public let channels: Int
   /// `offsets[c] ..< offsets[c + 1]` are channel `c`'s states.
   public let offsets: [Int]
@@ -78,7 +79,10 @@ public struct RecurrentConvolution: Sendable {
 
   /// The state of one sequence: every complex state, real and imaginary parts apart.
   public struct State: Sendable {
+    /// Real parts of all ``RecurrentConvolution/stateCount`` states, channel after channel
+    /// (``RecurrentConvolution/offsets``).
     public var re: [Double]
+    /// Imaginary parts, in the same layout as ``re``.
     public var im: [Double]
   }
 
@@ -178,7 +182,7 @@ public struct RecurrentConvolution: Sendable {
 
   /// The state after the inputs `x [length, channels]` (row-major) from the zero state,
   /// `s_n = sum_k poles_n^k x_(length-1-k)`, computed in Double without the outputs: for
-  /// ETSC's grid of poles by a DFT (``stateByDFT(after:length:grid:)``), otherwise by the
+  /// ETSC's grid of poles by a DFT (`stateByDFT(after:length:grid:)`), otherwise by the
   /// recurrence `s = poles * s + x_t` over the inputs, four states at a time. Inputs older
   /// than `K` positions, where the channel's largest `|pole|^K < 1e-12` (below Float32
   /// resolution), are skipped, so decaying poles cost `O(min(length, K))` per state whatever

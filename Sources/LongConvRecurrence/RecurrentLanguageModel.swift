@@ -10,6 +10,7 @@ import LongConv
 /// ``conversionLength`` positions; past it their kernels repeat periodically (see
 /// ``ExactConverter``) and ``passedConversionLength(_:)`` tells the caller to warn.
 public final class RecurrentLanguageModel: @unchecked Sendable {
+  /// The source model; its embedding, norms, projections, channel mixers and head are used as they are.
   public let model: CausalLanguageModel
   /// One per block.
   public let mixers: [any RecurrentMixer]
@@ -83,6 +84,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
 
   /// The decoding state of one sequence.
   public struct State: Sendable {
+    /// One state per block, in block order.
     public var layers: [RecurrentMixerState]
     /// Tokens consumed.
     public var position: Int

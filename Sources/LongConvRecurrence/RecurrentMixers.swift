@@ -75,6 +75,8 @@ func state(of recurrence: RecurrentConvolution, after x: Tensor) -> RecurrentCon
 // MARK: Gated Toeplitz unit
 
 extension GatedToeplitzUnit: ConvertibleMixer {
+  /// The GTU with `TNO` run by `system`, which must have `innerWidth` (`d1`) channels; throws
+  /// ``ConversionError`` otherwise.
   public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
     try checkChannels(system, expected: innerWidth)
     return RecurrentGTU(mixer: self, recurrence: RecurrentConvolution(system))
@@ -113,6 +115,8 @@ struct RecurrentGTU<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable
 // MARK: Hyena operator
 
 extension HyenaOperator: ConvertibleMixer {
+  /// The operator with its long convolution run by `system` (`d` channels, else throws ``ConversionError``)
+  /// and its short convolution fed from the last `s - 1` projected inputs.
   public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
     try checkChannels(system, expected: width)
     return RecurrentHyena(mixer: self, recurrence: RecurrentConvolution(system))
@@ -181,6 +185,8 @@ struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendab
 // MARK: SSM block
 
 extension SSMBlock: ConvertibleMixer {
+  /// The block with `kernel.convolve` run by `system` (`D` channels, skip included; else throws
+  /// ``ConversionError``), then GELU and the GLU position by position.
   public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
     try checkChannels(system, expected: width)
     return RecurrentSSM(mixer: self, recurrence: RecurrentConvolution(system))

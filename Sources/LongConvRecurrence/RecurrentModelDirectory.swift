@@ -16,17 +16,24 @@ import LongConv
 /// The model itself (embedding, norms, projections, head) is not copied: loading takes the
 /// checkpoint's model and replaces its long convolutions.
 public enum RecurrentModelDirectory {
+  /// `kernels.safetensors`: the converted kernels and the metadata.
   public static let kernelsFile = "kernels.safetensors"
+  /// `report.json`: the per-layer reports, totals and the conversion time.
   public static let reportFile = "report.json"
+  /// `report.txt`: the reports as an aligned table.
   public static let tableFile = "report.txt"
 
   /// A model converted layer by layer, with the state spaces kept for writing.
   public struct Conversion: Sendable {
+    /// The model with every block's mixer in recurrent form.
     public var model: RecurrentLanguageModel
     /// Keyed by ``RecurrentLanguageModel/kernelName(layer:)``.
     public var kernels: [String: DiagonalStateSpace]
+    /// One report per block, in block order.
     public var reports: [KernelConversionReport]
+    /// The converter's mode.
     public var mode: ConversionMode
+    /// The conversion length `n`.
     public var length: Int
     /// Whether some channel is exact only within ``length`` (ETSC, or a compact layer's exact
     /// fallback channels).
@@ -37,10 +44,15 @@ public enum RecurrentModelDirectory {
 
   /// What `kernels.safetensors` says about itself.
   public struct Metadata: Sendable, Equatable {
+    /// `length`: the conversion length `n`.
     public var length: Int
+    /// `mode`: the converter's mode.
     public var mode: ConversionMode
+    /// `limited_to_length`: whether some channel is exact only within ``length``.
     public var limitedToLength: Bool
+    /// `source`: the checkpoint's path, when recorded.
     public var source: String?
+    /// `fingerprint`: ``RecurrentModelDirectory/fingerprint(of:)`` of the checkpoint's model, when recorded.
     public var fingerprint: String?
   }
 

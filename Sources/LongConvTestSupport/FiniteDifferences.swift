@@ -22,13 +22,18 @@ import Testing
 public struct GradientCheckResult: Sendable {
   /// One checked scalar: where it is and how far the two gradients are apart.
   public struct Entry: Sendable, CustomStringConvertible {
+    /// Which input: an index into `inputs`.
     public var input: Int
+    /// Which scalar of that input: its flat, row-major index.
     public var index: Int
+    /// The gradient from `backward()`.
     public var analytic: Double
+    /// The central difference, Richardson-extrapolated: `(4 D(h/2) - D(h)) / 3`.
     public var numeric: Double
     /// `|analytic - numeric| / max(1, |numeric|)`.
     public var error: Double
 
+    /// The input, the scalar, both gradients and the error, on one line.
     public var description: String {
       "input \(input) scalar \(index): analytic \(analytic) vs numeric \(numeric) (error \(error))"
     }

@@ -4,11 +4,14 @@ import LongConvTensors
 /// Plain Adam for tests that need a loss to fall over a few steps (the training module
 /// brings the real optimizers).
 public struct TestAdam {
+  /// The tensors ``update()`` changes in place.
   public let parameters: [Tensor]
+  /// The step size `lr` of the Adam update.
   public var learningRate: Float
   var first: [[Float]], second: [[Float]]
   var step = 0
 
+  /// Adam over `parameters` with zero moments, `beta1 = 0.9`, `beta2 = 0.999`, `eps = 1e-8`.
   public init(parameters: [Tensor], learningRate: Float = 1e-2) {
     self.parameters = parameters
     self.learningRate = learningRate

@@ -51,20 +51,28 @@ public struct TextObjective: TrainingObjective {
     generator = SeededGenerator(seed: seed)
   }
 
+  /// Mean next-byte cross-entropy in nats (recorded) on `batch` random windows of `length`, and the token
+  /// count `batch * length`; throws ``TrainingError/wrongModel(_:)`` when the model is not a causal
+  /// language model.
   public mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int) {
     let lm = try languageModel(model)
     let (inputs, targets) = try data.randomBatch(batch: batch, length: length, generator: &generator)
     return (try lm.loss(inputs: inputs, targets: targets, batch: batch, length: length), batch * length)
   }
 
+  /// Draws and discards `batches` batches of windows, leaving the generator where ``nextLoss(_:)`` would.
   public mutating func skip(batches: Int) throws {
     for _ in 0..<batches { _ = try data.randomBatch(batch: batch, length: length, generator: &generator) }
   }
 
+  /// Requires a causal language model whose vocabulary holds the 256 byte tokens; throws
+  /// ``TrainingError/wrongModel(_:)`` otherwise.
   public func check(_ model: any SequenceModel) throws {
     try requireLanguageModel(model, vocabulary: TextDataset.vocabularySize, data: "byte-level text")
   }
 
+  /// Mean next-byte cross-entropy in nats over the first `validationChunks * length + 1` validation bytes
+  /// (all of them when `nil`), in chunks of `length`, without recording.
   public func validationLoss(_ model: any SequenceModel) throws -> Double? {
     let lm = try languageModel(model)
     let tokens = data.validation.map(Int.init)
@@ -75,7 +83,10 @@ public struct TextObjective: TrainingObjective {
 
 /// A synthetic task whose batches score only some positions.
 public protocol MaskedSequenceTask {
+  /// Tokens the task uses; the model's vocabulary must hold them.
   var vocabularySize: Int { get }
+  /// `size` rows of `length` tokens and their scored positions; throws ``SyntheticTaskError`` for a size or
+  /// length the task cannot lay out.
   mutating func batch(size: Int, length: Int) throws -> MaskedSequenceBatch
 }
 
@@ -114,19 +125,26 @@ public struct MaskedTaskObjective: TrainingObjective {
       targets: targets)
   }
 
+  /// Requires a causal language model whose vocabulary holds the task's ``MaskedSequenceTask/vocabularySize``
+  /// tokens; throws ``TrainingError/wrongModel(_:)`` otherwise.
   public func check(_ model: any SequenceModel) throws {
     try requireLanguageModel(model, vocabulary: task.vocabularySize, data: "\(type(of: task))")
   }
 
+  /// Mean cross-entropy in nats (recorded) over the scored positions of the next `batch x length` task batch,
+  /// and the token count `batch * length`.
   public mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int) {
     let b = try task.batch(size: batch, length: length)
     return (try Self.loss(model, b), batch * length)
   }
 
+  /// Draws and discards `batches` task batches.
   public mutating func skip(batches: Int) throws {
     for _ in 0..<batches { _ = try task.batch(size: batch, length: length) }
   }
 
+  /// Mean cross-entropy in nats over the scored positions of the validation task's first batch (the same
+  /// batch every call), without recording.
   public func validationLoss(_ model: any SequenceModel) throws -> Double? {
     var held = validationTask
     let b = try held.batch(size: batch, length: length)
@@ -150,6 +168,8 @@ public struct ListOpsObjective: TrainingObjective {
     self.length = length
   }
 
+  /// Requires a ``LongConv/SequenceClassifier`` with 10 classes and a vocabulary of at least 17 tokens;
+  /// throws ``TrainingError/wrongModel(_:)`` otherwise.
   public func check(_ model: any SequenceModel) throws {
     guard let classifier = model as? SequenceClassifier else {
       throw TrainingError.wrongModel(
@@ -175,15 +195,19 @@ public struct ListOpsObjective: TrainingObjective {
     return try classifier.logits(b.inputs, batch: batch, length: length).crossEntropy(targets: b.labels)
   }
 
+  /// Mean cross-entropy in nats (recorded) of the classifier's logits against the values of the next `batch`
+  /// expressions, and the token count `batch * length` (padding included).
   public mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int) {
     let b = try task.batch(size: batch, length: length)
     return (try Self.loss(model, b, batch: batch, length: length), batch * length)
   }
 
+  /// Draws and discards `batches` batches of expressions.
   public mutating func skip(batches: Int) throws {
     for _ in 0..<batches { _ = try task.batch(size: batch, length: length) }
   }
 
+  /// Mean cross-entropy in nats on one fixed batch drawn from the seed `seed &+ 0x5EED`, without recording.
   public func validationLoss(_ model: any SequenceModel) throws -> Double? {
     var held = try ListOps(seed: seed &+ 0x5EED, maxDepth: task.maxDepth)
     let b = try held.batch(size: batch, length: length)

@@ -41,6 +41,7 @@ public struct OptimizerStateError: Error, CustomStringConvertible {
   public let key: String
   /// What does not fit.
   public let problem: String
+  /// `optimizer state '<key>': <problem>`.
   public var description: String { "optimizer state '\(key)': \(problem)" }
 }
 
@@ -154,7 +155,9 @@ struct SlotStore {
 /// with `lr = learningRate * learningRateScale` and `wd` the group's weight decay; `t` counts
 /// the updates of that parameter. Slots: `exp_avg` (`m`), `exp_avg_sq` (`v`), `step` (`t`).
 public final class AdamW: Optimizer {
+  /// The parameter groups, in order.
   public let groups: [ParameterGroup]
+  /// The base rate, times each group's ``ParameterGroup/learningRateScale``.
   public var learningRate: Float
   /// Adam's moment decays and the denominator's `eps`.
   public var beta1: Float, beta2: Float, epsilon: Float
@@ -173,9 +176,17 @@ public final class AdamW: Optimizer {
     store = SlotStore(groups: groups, slotNames: ["exp_avg", "exp_avg_sq"])
   }
 
+  /// `exp_avg`, `exp_avg_sq` and `step` of every parameter updated at least once, keyed
+  /// `"<parameter name>.<slot>"`.
   public var state: [String: [Float]] { store.exported }
+  /// Replaces all moments and step counts by `state` (absent entries start from zero); throws
+  /// ``OptimizerStateError`` for an unknown parameter or slot, a step that is not a non-negative integer, or
+  /// a wrong value count, leaving the state as it was.
   public func loadState(_ state: [String: [Float]]) throws(OptimizerStateError) { try store.load(state) }
 
+  /// For each parameter with a gradient `g`: `p *= 1 - lr wd`, `m = beta1 m + (1 - beta1) g`,
+  /// `v = beta2 v + (1 - beta2) g^2`, `p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)`;
+  /// the gradients are left as they are.
   public func step() {
     var i = 0
     for group in groups {
@@ -251,7 +262,9 @@ private func parallelChunks(_ count: Int, _ body: @Sendable (Range<Int>) -> Void
 /// With `momentum == 0` there is no buffer and the update is `p -= lr * g`. The gradient
 /// tensor itself is left unchanged. Slots: `momentum_buffer`, `step`.
 public final class SGD: Optimizer {
+  /// The parameter groups, in order.
   public let groups: [ParameterGroup]
+  /// The base rate, times each group's ``ParameterGroup/learningRateScale``.
   public var learningRate: Float
   /// The momentum `mu` (0: none).
   public var momentum: Float
@@ -269,9 +282,17 @@ public final class SGD: Optimizer {
     store = SlotStore(groups: groups, slotNames: ["momentum_buffer"])
   }
 
+  /// `momentum_buffer` (with momentum) and `step` of every parameter updated at least once, keyed
+  /// `"<parameter name>.<slot>"`.
   public var state: [String: [Float]] { store.exported }
+  /// Replaces all buffers and step counts by `state` (absent entries start from zero); throws
+  /// ``OptimizerStateError`` for an unknown parameter or slot, a step that is not a non-negative integer, or
+  /// a wrong value count, leaving the state as it was.
   public func loadState(_ state: [String: [Float]]) throws(OptimizerStateError) { try store.load(state) }
 
+  /// For each parameter with a gradient `g`: `d = g + wd p`; with momentum, `b = d` (first update) or
+  /// `mu b + d`, then `d = d + mu b` (Nesterov) or `b`; finally `p -= lr d`. The gradients are left as they
+  /// are.
   public func step() {
     var i = 0
     for group in groups {

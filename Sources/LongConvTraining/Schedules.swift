@@ -38,6 +38,8 @@ public struct WarmupCosine: LearningRateSchedule {
     self.shape = shape
   }
 
+  /// The ``Shape/product`` or ``Shape/sequential`` formula above at `step`, in Double (a negative step counts
+  /// as 0).
   public func rate(at step: Int) -> Float {
     let step = Swift.max(step, 0)
     let (peak, low) = (Double(peak), Double(minimum))
@@ -62,6 +64,7 @@ public struct WarmupCosine: LearningRateSchedule {
 /// schedule, scaled to its peak): `peak * step / warmupSteps` up to `warmupSteps`, then
 /// `peak * sqrt(warmupSteps / step)`. With `warmupSteps == 0`, `peak / sqrt(step)`.
 public struct InverseSquareRoot: LearningRateSchedule {
+  /// The peak rate, reached at `warmupSteps`, and the warmup length in steps (0: none).
   public var peak: Float, warmupSteps: Int
 
   /// A schedule with `warmupSteps >= 0`.
@@ -71,6 +74,8 @@ public struct InverseSquareRoot: LearningRateSchedule {
     self.warmupSteps = warmupSteps
   }
 
+  /// `peak * step / warmupSteps` before `warmupSteps`, then `peak * sqrt(warmupSteps / step)`; without warmup
+  /// `peak / sqrt(step)` (`peak` at step 0). A negative step counts as 0.
   public func rate(at step: Int) -> Float {
     let step = Swift.max(step, 0)
     if warmupSteps == 0 { return step == 0 ? peak : Float(Double(peak) / Double(step).squareRoot()) }

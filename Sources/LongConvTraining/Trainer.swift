@@ -10,6 +10,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
   /// A training directory that cannot be resumed.
   case cannotResume(path: String, problem: String)
 
+  /// What went wrong; for a non-finite value, the step and whether a last good checkpoint was kept.
   public var description: String {
     switch self {
     case .wrongModel(let problem): problem

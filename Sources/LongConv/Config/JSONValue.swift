@@ -2,11 +2,17 @@ import Foundation
 
 /// A JSON value, parsed without losing which kind of value each key held.
 public enum JSONValue: Equatable, Sendable {
+  /// JSON `null`.
   case null
+  /// `true` or `false`.
   case bool(Bool)
+  /// A number, held as a Double (integers included).
   case number(Double)
+  /// A string.
   case string(String)
+  /// An array, in order.
   case array([JSONValue])
+  /// An object: keys and values (the key order of the file is not kept).
   case object([String: JSONValue])
 
   /// Reads and parses the JSON file at `url`; errors name the file.
@@ -70,6 +76,7 @@ public struct ConfigError: Error, Equatable, CustomStringConvertible {
     self.problem = problem
   }
 
+  /// `<file>: <path>: <problem>`, leaving out the file when `nil` and the path when empty.
   public var description: String {
     let place = [file, path.isEmpty ? nil : path].compactMap { $0 }.joined(separator: ": ")
     return place.isEmpty ? problem : "\(place): \(problem)"
@@ -77,6 +84,8 @@ public struct ConfigError: Error, Equatable, CustomStringConvertible {
 }
 
 extension JSONValue: Codable {
+  /// Decodes one JSON value of any kind, trying `null`, a boolean, a number, a string, an array, then an
+  /// object.
   public init(from decoder: Decoder) throws {
     let c = try decoder.singleValueContainer()
     if c.decodeNil() {
@@ -94,6 +103,8 @@ extension JSONValue: Codable {
     }
   }
 
+  /// Writes the value back as JSON; a number with an integral value below `1e15` in magnitude is written as
+  /// an integer (`3`, not `3.0`).
   public func encode(to encoder: Encoder) throws {
     var c = encoder.singleValueContainer()
     switch self {

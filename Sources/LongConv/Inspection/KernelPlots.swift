@@ -135,6 +135,8 @@ public enum InspectionError: Error, CustomStringConvertible {
   /// A layer's kernel could not produce its coefficients (a ``KernelError``, usually).
   case kernel(layer: Int, error: any Error)
 
+  /// The path or the layer, then what went wrong (`<path>: exists and is not a directory`,
+  /// `layer <i>: <kernel error>`).
   public var description: String {
     switch self {
     case .notADirectory(let path): "\(path): exists and is not a directory"

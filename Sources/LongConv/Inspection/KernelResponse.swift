@@ -2,6 +2,7 @@
 public struct KernelResponse: Sendable {
   /// The kernel's config `type` (`"tnn"`), or its Swift type name.
   public let kernelName: String
+  /// Causal (``coefficients`` hold lags `0 ... L-1`) or bidirectional (lags `-(L-1) ... L-1`).
   public let direction: ConvolutionDirection
   /// The sequence length `L`: the Toeplitz matrix is `L x L`.
   public let length: Int
@@ -24,6 +25,8 @@ public struct KernelResponse: Sendable {
       coefficients: rows)
   }
 
+  /// A response from coefficients already computed, `[D][L]` (causal) or `[D][2L - 1]` (bidirectional); the
+  /// row lengths are not checked.
   public init(kernelName: String, direction: ConvolutionDirection, length: Int, coefficients: [[Double]]) {
     self.kernelName = kernelName
     self.direction = direction

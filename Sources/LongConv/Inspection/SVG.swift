@@ -12,6 +12,7 @@ import Foundation
 /// try svg.write(to: url)
 /// ```
 public struct SVGDocument {
+  /// The drawing's size in pixels, also its `viewBox` (`0 0 width height`).
   public let width: Double, height: Double
   private var definitions: [String] = []
   private var elements: [String] = []
@@ -29,6 +30,8 @@ public struct SVGDocument {
   /// Appends markup to `<defs>`: gradients, clip paths, elements drawn by `<use>`.
   public mutating func define(_ markup: String) { definitions.append(markup) }
 
+  /// Appends a `<rect>` of `width x height` pixels with its top-left corner at (`x`, `y`), filled with `fill`
+  /// and outlined with `stroke` when given.
   public mutating func rect(
     x: Double, y: Double, width: Double, height: Double, fill: String, stroke: String? = nil
   ) {
@@ -38,6 +41,8 @@ public struct SVGDocument {
         + (stroke.map { " stroke=\"\($0)\"" } ?? "") + "/>")
   }
 
+  /// Appends a `<line>` from `start` to `end`, `strokeWidth` pixels wide, dashed with the `stroke-dasharray`
+  /// pattern `dash` when given.
   public mutating func line(
     from start: (x: Double, y: Double), to end: (x: Double, y: Double), stroke: String,
     strokeWidth: Double = 1, dash: String? = nil
@@ -49,6 +54,7 @@ public struct SVGDocument {
         + (dash.map { " stroke-dasharray=\"\($0)\"" } ?? "") + "/>")
   }
 
+  /// Appends an unfilled `<polyline>` through `points` (in pixels), `strokeWidth` pixels wide.
   public mutating func polyline(_ points: [(x: Double, y: Double)], stroke: String, strokeWidth: Double = 1) {
     let list = points.map { "\(Self.number($0.x)),\(Self.number($0.y))" }.joined(separator: " ")
     append(
@@ -56,6 +62,7 @@ public struct SVGDocument {
     )
   }
 
+  /// Appends a `<circle>` of `radius` pixels centred at (`x`, `y`), filled with `fill`.
   public mutating func circle(x: Double, y: Double, radius: Double, fill: String) {
     let f = Self.number
     append("<circle cx=\"\(f(x))\" cy=\"\(f(y))\" r=\"\(f(radius))\" fill=\"\(fill)\"/>")
@@ -112,6 +119,8 @@ public struct PlotArea {
   /// The data shown; an empty range is widened so that the mapping stays finite.
   public let xRange: ClosedRange<Double>, yRange: ClosedRange<Double>
 
+  /// An area of `width x height` pixels with its top-left corner at (`x`, `y`) showing `xRange` by `yRange`;
+  /// a single-value range is widened by `±max(1e-3 |value|, 1e-9)` and a non-finite one becomes `0...1`.
   public init(
     x: Double, y: Double, width: Double, height: Double, xRange: ClosedRange<Double>,
     yRange: ClosedRange<Double>

@@ -42,13 +42,16 @@ import Foundation
 ///
 /// - Complexity: `O(D ndim L)` time and memory for ``coefficients(length:)``.
 public final class EMAKernel: ConfigurableKernel {
+  /// The config `type` of this kernel: `"ema"`.
   public static let typeName = "ema"
 
   /// `[rows, ndim]`, `rows = D` (causal) or `2D` (bidirectional).
   public let delta: Tensor, alpha: Tensor, beta: Tensor, gamma: Tensor
   /// `[D]`: the skip, when present.
   public let omega: Tensor?
+  /// Channels `D`: the parameter rows (causal) or half of them (bidirectional).
   public let channels: Int
+  /// Causal (`D` rows, lags `0 ... L-1`) or bidirectional (`2D` rows, lags `-(L-1) ... L-1`).
   public let direction: ConvolutionDirection
 
   /// A kernel from its parameter tensors (for example loaded from a checkpoint).
@@ -124,6 +127,9 @@ public final class EMAKernel: ConfigurableKernel {
     return weights.matmul(vandermonde).reshaped([rows, length])
   }
 
+  /// `[D, L]`, `K[l] = sum_n s gamma p beta q^l` (causal), or `[D, 2L - 1]`: `Kb[L-1] ... Kb[1]`, then
+  /// `K[0] + Kb[0]`, then `K[1] ... K[L-1]` (bidirectional); the skip `omega` is not included. Throws
+  /// ``KernelError/invalidLength(kernel:requested:)`` for `length < 1`.
   public func coefficients(length: Int) throws -> Tensor {
     guard length >= 1 else { throw KernelError.invalidLength(kernel: Self.typeName, requested: length) }
     let k = rowKernels(length: length)

@@ -31,9 +31,12 @@
 ///
 /// Parameters: `weight`, `skip`.
 public final class ExplicitKernel: ConfigurableKernel {
+  /// The config `type` of this kernel: `"explicit"`.
   public static let typeName = "explicit"
 
+  /// Channels `D`: the rows of ``weight``.
   public let channels: Int
+  /// Causal (``weight`` is `[D, Lmax]`) or bidirectional (`[D, 2 Lmax - 1]`).
   public let direction: ConvolutionDirection
   /// `Lmax`.
   public let maxLength: Int

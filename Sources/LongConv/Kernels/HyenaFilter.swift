@@ -48,8 +48,10 @@ import Foundation
 ///
 /// - Complexity: `O(L w (emb_dim + n w + D))` per call of ``coefficients(length:)``.
 public final class HyenaFilter: ConfigurableKernel {
+  /// The config `type` of this kernel: `"hyena"`.
   public static let typeName = "hyena"
 
+  /// Channels `D`: the outputs of the MLP's last layer.
   public let channels: Int
   /// `Lmax`: the grid of the positional features.
   public let maxLength: Int
@@ -66,6 +68,7 @@ public final class HyenaFilter: ConfigurableKernel {
   /// `[Lmax, 1]`: the constant times `t_l`.
   let times: Tensor
 
+  /// Always causal: the filter has lags `0 ... L-1` only.
   public var direction: ConvolutionDirection { .causal }
 
   /// A filter of `channels` channels over `maxLength` positions.

@@ -45,6 +45,7 @@ import Foundation
 ///
 /// - Complexity: `O(D N L)` time and memory for ``coefficients(length:)``.
 public final class S4DKernel: ConfigurableKernel {
+  /// The config `type` of this kernel: `"s4d"`.
   public static let typeName = "s4d"
 
   /// `[D]`: log of the step size.
@@ -61,6 +62,8 @@ public final class S4DKernel: ConfigurableKernel {
   // swift-format-ignore: AlwaysUseLowerCamelCase
   /// `[D]`: the skip.
   public let D: Tensor
+  /// Bidirectional exactly when the backward `C` (``cRealBackward``, ``cImagBackward``) is present, else
+  /// causal.
   public let direction: ConvolutionDirection
 
   /// A kernel from its parameter tensors (for example loaded from a checkpoint); pass the
@@ -165,6 +168,7 @@ public final class S4DKernel: ConfigurableKernel {
       initialization: initialization, dtMin: dtMin, dtMax: dtMax, generator: &generator)
   }
 
+  /// Channels `D`: the entries of ``logDt``.
   public var channels: Int { logDt.count }
   /// Complex modes per channel, `N/2`.
   public var modes: Int { logAReal.shape[1] }
@@ -208,6 +212,9 @@ public final class S4DKernel: ConfigurableKernel {
     return (re - im).reshaped([d, length])
   }
 
+  /// `[D, L]`, `K[l] = 2 Re sum_n C'_n dA_n^l` (causal), or `[D, 2L - 1]`: `Kb[L-2] ... Kb[0]` at lags
+  /// `-(L-1) ... -1`, then `K[0] ... K[L-1]` (bidirectional); the skip `D` is not included. Throws
+  /// ``KernelError/invalidLength(kernel:requested:)`` for `length < 1`.
   public func coefficients(length: Int) throws -> Tensor {
     guard length >= 1 else { throw KernelError.invalidLength(kernel: Self.typeName, requested: length) }
     let forward = discretized(cr: cReal, ci: cImag)

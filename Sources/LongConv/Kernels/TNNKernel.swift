@@ -47,6 +47,7 @@ import Foundation
 ///   `exp`. A fixed decay's `[D, n]` powers are a constant, kept for the last length asked
 ///   (`4 D n` bytes per kernel) so repeated calls at one length only multiply.
 public final class TNNKernel: ConfigurableKernel {
+  /// The config `type` of this kernel: `"tnn"`.
   public static let typeName = "tnn"
 
   /// How `lambda` is obtained.
@@ -81,11 +82,13 @@ public final class TNNKernel: ConfigurableKernel {
   public let decay: Decay
   /// The config's `gamma`: the fixed decay or the learned decay's lower bound.
   public let decayLowerBound: Float
+  /// Causal (the RPE is read at lags `0 ... L-1`) or bidirectional (`-(L-1) ... L-1`).
   public let direction: ConvolutionDirection
 
   /// Fixed decay only: the last `[D, n]` decay matrix, reused while the length stays the same.
   private let decayCache = DecayCache()
 
+  /// Channels `D`: the outputs of ``out``.
   public var channels: Int { out.linear.outputCount }
   /// The RPE's hidden width `r`.
   public var rpeWidth: Int { posProj.outputCount }
@@ -167,10 +170,15 @@ public final class TNNKernel: ConfigurableKernel {
     }
   }
 
+  /// `t_c[k] = lambda_c^|k| RPE_c(k)`, `[D, L]` (causal) or `[D, 2L - 1]` (bidirectional):
+  /// ``undecayed(length:)`` times ``decayPowers(length:)``. Throws
+  /// ``KernelError/invalidLength(kernel:requested:)`` for `length < 1`.
   public func coefficients(length: Int) throws -> Tensor {
     try undecayed(length: length) * decayPowers(length: length)
   }
 
+  /// `RPE_c(k)` without the decay, ``undecayed(length:)`` (same layout as ``coefficients(length:)``), so
+  /// converters fold `lambda` into the poles.
   public func undecayedCoefficients(length: Int) throws -> Tensor? { try undecayed(length: length) }
 
   /// `lambda [D]` (a constant; for a learned decay, its current value).

@@ -3,7 +3,6 @@
 /// Config (`type: "glu"`): `hidden_dim` (default: the model width).
 public final class GLU: ChannelMixer {
   /// `W1`, `W2`: `D -> hidden`; `W3`: `hidden -> D`.
-  /// `W1`: `D -> hidden`; `W2`: `hidden -> D`.
   public let l1: Linear, l2: Linear, l3: Linear
 
   /// A GLU of width `width` with `hidden` inner features.
@@ -13,8 +12,10 @@ public final class GLU: ChannelMixer {
     l3 = Linear(hidden, width, generator: &generator)
   }
 
+  /// `D`: the input width of `l1` (and the output width of `l3`).
   public var width: Int { l1.inputCount }
 
+  /// `[..., D] -> [..., D]`, position by position: `W3 (SiLU(W1 x + b1) * (W2 x + b2)) + b3`.
   public func callAsFunction(_ x: Tensor) -> Tensor { l3(l1(x).siluGate(l2(x))) }
 
   static let factory: ChannelMixerFactory = { config, context, generator in
@@ -29,6 +30,7 @@ public final class GLU: ChannelMixer {
 /// Config (`type: "mlp"`): `hidden_dim` (default: 4 x width), `activation`
 /// (`"gelu"` default, `"relu"`, `"silu"`).
 public final class MLP: ChannelMixer {
+  /// `W1`: `D -> hidden`; `W2`: `hidden -> D`.
   public let l1: Linear, l2: Linear
   /// `"gelu"`, `"relu"` or `"silu"`.
   public let activation: String
@@ -40,8 +42,11 @@ public final class MLP: ChannelMixer {
     self.activation = activation
   }
 
+  /// `D`: the input width of `l1` (and the output width of `l2`).
   public var width: Int { l1.inputCount }
 
+  /// `[..., D] -> [..., D]`, position by position: `W2 act(W1 x + b1) + b2` with `act` GELU, ReLU or SiLU per
+  /// ``activation``.
   public func callAsFunction(_ x: Tensor) -> Tensor {
     let h = l1(x)
     switch activation {

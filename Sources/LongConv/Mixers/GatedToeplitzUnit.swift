@@ -30,10 +30,13 @@ public final class GatedToeplitzUnit<Kernel: LongConvKernel>: LongConvMixer {
     self.kernel = kernel
   }
 
+  /// `d`: the input width of `uProj` (and the output width of `out`).
   public var width: Int { uProj.inputCount }
   /// `d1`.
   public var innerWidth: Int { kernel.channels }
 
+  /// `[B, L, d] -> [B, L, d]`: `W_o (SiLU(W_u x + b_u) * TNO(SiLU(W_v x + b_v))) + b_o`; throws the kernel's
+  /// ``KernelError`` when it cannot serve the length `L`.
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
     let v = vProj(x).silu()
     // SiLU(W_u x + b_u) * TNO(v) as one fused op.

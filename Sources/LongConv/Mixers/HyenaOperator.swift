@@ -56,6 +56,7 @@ public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
     outProj = Linear(width, width, generator: &generator)
   }
 
+  /// `d`: the output width of ``outProj``, equal to the kernel's channels.
   public var width: Int { outProj.outputCount }
 
   /// `[B, L, d] -> [B, L, d]`; throws when the kernel cannot serve length `L`.

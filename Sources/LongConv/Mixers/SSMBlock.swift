@@ -26,8 +26,11 @@ public final class SSMBlock<Kernel: LongConvKernel>: LongConvMixer {
     output = Linear(kernel.channels, 2 * kernel.channels, generator: &generator)
   }
 
+  /// `D`: the kernel's channels.
   public var width: Int { kernel.channels }
 
+  /// `[B, L, D] -> [B, L, D]`: `a * sigmoid(b)` with `[a, b] = W GELU(kernel.convolve(x)) + bias`; throws the
+  /// kernel's ``KernelError`` when it cannot serve the length `L`.
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
     let d = width
     let z = output(try kernel.convolve(x).gelu())

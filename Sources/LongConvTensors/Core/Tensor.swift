@@ -102,6 +102,7 @@ public enum TensorError: Error, Equatable, CustomStringConvertible {
   /// A shape with a negative extent.
   case negativeExtent(shape: [Int])
 
+  /// The shape and what is wrong with it: the scalars it needs against those given, or its negative extent.
   public var description: String {
     switch self {
     case .scalarCountMismatch(let shape, let expected, let actual):

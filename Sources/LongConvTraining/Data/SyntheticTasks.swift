@@ -13,6 +13,7 @@ public struct SyntheticTaskError: Error, Equatable, CustomStringConvertible {
     self.problem = problem
   }
 
+  /// `<task>: <problem>`.
   public var description: String { "\(task): \(problem)" }
 }
 
@@ -202,12 +203,19 @@ public struct SelectiveCopying: Sendable {
 public struct ListOps: Sendable {
   /// The non-digit tokens.
   public enum Token {
+    /// `MIN` (10): the smallest argument.
     public static let min = 10
+    /// `MAX` (11): the largest argument.
     public static let max = 11
+    /// `MED` (12): the median (the lower-rounded mean of the middle two for an even count).
     public static let median = 12
+    /// `SUM_MOD` (13): the sum of the arguments mod 10.
     public static let sumMod = 13
+    /// `[` (14): opens an operation.
     public static let open = 14
+    /// `]` (15): closes an operation.
     public static let close = 15
+    /// Padding (16), after the expression up to the row length.
     public static let pad = 16
   }
 
@@ -231,10 +239,15 @@ public struct ListOps: Sendable {
   /// A padded batch: `inputs` row-major `[size * length]`, `labels[b]` in `0...9`, and
   /// `lengths[b]` the number of tokens before the padding.
   public struct Batch: Sendable, Equatable {
+    /// Rows: expressions.
     public var size: Int
+    /// Tokens per row, padding included.
     public var length: Int
+    /// `[size * length]` tokens, row-major, each row padded with ``ListOps/Token/pad``.
     public var inputs: [Int]
+    /// `[size]`: each expression's value, `0...9`.
     public var labels: [Int]
+    /// `[size]`: the tokens before the padding in each row.
     public var lengths: [Int]
   }
 

@@ -14,6 +14,7 @@ public struct TextDatasetError: Error, Equatable, CustomStringConvertible {
     self.problem = problem
   }
 
+  /// `<source>: <problem>`.
   public var description: String { "\(source): \(problem)" }
 }
 
