@@ -16,7 +16,7 @@ let usage = """
 
   commands:
     demo           check the long convolution, then train a small language model from a config
-                   [--steps N] [--threads N] [--seed S] [--config FILE]
+                   [--steps N] [--threads N] [--seed S] [--config FILE] [--text FILE]
     train          train a model from a config on a text file or a synthetic task
                    --config FILE (--text FILE | --task recall|copy|listops) --out DIR [--steps N] [--resume]
     import-torch   turn a PyTorch TNN state dict (safetensors) into a checkpoint
