@@ -21,6 +21,10 @@ let package = Package(
     // glibc malloc tuning and prefetch hints (header-only C).
     .systemLibrary(name: "CShims"),
 
+    // Vector kernels (AVX-512 / AVX2 / portable, chosen at run time) and a spinning thread team
+    // for one decoding step.
+    .target(name: "CDecodeKernels"),
+
     // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
     .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims"]),
     // Modules with parameters found by reflection: Linear, Embedding, norms.
@@ -32,7 +36,7 @@ let package = Package(
     // Conversion of kernels into diagonal state spaces (native, exact ETSC, compact) and the
     // recurrent runtime; its math runs in Double (FFTW's double-precision library, LAPACK).
     .target(
-      name: "LongConvRecurrence", dependencies: ["LongConv", "CFFTW", "COpenBLAS"],
+      name: "LongConvRecurrence", dependencies: ["LongConv", "CFFTW", "COpenBLAS", "CDecodeKernels"],
       linkerSettings: [.linkedLibrary("fftw3")]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
     .target(name: "LongConvKit", dependencies: ["LongConv", "LongConvTraining", "LongConvRecurrence"]),

@@ -4,15 +4,15 @@
 /// its pullback over a `[B, L, 3d]` activation cost more than the products around them. These
 /// versions are plain arithmetic and bit operations, inlined, so a loop over them becomes
 /// vector code.
-enum FastMath {
+public enum FastMath {
   /// `e^x` with a relative error below 1e-7 (measured: 7.9e-8) for `x` in `[-87.3, 88.3]`; inputs
   /// beyond are clamped there (so it returns about 1e-38 instead of 0 below, and about 2e38
   /// instead of infinity above). NaN stays NaN.
   ///
   /// Cephes' `expf`: `x = n ln 2 + r` with `|r| <= ln 2 / 2` (`ln 2` split in two parts so `r`
   /// is exact), `e^r` by a degree-6 polynomial, `2^n` written into the exponent bits.
-  @inline(__always)
-  static func exp(_ x: Float) -> Float {
+  @inlinable @inline(__always)
+  public static func exp(_ x: Float) -> Float {
     // Clamped so that n + 127 stays within the normal exponents [1, 254]. `x < lo ? lo : x`
     // keeps a NaN (comparisons with NaN are false).
     var x = x > 88.3 ? 88.3 : x
@@ -38,6 +38,6 @@ enum FastMath {
   }
 
   /// `1 / (1 + e^-x)`.
-  @inline(__always)
-  static func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
+  @inlinable @inline(__always)
+  public static func sigmoid(_ x: Float) -> Float { 1 / (1 + exp(-x)) }
 }

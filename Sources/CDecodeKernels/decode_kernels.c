@@ -1,0 +1,435 @@
+#include "decode_kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define LCK_X86 1
+#endif
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+// MARK: Matrix-vector products
+
+#if LCK_X86
+// Four rows at a time: `x` is loaded once per four rows, four independent accumulators.
+
+__attribute__((target("avx512f"))) static void gemv_avx512(const float *W, long rows, long cols,
+                                                            const float *x, const float *bias,
+                                                            float *y) {
+  long r = 0;
+  const long full = cols & ~15L;
+  const __mmask16 tail = (__mmask16)((1u << (cols - full)) - 1u);
+  for (; r + 4 <= rows; r += 4) {
+    const float *w0 = W + r * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    long c = 0;
+    for (; c < full; c += 16) {
+      const __m512 v = _mm512_loadu_ps(x + c);
+      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + c), v, a0);
+      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + c), v, a1);
+      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w2 + c), v, a2);
+      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w3 + c), v, a3);
+    }
+    if (tail) {
+      const __m512 v = _mm512_maskz_loadu_ps(tail, x + c);
+      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w0 + c), v, a0);
+      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w1 + c), v, a1);
+      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w2 + c), v, a2);
+      a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w3 + c), v, a3);
+    }
+    y[r] = _mm512_reduce_add_ps(a0) + (bias ? bias[r] : 0.0f);
+    y[r + 1] = _mm512_reduce_add_ps(a1) + (bias ? bias[r + 1] : 0.0f);
+    y[r + 2] = _mm512_reduce_add_ps(a2) + (bias ? bias[r + 2] : 0.0f);
+    y[r + 3] = _mm512_reduce_add_ps(a3) + (bias ? bias[r + 3] : 0.0f);
+  }
+  for (; r < rows; r++) {
+    const float *w = W + r * cols;
+    __m512 a = _mm512_setzero_ps();
+    long c = 0;
+    for (; c < full; c += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a);
+    if (tail)
+      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + c), _mm512_maskz_loadu_ps(tail, x + c), a);
+    y[r] = _mm512_reduce_add_ps(a) + (bias ? bias[r] : 0.0f);
+  }
+}
+
+__attribute__((target("avx2,fma"))) static float sum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+__attribute__((target("avx2,fma"))) static void gemv_avx2(const float *W, long rows, long cols,
+                                                          const float *x, const float *bias,
+                                                          float *y) {
+  const long full = cols & ~7L;
+  for (long r = 0; r < rows; r++) {
+    const float *w = W + r * cols;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    long c = 0;
+    for (; c + 16 <= full; c += 16) {
+      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
+      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
+    }
+    for (; c < full; c += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
+    float s = sum8(_mm256_add_ps(a0, a1));
+    for (; c < cols; c++) s += w[c] * x[c];
+    y[r] = s + (bias ? bias[r] : 0.0f);
+  }
+}
+
+#endif
+
+static void gemv_portable(const float *W, long rows, long cols, const float *x, const float *bias,
+                          float *y) {
+  for (long r = 0; r < rows; r++) {
+    const float *w = W + r * cols;
+    float s[8] = {0};
+    long c = 0;
+    for (; c + 8 <= cols; c += 8)
+      for (int k = 0; k < 8; k++) s[k] += w[c + k] * x[c + k];
+    float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    for (; c < cols; c++) t += w[c] * x[c];
+    y[r] = t + (bias ? bias[r] : 0.0f);
+  }
+}
+
+// MARK: Recurrence steps
+
+#if LCK_X86
+// One complex multiply-add of eight states, returning the residue-weighted sum's contribution.
+#define LCK_STEP8(LOAD_D, LOAD_F, STORE)                                   \
+  do {                                                                    \
+    const __m512d a = LOAD_D(sr + n), b = LOAD_D(si + n);                 \
+    const __m512d p = LOAD_D(pr + n), q = LOAD_D(pi + n);                 \
+    const __m512d re = _mm512_fmadd_pd(p, a, _mm512_fnmadd_pd(q, b, xv)); \
+    const __m512d im = _mm512_fmadd_pd(p, b, _mm512_mul_pd(q, a));        \
+    STORE(sr + n, re);                                                    \
+    STORE(si + n, im);                                                    \
+    const __m512d c = _mm512_cvtps_pd(LOAD_F(rr + n));                    \
+    const __m512d d = _mm512_cvtps_pd(LOAD_F(ri + n));                    \
+    acc = _mm512_fmadd_pd(c, re, _mm512_fnmadd_pd(d, im, acc));           \
+  } while (0)
+
+__attribute__((target("avx512f,avx512vl"))) static double step_avx512(
+    long count, double x, const double *pr, const double *pi, const float *rr, const float *ri,
+    double *sr, double *si) {
+  const __m512d xv = _mm512_set1_pd(x);
+  __m512d acc = _mm512_setzero_pd();
+  long n = 0;
+  for (; n + 8 <= count; n += 8) LCK_STEP8(_mm512_loadu_pd, _mm256_loadu_ps, _mm512_storeu_pd);
+  // The last partial group masked (compact channels hold a few states each, so the tail is
+  // often all of the work). Masked-off lanes load zero residues, so they add nothing.
+  if (n < count) {
+    const __mmask8 m = (__mmask8)((1u << (count - n)) - 1u);
+#define LOAD_D(address) _mm512_maskz_loadu_pd(m, address)
+#define LOAD_F(address) _mm256_maskz_loadu_ps(m, address)
+#define STORE(address, value) _mm512_mask_storeu_pd(address, m, value)
+    LCK_STEP8(LOAD_D, LOAD_F, STORE);
+#undef LOAD_D
+#undef LOAD_F
+#undef STORE
+  }
+  return _mm512_reduce_add_pd(acc);
+}
+
+__attribute__((target("avx2,fma"))) static double step_avx2(long count, double x, const double *pr,
+                                                            const double *pi, const float *rr,
+                                                            const float *ri, double *sr,
+                                                            double *si) {
+  const __m256d xv = _mm256_set1_pd(x);
+  __m256d acc = _mm256_setzero_pd();
+  long n = 0;
+  for (; n + 4 <= count; n += 4) {
+    const __m256d a = _mm256_loadu_pd(sr + n), b = _mm256_loadu_pd(si + n);
+    const __m256d p = _mm256_loadu_pd(pr + n), q = _mm256_loadu_pd(pi + n);
+    const __m256d re = _mm256_fmadd_pd(p, a, _mm256_fnmadd_pd(q, b, xv));
+    const __m256d im = _mm256_fmadd_pd(p, b, _mm256_mul_pd(q, a));
+    _mm256_storeu_pd(sr + n, re);
+    _mm256_storeu_pd(si + n, im);
+    const __m256d c = _mm256_cvtps_pd(_mm_loadu_ps(rr + n));
+    const __m256d d = _mm256_cvtps_pd(_mm_loadu_ps(ri + n));
+    acc = _mm256_fmadd_pd(c, re, _mm256_fnmadd_pd(d, im, acc));
+  }
+  __m128d h = _mm_add_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd(acc, 1));
+  double y = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+  for (; n < count; n++) {
+    const double re = pr[n] * sr[n] - pi[n] * si[n] + x;
+    const double im = pi[n] * sr[n] + pr[n] * si[n];
+    sr[n] = re;
+    si[n] = im;
+    y += (double)rr[n] * re - (double)ri[n] * im;
+  }
+  return y;
+}
+
+#endif
+
+static double step_portable(long count, double x, const double *pr, const double *pi,
+                            const float *rr, const float *ri, double *sr, double *si) {
+  double y = 0;
+  for (long n = 0; n < count; n++) {
+    const double re = pr[n] * sr[n] - pi[n] * si[n] + x;
+    const double im = pi[n] * sr[n] + pr[n] * si[n];
+    sr[n] = re;
+    si[n] = im;
+    y += (double)rr[n] * re - (double)ri[n] * im;
+  }
+  return y;
+}
+
+// MARK: Dispatch
+
+typedef void (*gemv_fn)(const float *, long, long, const float *, const float *, float *);
+typedef double (*step_fn)(long, double, const double *, const double *, const float *,
+                          const float *, double *, double *);
+
+static gemv_fn chosen_gemv;
+static step_fn chosen_step;
+static const char *chosen_isa;
+static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
+
+static void choose_kernels(void) {
+  chosen_gemv = gemv_portable, chosen_step = step_portable, chosen_isa = "portable";
+#if LCK_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+    chosen_gemv = gemv_avx512, chosen_step = step_avx512, chosen_isa = "avx512";
+  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    chosen_gemv = gemv_avx2, chosen_step = step_avx2, chosen_isa = "avx2";
+  }
+#endif
+}
+
+void lck_gemv(const float *W, long rows, long cols, const float *x, const float *bias, float *y) {
+  pthread_once(&dispatch_once, choose_kernels);
+  chosen_gemv(W, rows, cols, x, bias, y);
+}
+
+double lck_recurrence_step(long count, double x, const double *poles_re, const double *poles_im,
+                           const float *residues_re, const float *residues_im, double *state_re,
+                           double *state_im) {
+  pthread_once(&dispatch_once, choose_kernels);
+  return chosen_step(count, x, poles_re, poles_im, residues_re, residues_im, state_re, state_im);
+}
+
+void lck_recurrence_channels(long first, long end, const long *offsets, int shared_poles,
+                             const double *poles_re, const double *poles_im,
+                             const float *residues_re, const float *residues_im, const float *skip,
+                             double *state_re, double *state_im, const float *x, float *y) {
+  pthread_once(&dispatch_once, choose_kernels);
+  const step_fn step = chosen_step;
+  for (long c = first; c < end; c++) {
+    const long begin = offsets[c], pole = shared_poles ? 0 : begin;
+    double out = step(offsets[c + 1] - begin, (double)x[c], poles_re + pole, poles_im + pole,
+                      residues_re + begin, residues_im + begin, state_re + begin, state_im + begin);
+    // As the Swift step: the skip product rounded to Float32, then added in Double.
+    if (skip) out += (double)(skip[c] * x[c]);
+    y[c] = (float)out;
+  }
+}
+
+const char *lck_kernel_isa(void) {
+  pthread_once(&dispatch_once, choose_kernels);
+  return chosen_isa;
+}
+
+// MARK: Arena
+
+enum { huge_page = 1 << 21, chunk_bytes = 32 << 20 };
+
+typedef struct chunk {
+  struct chunk *next;
+  char *memory;
+  size_t size, used;
+} chunk;
+
+struct lck_arena {
+  chunk *chunks;
+};
+
+lck_arena *lck_arena_create(void) { return calloc(1, sizeof(lck_arena)); }
+
+void *lck_arena_allocate(lck_arena *arena, size_t bytes) {
+  bytes = (bytes + 63) & ~(size_t)63;
+  chunk *c = arena->chunks;
+  if (!c || c->size - c->used < bytes) {
+    const size_t size = bytes > chunk_bytes ? (bytes + huge_page - 1) & ~(size_t)(huge_page - 1) : chunk_bytes;
+    c = calloc(1, sizeof(chunk));
+    if (!c) return NULL;
+    void *memory = NULL;
+    if (posix_memalign(&memory, huge_page, size) != 0) {
+      free(c);
+      return NULL;
+    }
+    // Advice only: without transparent huge pages the memory stays in 4 KB pages.
+    if (!getenv("LCK_NO_HUGE")) (void)madvise(memory, size, MADV_HUGEPAGE);
+    memset(memory, 0, size);
+    c->memory = memory, c->size = size, c->next = arena->chunks;
+    arena->chunks = c;
+  }
+  void *block = c->memory + c->used;
+  c->used += bytes;
+  return block;
+}
+
+void lck_arena_destroy(lck_arena *arena) {
+  if (!arena) return;
+  for (chunk *c = arena->chunks, *next; c; c = next) {
+    next = c->next;
+    free(c->memory);
+    free(c);
+  }
+  free(arena);
+}
+
+// MARK: Team of threads
+
+struct lck_team {
+  int size;
+  pthread_t *threads;
+  // A run: the caller publishes body/context, then bumps `generation`.
+  void (*body)(void *, int);
+  void *context;
+  _Atomic long generation;
+  _Atomic int finished;  // members other than the caller done with the current run
+  _Atomic int stopping;
+  // Sleeping idle members.
+  _Atomic int sleepers;
+  pthread_mutex_t lock;
+  pthread_cond_t wake;
+  // Sense-reversing barrier.
+  _Atomic int arrived;
+  _Atomic int sense;
+};
+
+static inline void relax(void) {
+#if LCK_X86
+  _mm_pause();
+#endif
+}
+
+static double seconds(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+// How long an idle member spins for the next run before it sleeps.
+static const double idle_spin_seconds = 2e-3;
+
+typedef struct {
+  lck_team *team;
+  int member;
+} member_start;
+
+static void *member_main(void *argument) {
+  member_start start = *(member_start *)argument;
+  free(argument);
+  lck_team *team = start.team;
+  long seen = 0;
+  for (;;) {
+    // Spin for a while, checking the clock every 256 pauses; then sleep until woken.
+    long generation = atomic_load(&team->generation);
+    if (generation == seen) {
+      double deadline = seconds() + idle_spin_seconds;
+      for (int spins = 1; (generation = atomic_load(&team->generation)) == seen; spins++) {
+        relax();
+        if ((spins & 255) == 0 && seconds() > deadline) {
+          pthread_mutex_lock(&team->lock);
+          atomic_fetch_add(&team->sleepers, 1);
+          while ((generation = atomic_load(&team->generation)) == seen)
+            pthread_cond_wait(&team->wake, &team->lock);
+          atomic_fetch_sub(&team->sleepers, 1);
+          pthread_mutex_unlock(&team->lock);
+          break;
+        }
+      }
+    }
+    seen = generation;
+    if (atomic_load(&team->stopping)) return NULL;
+    team->body(team->context, start.member);
+    atomic_fetch_add(&team->finished, 1);
+  }
+}
+
+lck_team *lck_team_create(int threads) {
+  if (threads < 1) threads = 1;
+  lck_team *team = calloc(1, sizeof(lck_team));
+  if (!team) return NULL;
+  team->size = threads;
+  pthread_mutex_init(&team->lock, NULL);
+  pthread_cond_init(&team->wake, NULL);
+  team->threads = calloc((size_t)threads, sizeof(pthread_t));
+  if (!team->threads) {
+    free(team);
+    return NULL;
+  }
+  for (int m = 1; m < threads; m++) {
+    member_start *start = malloc(sizeof(member_start));
+    if (!start) {
+      team->size = m;
+      lck_team_destroy(team);
+      return NULL;
+    }
+    start->team = team;
+    start->member = m;
+    if (pthread_create(&team->threads[m], NULL, member_main, start) != 0) {
+      free(start);
+      team->size = m;
+      lck_team_destroy(team);
+      return NULL;
+    }
+  }
+  return team;
+}
+
+static void publish(lck_team *team) {
+  atomic_fetch_add(&team->generation, 1);
+  if (atomic_load(&team->sleepers) > 0) {
+    pthread_mutex_lock(&team->lock);
+    pthread_cond_broadcast(&team->wake);
+    pthread_mutex_unlock(&team->lock);
+  }
+}
+
+void lck_team_destroy(lck_team *team) {
+  if (!team) return;
+  atomic_store(&team->stopping, 1);
+  publish(team);
+  for (int m = 1; m < team->size; m++) pthread_join(team->threads[m], NULL);
+  pthread_mutex_destroy(&team->lock);
+  pthread_cond_destroy(&team->wake);
+  free(team->threads);
+  free(team);
+}
+
+int lck_team_size(const lck_team *team) { return team->size; }
+
+void lck_team_run(lck_team *team, void (*body)(void *, int), void *context) {
+  if (team->size == 1) {
+    body(context, 0);
+    return;
+  }
+  team->body = body;
+  team->context = context;
+  atomic_store(&team->finished, 0);
+  publish(team);
+  body(context, 0);
+  while (atomic_load(&team->finished) < team->size - 1) relax();
+}
+
+void lck_team_barrier(lck_team *team) {
+  if (team->size == 1) return;
+  const int sense = atomic_load(&team->sense);
+  if (atomic_fetch_add(&team->arrived, 1) == team->size - 1) {
+    atomic_store(&team->arrived, 0);
+    atomic_store(&team->sense, !sense);
+  } else {
+    while (atomic_load(&team->sense) == sense) relax();
+  }
+}

@@ -1,0 +1,75 @@
+// Kernels for one decoding step of a recurrent model, and a small team of threads that runs
+// such a step together. C, because the loops need the machine's widest vector instructions
+// chosen at run time (AVX-512, AVX2 + FMA, or portable C), which Swift cannot select per
+// function; the Swift side (LongConvRecurrence's FusedDecoder) decides what runs where.
+#ifndef DECODE_KERNELS_H
+#define DECODE_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// `y[r] = dot(W[r, :], x) + (bias ? bias[r] : 0)` for `r < rows`; `W` row-major `[rows, cols]`.
+void lck_gemv(const float *W, long rows, long cols, const float *x, const float *bias, float *y);
+
+/// One step of a diagonal recurrence over `count` complex states of one channel:
+/// `s_n = p_n s_n + x`, returns `Re(sum_n r_n s_n)` (state and poles Double, residues Float32,
+/// the sum in Double).
+double lck_recurrence_step(long count, double x, const double *poles_re, const double *poles_im,
+                           const float *residues_re, const float *residues_im, double *state_re,
+                           double *state_im);
+
+/// `lck_recurrence_step` for channels `first ..< end` of a layer: channel `c` has the states
+/// `offsets[c] ..< offsets[c + 1]` and input `x[c]`; `y[c] = Re(sum r s) + (skip ? skip[c] x[c] : 0)`.
+/// With `shared_poles` every channel uses the poles at offset 0.
+void lck_recurrence_channels(long first, long end, const long *offsets, int shared_poles,
+                             const double *poles_re, const double *poles_im,
+                             const float *residues_re, const float *residues_im, const float *skip,
+                             double *state_re, double *state_im, const float *x, float *y);
+
+/// The instruction set the kernels use on this machine: "avx512", "avx2" or "portable".
+const char *lck_kernel_isa(void);
+
+/// Memory for a decoder's weights and states, freed all at once: 64-byte aligned blocks cut from
+/// chunks of 2 MB pages where the kernel allows (a step reads tens of megabytes; with 4 KB pages
+/// it also walks thousands of page-table entries).
+typedef struct lck_arena lck_arena;
+
+/// An empty arena.
+lck_arena *lck_arena_create(void);
+
+/// `bytes` of zeroed memory that lives as long as the arena; `NULL` if memory is exhausted.
+void *lck_arena_allocate(lck_arena *arena, size_t bytes);
+
+/// Frees every block of the arena and the arena.
+void lck_arena_destroy(lck_arena *arena);
+
+/// A team of threads that run one function together: the caller is member 0.
+typedef struct lck_team lck_team;
+
+/// A team of `threads` members (at least 1); `NULL` if a thread could not be started.
+lck_team *lck_team_create(int threads);
+
+/// Stops and joins the team's threads and frees it.
+void lck_team_destroy(lck_team *team);
+
+/// Members in the team.
+int lck_team_size(const lck_team *team);
+
+/// Runs `body(context, member)` on every member at once and returns when all have returned.
+/// Idle members spin briefly after a run (the next step usually follows at once), then sleep.
+/// One run at a time per team.
+void lck_team_run(lck_team *team, void (*body)(void *context, int member), void *context);
+
+/// Waits until every member of the running team has reached this barrier (spinning). Call
+/// only from inside `body`, the same number of times on every member.
+void lck_team_barrier(lck_team *team);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
