@@ -59,7 +59,8 @@ let package = Package(
       name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
     .testTarget(name: "LongConvTests", dependencies: ["LongConv", "LongConvTestSupport"]),
     .testTarget(
-      name: "LongConvRecurrenceTests", dependencies: ["LongConvRecurrence", "LongConvTestSupport"]),
+      name: "LongConvRecurrenceTests",
+      dependencies: ["LongConvRecurrence", "CDecodeKernels", "LongConvTestSupport"]),
     .testTarget(
       name: "LongConvTrainingTests", dependencies: ["LongConvTraining", "LongConvTestSupport"]),
 

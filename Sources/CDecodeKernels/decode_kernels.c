@@ -101,40 +101,48 @@ static void gemv_portable(const float *W, long rows, long cols, const float *x, 
 // MARK: Recurrence steps
 
 #if LCK_X86
-// One complex multiply-add of eight states, returning the residue-weighted sum's contribution.
-#define LCK_STEP8(LOAD_D, LOAD_F, STORE)                                   \
-  do {                                                                    \
-    const __m512d a = LOAD_D(sr + n), b = LOAD_D(si + n);                 \
-    const __m512d p = LOAD_D(pr + n), q = LOAD_D(pi + n);                 \
-    const __m512d re = _mm512_fmadd_pd(p, a, _mm512_fnmadd_pd(q, b, xv)); \
-    const __m512d im = _mm512_fmadd_pd(p, b, _mm512_mul_pd(q, a));        \
-    STORE(sr + n, re);                                                    \
-    STORE(si + n, im);                                                    \
-    const __m512d c = _mm512_cvtps_pd(LOAD_F(rr + n));                    \
-    const __m512d d = _mm512_cvtps_pd(LOAD_F(ri + n));                    \
-    acc = _mm512_fmadd_pd(c, re, _mm512_fnmadd_pd(d, im, acc));           \
-  } while (0)
-
-__attribute__((target("avx512f,avx512vl"))) static double step_avx512(
+__attribute__((target("avx512f,avx2,fma"))) static double step_avx512(
     long count, double x, const double *pr, const double *pi, const float *rr, const float *ri,
     double *sr, double *si) {
   const __m512d xv = _mm512_set1_pd(x);
   __m512d acc = _mm512_setzero_pd();
   long n = 0;
-  for (; n + 8 <= count; n += 8) LCK_STEP8(_mm512_loadu_pd, _mm256_loadu_ps, _mm512_storeu_pd);
-  // The last partial group masked (compact channels hold a few states each, so the tail is
-  // often all of the work). Masked-off lanes load zero residues, so they add nothing.
-  if (n < count) {
-    const __mmask8 m = (__mmask8)((1u << (count - n)) - 1u);
-#define LOAD_D(address) _mm512_maskz_loadu_pd(m, address)
-#define LOAD_F(address) _mm256_maskz_loadu_ps(m, address)
-#define STORE(address, value) _mm512_mask_storeu_pd(address, m, value)
-    LCK_STEP8(LOAD_D, LOAD_F, STORE);
-#undef LOAD_D
-#undef LOAD_F
-#undef STORE
+  for (; n + 8 <= count; n += 8) {
+    const __m512d a = _mm512_loadu_pd(sr + n), b = _mm512_loadu_pd(si + n);
+    const __m512d p = _mm512_loadu_pd(pr + n), q = _mm512_loadu_pd(pi + n);
+    const __m512d re = _mm512_fmadd_pd(p, a, _mm512_fnmadd_pd(q, b, xv));
+    const __m512d im = _mm512_fmadd_pd(p, b, _mm512_mul_pd(q, a));
+    _mm512_storeu_pd(sr + n, re);
+    _mm512_storeu_pd(si + n, im);
+    const __m512d c = _mm512_cvtps_pd(_mm256_loadu_ps(rr + n));
+    const __m512d d = _mm512_cvtps_pd(_mm256_loadu_ps(ri + n));
+    acc = _mm512_fmadd_pd(c, re, _mm512_fnmadd_pd(d, im, acc));
   }
-  return _mm512_reduce_add_pd(acc);
+  double y = _mm512_reduce_add_pd(acc);
+  // Compact channels hold a few states each, so the tail is often all of the work: four at a
+  // time, then one by one (masked AVX-512 loads and stores measured slower here).
+  if (n + 4 <= count) {
+    const __m256d x4 = _mm256_set1_pd(x);
+    const __m256d a = _mm256_loadu_pd(sr + n), b = _mm256_loadu_pd(si + n);
+    const __m256d p = _mm256_loadu_pd(pr + n), q = _mm256_loadu_pd(pi + n);
+    const __m256d re = _mm256_fmadd_pd(p, a, _mm256_fnmadd_pd(q, b, x4));
+    const __m256d im = _mm256_fmadd_pd(p, b, _mm256_mul_pd(q, a));
+    _mm256_storeu_pd(sr + n, re);
+    _mm256_storeu_pd(si + n, im);
+    const __m256d c = _mm256_cvtps_pd(_mm_loadu_ps(rr + n)), d = _mm256_cvtps_pd(_mm_loadu_ps(ri + n));
+    const __m256d t = _mm256_fmsub_pd(c, re, _mm256_mul_pd(d, im));
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
+    y += _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+    n += 4;
+  }
+  for (; n < count; n++) {
+    const double re = pr[n] * sr[n] - pi[n] * si[n] + x;
+    const double im = pi[n] * sr[n] + pr[n] * si[n];
+    sr[n] = re;
+    si[n] = im;
+    y += (double)rr[n] * re - (double)ri[n] * im;
+  }
+  return y;
 }
 
 __attribute__((target("avx2,fma"))) static double step_avx2(long count, double x, const double *pr,
@@ -197,7 +205,7 @@ static void choose_kernels(void) {
   chosen_gemv = gemv_portable, chosen_step = step_portable, chosen_isa = "portable";
 #if LCK_X86
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl")) {
+  if (__builtin_cpu_supports("avx512f")) {
     chosen_gemv = gemv_avx512, chosen_step = step_avx512, chosen_isa = "avx512";
   } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
     chosen_gemv = gemv_avx2, chosen_step = step_avx2, chosen_isa = "avx2";
@@ -231,6 +239,30 @@ void lck_recurrence_channels(long first, long end, const long *offsets, int shar
     if (skip) out += (double)(skip[c] * x[c]);
     y[c] = (float)out;
   }
+}
+
+int lck_use_kernels(const char *isa) {
+  pthread_once(&dispatch_once, choose_kernels);
+  if (strcmp(isa, "best") == 0) {
+    choose_kernels();
+    return 1;
+  }
+  if (strcmp(isa, "portable") == 0) {
+    chosen_gemv = gemv_portable, chosen_step = step_portable, chosen_isa = "portable";
+    return 1;
+  }
+#if LCK_X86
+  __builtin_cpu_init();
+  if (strcmp(isa, "avx2") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    chosen_gemv = gemv_avx2, chosen_step = step_avx2, chosen_isa = "avx2";
+    return 1;
+  }
+  if (strcmp(isa, "avx512") == 0 && __builtin_cpu_supports("avx512f")) {
+    chosen_gemv = gemv_avx512, chosen_step = step_avx512, chosen_isa = "avx512";
+    return 1;
+  }
+#endif
+  return 0;
 }
 
 const char *lck_kernel_isa(void) {
@@ -267,7 +299,7 @@ void *lck_arena_allocate(lck_arena *arena, size_t bytes) {
       return NULL;
     }
     // Advice only: without transparent huge pages the memory stays in 4 KB pages.
-    if (!getenv("LCK_NO_HUGE")) (void)madvise(memory, size, MADV_HUGEPAGE);
+    (void)madvise(memory, size, MADV_HUGEPAGE);
     memset(memory, 0, size);
     c->memory = memory, c->size = size, c->next = arena->chunks;
     arena->chunks = c;

@@ -33,6 +33,11 @@ void lck_recurrence_channels(long first, long end, const long *offsets, int shar
 /// The instruction set the kernels use on this machine: "avx512", "avx2" or "portable".
 const char *lck_kernel_isa(void);
 
+/// Makes the kernels use `isa` ("avx512", "avx2", "portable", or "best" for the machine's
+/// widest) from now on, for tests and comparisons; returns 0 when this machine lacks it. Not to
+/// be called while kernels run.
+int lck_use_kernels(const char *isa);
+
 /// Memory for a decoder's weights and states, freed all at once: 64-byte aligned blocks cut from
 /// chunks of 2 MB pages where the kernel allows (a step reads tens of megabytes; with 4 KB pages
 /// it also walks thousands of page-table entries).

@@ -1,0 +1,193 @@
+import CDecodeKernels
+import Foundation
+import LongConv
+import Testing
+
+@testable import LongConvRecurrence
+
+/// The fused decoding step against the model's own modules stepping the same recurrence, and
+/// its kernels against Double references, under every instruction set this machine has.
+@Suite(.serialized) struct FusedDecoderTests {
+  static let instructionSets = ["avx512", "avx2", "portable"]
+
+  /// A GTU model with `norm`, pre- or post-norm, a GLU or MLP channel mixer, every parameter
+  /// (norm scales and shifts included) moved off its initial value so that each takes part.
+  func model(norm: String, prenorm: Bool, channelMixer: String, finalNorm: String) throws -> CausalLanguageModel {
+    let json = """
+      {"model": "causal_lm", "vocab_size": 40, "dim": 20, "num_layers": 2, "max_length": 64, "seed": 7,
+       "final_norm": "\(finalNorm)",
+       "layers": {"norm": "\(norm)", "prenorm": \(prenorm),
+                  "mixer": {"type": "gtu", "expand_ratio": 3, "kernel": {"type": "tnn", "rpe_width": 8, "rpe_layers": 1}},
+                  "channel_mixer": \(channelMixer)}}
+      """
+    let model = try #require(
+      ModelBuilder.build(JSONValue.parse(Data(json.utf8), source: "test")) as? CausalLanguageModel)
+    var generator = SeededGenerator(seed: 11)
+    for (name, p) in model.namedParameters() where !name.contains("kernel") {
+      p.withUnsafeMutableBufferPointer { values in
+        for i in values.indices { values[i] += 0.2 * (generator.nextUniform() - 0.5) }
+      }
+    }
+    return model
+  }
+
+  func tokens(_ count: Int, vocabulary: Int) -> [Int] {
+    var generator = SeededGenerator(seed: 5)
+    return (0..<count).map { _ in Int(generator.nextUniform() * Float(vocabulary)) % vocabulary }
+  }
+
+  /// `max |a - b| / max |b|`.
+  func relative(_ a: [Float], _ b: [Float]) -> Float {
+    zip(a, b).map { abs($0 - $1) }.max()! / max(b.map(abs).max()!, 1e-30)
+  }
+
+  /// Every covered block shape gives the module path's logits and states, token after token,
+  /// with exact and compact (own poles per channel, skip) kernels, under each instruction set.
+  @Test(arguments: [
+    ("simple_rms_norm", true, #"{"type": "glu"}"#, "layer_norm"),
+    ("layer_norm", false, #"{"type": "glu", "hidden_dim": 36}"#, "rms_norm"),
+    ("rms_norm", true, #"{"type": "mlp", "hidden_dim": 24, "activation": "gelu"}"#, "simple_rms_norm"),
+    ("layer_norm", true, #"{"type": "mlp", "hidden_dim": 17, "activation": "relu"}"#, "layer_norm"),
+    ("rms_norm", false, #"{"type": "mlp", "hidden_dim": 33, "activation": "silu"}"#, "layer_norm"),
+  ])
+  func fusedStepEqualsTheModules(_ norm: String, _ prenorm: Bool, _ channelMixer: String, _ finalNorm: String)
+    throws
+  {
+    let model = try model(norm: norm, prenorm: prenorm, channelMixer: channelMixer, finalNorm: finalNorm)
+    let converters: [any KernelConverter] = [ExactConverter(), try CompactConverter(tolerance: 1e-3)]
+    defer { _ = lck_use_kernels("best") }
+    for converter in converters {
+      let recurrent = try RecurrentLanguageModel(model: model, converter: converter, length: 32)
+      #expect(recurrent.usesFusedStep)
+      for isa in Self.instructionSets where lck_use_kernels(isa) == 1 {
+        var (fused, modules) = (recurrent.makeState(), recurrent.makeState())
+        for (i, token) in tokens(24, vocabulary: 40).enumerated() {
+          let a = recurrent.step(token, state: &fused)
+          let b = recurrent.stepThroughModules(token, state: &modules)
+          let error = relative(a, b)
+          #expect(error < 2e-5, "\(norm) prenorm \(prenorm) \(isa) \(converter) position \(i): \(error)")
+        }
+        #expect(fused.position == modules.position)
+        for (x, y) in zip(fused.layers, modules.layers) {
+          #expect(x.position == y.position)
+          let difference = zip(x.convolution.re + x.convolution.im, y.convolution.re + y.convolution.im)
+            .map { abs($0 - $1) }.max()!
+          #expect(difference < 1e-4, "\(isa): state difference \(difference)")
+        }
+      }
+    }
+  }
+
+  /// Models the fused step does not cover (Hyena, SSM) step through their modules.
+  @Test func otherMixersUseTheModules() throws {
+    let json = """
+      {"model": "causal_lm", "vocab_size": 16, "dim": 8, "num_layers": 1, "max_length": 32,
+       "layers": {"mixer": {"type": "ssm", "kernel": {"type": "s4d", "state_size": 4}}}}
+      """
+    let model = try #require(
+      ModelBuilder.build(JSONValue.parse(Data(json.utf8), source: "test")) as? CausalLanguageModel)
+    let recurrent = try RecurrentLanguageModel(model: model, converter: NativeConverter(), length: 16)
+    #expect(!recurrent.usesFusedStep)
+  }
+
+  /// `lck_gemv` against a Double product, shapes with every tail (rows not a multiple of 4,
+  /// columns not a multiple of 16 or 8), with and without a bias.
+  @Test func matrixVectorProduct() {
+    defer { _ = lck_use_kernels("best") }
+    var generator = SeededGenerator(seed: 3)
+    for isa in Self.instructionSets where lck_use_kernels(isa) == 1 {
+      for (rows, cols) in [(1, 1), (3, 7), (4, 16), (9, 33), (37, 256), (6, 769)] {
+        let w = (0..<rows * cols).map { _ in Float(generator.nextUniform() * 2 - 1) }
+        let x = (0..<cols).map { _ in Float(generator.nextUniform() * 2 - 1) }
+        let bias = (0..<rows).map { _ in Float(generator.nextUniform()) }
+        for withBias in [false, true] {
+          var y = [Float](repeating: .nan, count: rows)
+          bias.withUnsafeBufferPointer { b in
+            lck_gemv(w, rows, cols, x, withBias ? b.baseAddress : nil, &y)
+          }
+          for r in 0..<rows {
+            var expected = withBias ? Double(bias[r]) : 0
+            for c in 0..<cols { expected += Double(w[r * cols + c]) * Double(x[c]) }
+            #expect(abs(Double(y[r]) - expected) < 1e-5 * Double(cols), "\(isa) \(rows)x\(cols) row \(r)")
+          }
+        }
+      }
+    }
+  }
+
+  /// `lck_recurrence_channels` against the recurrence in Double: channels of 1 ... 21 states
+  /// (every tail of the vector loops), own and shared poles, with a skip.
+  @Test func recurrenceSteps() {
+    defer { _ = lck_use_kernels("best") }
+    var generator = SeededGenerator(seed: 8)
+    let counts = [1, 3, 4, 5, 8, 9, 12, 21]
+    let offsets = counts.reduce(into: [0]) { $0.append($0.last! + $1) }
+    let total = offsets.last!
+    func uniform() -> Double { Double(generator.nextUniform()) * 2 - 1 }
+    let (poleRe, poleIm) = ((0..<total).map { _ in 0.9 * uniform() }, (0..<total).map { _ in 0.4 * uniform() })
+    let (resRe, resIm) = ((0..<total).map { _ in Float(uniform()) }, (0..<total).map { _ in Float(uniform()) })
+    let skip = counts.map { _ in Float(uniform()) }
+    let inputs = (0..<5).map { _ in counts.map { _ in Float(uniform()) } }
+    for isa in Self.instructionSets where lck_use_kernels(isa) == 1 {
+      for shared in [false, true] {
+        var (sRe, sIm) = ([Double](repeating: 0, count: total), [Double](repeating: 0, count: total))
+        var (rRe, rIm) = (sRe, sIm)
+        for x in inputs {
+          var y = [Float](repeating: 0, count: counts.count)
+          lck_recurrence_channels(
+            0, counts.count, offsets, shared ? 1 : 0, poleRe, poleIm, resRe, resIm, skip, &sRe, &sIm, x, &y)
+          for c in counts.indices {
+            var expected = Double(skip[c] * x[c])
+            for n in offsets[c]..<offsets[c + 1] {
+              let p = shared ? n - offsets[c] : n
+              let re = poleRe[p] * rRe[n] - poleIm[p] * rIm[n] + Double(x[c])
+              let im = poleIm[p] * rRe[n] + poleRe[p] * rIm[n]
+              (rRe[n], rIm[n]) = (re, im)
+              expected += Double(resRe[n]) * re - Double(resIm[n]) * im
+            }
+            #expect(abs(Double(y[c]) - expected) < 1e-5 * max(1, abs(expected)), "\(isa) channel \(c)")
+          }
+        }
+        #expect(zip(sRe + sIm, rRe + rIm).allSatisfy { abs($0 - $1) < 1e-12 }, "\(isa) shared \(shared)")
+      }
+    }
+  }
+
+  /// The team runs a body on every member at once and its barrier orders their writes.
+  @Test func teamBarrierOrdersWrites() throws {
+    for size in [1, 2, 3] {
+      let team = try #require(lck_team_create(Int32(size)))
+      defer { lck_team_destroy(team) }
+      final class Box: @unchecked Sendable {
+        let slots: UnsafeMutablePointer<Int>
+        let sums: UnsafeMutablePointer<Int>
+        let (size, team): (Int, OpaquePointer)
+        init(_ size: Int, _ team: OpaquePointer) {
+          (slots, sums) = (.allocate(capacity: size), .allocate(capacity: size))
+          slots.initialize(repeating: 0, count: size)
+          sums.initialize(repeating: 0, count: size)
+          (self.size, self.team) = (size, team)
+        }
+        deinit {
+          slots.deallocate()
+          sums.deallocate()
+        }
+      }
+      let box = Box(size, team)
+      for round in 1...50 {
+        lck_team_run(
+          team,
+          { context, member in
+            let box = Unmanaged<Box>.fromOpaque(context!).takeUnretainedValue()
+            box.slots[Int(member)] += 1
+            lck_team_barrier(box.team)
+            // After the barrier every member sees every member's increment.
+            let total = (0..<box.size).reduce(0) { $0 + box.slots[$1] }
+            lck_team_barrier(box.team)
+            box.sums[Int(member)] = total
+          }, Unmanaged.passUnretained(box).toOpaque())
+        #expect((0..<size).allSatisfy { box.sums[$0] == round * size }, "team of \(size), round \(round)")
+      }
+    }
+  }
+}
