@@ -35,33 +35,32 @@ import Synchronization
 /// their modules (``make(model:mixers:)`` returns nil). The weights are copied when the decoder
 /// is made: like the converted kernels, the recurrent model is a snapshot of the model at
 /// conversion. One step runs at a time per decoder.
+///
+/// The hot loop reads only plain pointers and counts (``LayerPlan``, one per layer and member):
+/// no reference counting, whose atomic updates of shared objects from two cores cost more than
+/// the arithmetic of small layers.
 final class FusedDecoder: @unchecked Sendable {
   private let width: Int
   private let vocabulary: Int
-  private let embedding: RowSlices
-  private let finalNorm: RowNorm
-  private let layers: [Layer]
+  private let layerCount: Int
   private let team: OpaquePointer
   private let members: Int
+  /// Owns the weights, kernels and plans below.
+  private let arena: Arena
+  /// `plans[layer * members + member]`.
+  private let plans: UnsafeMutablePointer<LayerPlan>
+  /// The tied head's rows per member: `logits = E finalNorm(h)`.
+  private let head: UnsafeMutablePointer<RowProduct>
+  private let embedding: UnsafePointer<Float>
+  private let finalNorm: NormPlan
   private let scratch: Scratch
+  /// The states of the step running, one pair per layer.
+  private let states: UnsafeMutablePointer<StatePointers>
+  private var token = 0
   /// Serialises steps: the scratch and the team serve one step at a time.
   private let running = Mutex(())
 
-  private struct Layer {
-    let prenorm: Bool
-    let norm1: RowNorm, norm2: RowNorm
-    let u: RowSlices, v: RowSlices
-    let o: ColumnSlices
-    let recurrence: PackedRecurrence
-    let channelMixer: ChannelMixerForm
-  }
-
-  private enum ChannelMixerForm {
-    /// `W_3 (SiLU(W_1 z) * (W_2 z))`.
-    case glu(RowSlices, RowSlices, ColumnSlices)
-    /// `W_2 act(W_1 z)`.
-    case mlp(RowSlices, ColumnSlices, activation: String)
-  }
+  private typealias StatePointers = (re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?)
 
   /// A decoder for `model` with `mixers` as its recurrent mixers, or nil when some block is not
   /// covered (then the model steps through its modules).
@@ -80,38 +79,76 @@ final class FusedDecoder: @unchecked Sendable {
     let d = model.embedding.width
     let members = Int(lck_team_size(team))
     let arena = Arena()
-    width = d
-    vocabulary = model.embedding.vocabulary
-    embedding = RowSlices(model.embedding.weight, bias: nil, members: members, arena: arena)
-    finalNorm = RowNorm(model.finalNorm, width: d)
-    layers = zip(model.blocks, mixers).map { block, mixer in
+    var plans: [LayerPlan] = []
+    var wide = 1
+    for (block, mixer) in zip(model.blocks, mixers) {
       let parts = (mixer as! any FusableGatedUnit).fusableParts
-      let inner = RowSlices(parts.u, members: members, arena: arena)
-      let channelMixer: ChannelMixerForm
+      let inner = parts.u.outputCount
+      let channels = Self.bounds(inner, members: members)
+      let u = RowProduct.slices(parts.u.weight, bias: parts.u.bias, bounds: channels, arena: arena)
+      let v = RowProduct.slices(parts.v.weight, bias: parts.v.bias, bounds: channels, arena: arena)
+      let o = ColumnProduct.slices(parts.o.weight, bounds: channels, arena: arena)
+      let recurrence = RecurrencePlan(parts.recurrence, arena: arena)
+      let (first, gate, out, outBias, activation):
+        ([RowProduct], [RowProduct?], [ColumnProduct], Tensor?, Activation)
+      let hidden: Int
       if let glu = block.channelMixer as? GLU {
-        let l1 = RowSlices(glu.l1, members: members, arena: arena)
-        channelMixer = .glu(l1, RowSlices(glu.l2, members: members, arena: arena), ColumnSlices(glu.l3, like: l1, arena: arena))
+        hidden = glu.l1.outputCount
+        let features = Self.bounds(hidden, members: members)
+        first = RowProduct.slices(glu.l1.weight, bias: glu.l1.bias, bounds: features, arena: arena)
+        gate = RowProduct.slices(glu.l2.weight, bias: glu.l2.bias, bounds: features, arena: arena)
+        out = ColumnProduct.slices(glu.l3.weight, bounds: features, arena: arena)
+        (outBias, activation) = (glu.l3.bias, .gatedSiLU)
       } else {
         let mlp = block.channelMixer as! MLP
-        let l1 = RowSlices(mlp.l1, members: members, arena: arena)
-        channelMixer = .mlp(l1, ColumnSlices(mlp.l2, like: l1, arena: arena), activation: mlp.activation)
+        hidden = mlp.l1.outputCount
+        let features = Self.bounds(hidden, members: members)
+        first = RowProduct.slices(mlp.l1.weight, bias: mlp.l1.bias, bounds: features, arena: arena)
+        gate = [RowProduct?](repeating: nil, count: members)
+        out = ColumnProduct.slices(mlp.l2.weight, bounds: features, arena: arena)
+        outBias = mlp.l2.bias
+        activation = mlp.activation == "relu" ? .relu : mlp.activation == "silu" ? .silu : .gelu
       }
-      return Layer(
-        prenorm: block.prenorm, norm1: RowNorm(block.norm1, width: d), norm2: RowNorm(block.norm2, width: d),
-        u: inner, v: RowSlices(parts.v, members: members, arena: arena), o: ColumnSlices(parts.o, like: inner, arena: arena),
-        recurrence: PackedRecurrence(parts.recurrence, arena: arena), channelMixer: channelMixer)
+      wide = max(wide, inner, hidden)
+      let (norm1, norm2) = (
+        NormPlan(block.norm1, width: d, arena: arena), NormPlan(block.norm2, width: d, arena: arena)
+      )
+      let (mixerBias, channelBias) = (
+        parts.o.bias.map { UnsafePointer(arena.copy($0)) }, outBias.map { UnsafePointer(arena.copy($0)) }
+      )
+      for t in 0..<members {
+        plans.append(
+          LayerPlan(
+            prenorm: block.prenorm, norm1: norm1, norm2: norm2, u: u[t], v: v[t], o: o[t],
+            mixerBias: mixerBias,
+            recurrence: recurrence, activation: activation, first: first[t], gate: gate[t], out: out[t],
+            channelBias: channelBias))
+      }
     }
+    let vocabulary = model.embedding.vocabulary
+    let head = RowProduct.slices(
+      model.embedding.weight, bias: nil, bounds: Self.bounds(vocabulary, members: members), arena: arena)
+    width = d
+    self.vocabulary = vocabulary
+    layerCount = model.blocks.count
     self.team = team
     self.members = members
-    let wide = layers.flatMap { layer -> [Int] in
-      switch layer.channelMixer {
-      case .glu(let l1, _, _), .mlp(let l1, _, _): [layer.u.rows, l1.rows]
-      }
-    }.max()!
-    scratch = Scratch(width: d, wide: wide, vocabulary: vocabulary, members: members)
+    self.arena = arena
+    self.plans = arena.copy(plans)
+    self.head = arena.copy(head)
+    embedding = UnsafePointer(head[0].weight)
+    finalNorm = NormPlan(model.finalNorm, width: d, arena: arena)
+    scratch = Scratch(width: d, wide: wide, vocabulary: vocabulary, members: members, arena: arena)
+    states = arena.allocate(layerCount, of: StatePointers.self)
   }
 
   deinit { lck_team_destroy(team) }
+
+  /// `count` items split over `members` in whole groups of 16: member `t` has `b[t] ..< b[t + 1]`.
+  private static func bounds(_ count: Int, members: Int) -> [Int] {
+    let groups = (count + 15) / 16
+    return (0...members).map { min(count, groups * $0 / members * 16) }
+  }
 
   /// The instruction set of the vector kernels: `avx512`, `avx2` or `portable`.
   static var instructionSet: String { String(cString: lck_kernel_isa()) }
@@ -119,101 +156,90 @@ final class FusedDecoder: @unchecked Sendable {
   /// Consumes `token` with the recurrent states `states[layer]` and returns the logits.
   func step(_ token: Int, states: inout [RecurrentMixerState]) -> [Float] {
     precondition(token >= 0 && token < vocabulary, "step: token \(token) outside 0..<\(vocabulary)")
+    precondition(states.count == layerCount, "step: \(states.count) layer states for \(layerCount) layers")
     return running.withLock { _ in
-      withStatePointers(&states, layer: 0, collected: []) { pointers in
-        var work = StepWork(decoder: self, token: token, states: pointers)
-        withUnsafeMutablePointer(to: &work) { context in
-          lck_team_run(
-            team,
-            { context, member in
-              let work = context!.assumingMemoryBound(to: StepWork.self)
-              work.pointee.decoder.run(member: Int(member), work: work.pointee)
-            }, context)
-        }
+      self.token = token
+      withStatePointers(&states, layer: 0) {
+        lck_team_run(
+          team,
+          { context, member in
+            Unmanaged<FusedDecoder>.fromOpaque(context!).takeUnretainedValue().run(member: Int(member))
+          }, Unmanaged.passUnretained(self).toOpaque())
       }
       return Array(UnsafeBufferPointer(start: scratch.logits, count: vocabulary))
     }
   }
 
-  /// Pins every layer's state arrays for the duration of `body` (one closure per layer).
-  private func withStatePointers(
-    _ states: inout [RecurrentMixerState], layer: Int, collected: [StatePointers],
-    _ body: ([StatePointers]) -> Void
-  ) {
-    if layer == states.count {
-      body(collected)
+  /// Pins every layer's state arrays into ``states`` for the duration of `body`.
+  private func withStatePointers(_ layerStates: inout [RecurrentMixerState], layer: Int, _ body: () -> Void) {
+    if layer == layerStates.count {
+      body()
       return
     }
-    // Moved out while pinned, so that the next layers can still reach `states`.
+    // Moved out while pinned, so that the next layers can still reach `layerStates`.
     var (re, im): ([Double], [Double]) = ([], [])
-    swap(&re, &states[layer].convolution.re)
-    swap(&im, &states[layer].convolution.im)
+    swap(&re, &layerStates[layer].convolution.re)
+    swap(&im, &layerStates[layer].convolution.im)
     re.withUnsafeMutableBufferPointer { re in
       im.withUnsafeMutableBufferPointer { im in
-        let pointers: StatePointers = (re.baseAddress, im.baseAddress)
-        withStatePointers(&states, layer: layer + 1, collected: collected + [pointers], body)
+        states[layer] = (re.baseAddress, im.baseAddress)
+        withStatePointers(&layerStates, layer: layer + 1, body)
       }
     }
-    swap(&re, &states[layer].convolution.re)
-    swap(&im, &states[layer].convolution.im)
-    states[layer].position += 1
-  }
-
-  private typealias StatePointers = (re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?)
-
-  private struct StepWork {
-    let decoder: FusedDecoder
-    let token: Int
-    let states: [StatePointers]
+    swap(&re, &layerStates[layer].convolution.re)
+    swap(&im, &layerStates[layer].convolution.im)
+    layerStates[layer].position += 1
   }
 
   /// One member's share of a step.
-  private func run(member t: Int, work: StepWork) {
+  private func run(member t: Int) {
     let d = width
     let (h, z) = (scratch.residual(t), scratch.normed(t))
-    h.update(from: embedding.weight + work.token * d, count: d)
+    let (u, v, gated) = (scratch.u, scratch.v, scratch.gated)
+    h.update(from: embedding + token * d, count: d)
     var phase = 0
-    for (index, layer) in layers.enumerated() {
+    for index in 0..<layerCount {
+      let plan = plans[index * members + t]
       // Mixer: this member's channels, from the projections to its partial output.
-      let input = layer.prenorm ? layer.norm1.apply(h, into: z) : UnsafePointer(h)
-      let channels = layer.u.slice(t)
-      layer.u.apply(member: t, to: input, into: scratch.u)
-      layer.v.apply(member: t, to: input, into: scratch.v)
-      for c in channels { scratch.v[c] = scratch.v[c] * FastMath.sigmoid(scratch.v[c]) }
-      layer.recurrence.step(channels: channels, x: scratch.v, y: scratch.gated, state: work.states[index])
-      for c in channels { scratch.gated[c] *= scratch.u[c] * FastMath.sigmoid(scratch.u[c]) }
-      layer.o.apply(member: t, to: scratch.gated, into: scratch.partial(t, phase: phase))
+      let input = plan.prenorm ? plan.norm1.apply(h, into: z) : UnsafePointer(h)
+      plan.u.apply(input, into: u)
+      plan.v.apply(input, into: v)
+      let channels = plan.u.range
+      for c in channels { v[c] = v[c] * FastMath.sigmoid(v[c]) }
+      plan.recurrence.step(channels: channels, x: v, y: gated, state: states[index])
+      for c in channels { gated[c] *= u[c] * FastMath.sigmoid(u[c]) }
+      plan.o.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)
-      gather(phase: phase, bias: layer.o.bias, into: h, norm: layer.prenorm ? nil : layer.norm1, scratch: z)
+      gather(phase: phase, bias: plan.mixerBias, into: h, norm: plan.prenorm ? nil : plan.norm1, scratch: z)
       phase ^= 1
 
       // Channel mixer: this member's hidden features.
-      let input2 = layer.prenorm ? layer.norm2.apply(h, into: z) : UnsafePointer(h)
-      let output: ColumnSlices
-      switch layer.channelMixer {
-      case .glu(let l1, let l2, let l3):
-        l1.apply(member: t, to: input2, into: scratch.u)
-        l2.apply(member: t, to: input2, into: scratch.v)
-        for k in l1.slice(t) { scratch.gated[k] = scratch.u[k] * FastMath.sigmoid(scratch.u[k]) * scratch.v[k] }
-        output = l3
-      case .mlp(let l1, let l2, let activation):
-        l1.apply(member: t, to: input2, into: scratch.u)
-        for k in l1.slice(t) { scratch.gated[k] = Self.activate(scratch.u[k], activation) }
-        output = l2
+      let input2 = plan.prenorm ? plan.norm2.apply(h, into: z) : UnsafePointer(h)
+      plan.first.apply(input2, into: u)
+      let features = plan.first.range
+      switch plan.activation {
+      case .gatedSiLU:
+        plan.gate!.apply(input2, into: v)
+        for k in features { gated[k] = u[k] * FastMath.sigmoid(u[k]) * v[k] }
+      case .silu:
+        for k in features { gated[k] = u[k] * FastMath.sigmoid(u[k]) }
+      case .relu:
+        for k in features { gated[k] = max(u[k], 0) }
+      case .gelu:
+        for k in features { gated[k] = 0.5 * u[k] * (1 + erf(u[k] * 0.707_106_781_186_547_5)) }
       }
-      output.apply(member: t, to: scratch.gated, into: scratch.partial(t, phase: phase))
+      plan.out.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)
-      gather(phase: phase, bias: output.bias, into: h, norm: layer.prenorm ? nil : layer.norm2, scratch: z)
+      gather(phase: phase, bias: plan.channelBias, into: h, norm: plan.prenorm ? nil : plan.norm2, scratch: z)
       phase ^= 1
     }
-    // Tied head: logits = E finalNorm(h), this member's vocabulary rows.
-    embedding.apply(member: t, to: finalNorm.apply(h, into: z), into: scratch.logits)
+    head[t].apply(finalNorm.apply(h, into: z), into: scratch.logits)
   }
 
   /// `h = h + m` (or `norm(h + m)` for a post-norm block) with `m` the members' partial
   /// outputs of `phase` summed, plus `bias`.
   private func gather(
-    phase: Int, bias: UnsafeMutablePointer<Float>?, into h: UnsafeMutablePointer<Float>, norm: RowNorm?,
+    phase: Int, bias: UnsafePointer<Float>?, into h: UnsafeMutablePointer<Float>, norm: NormPlan?,
     scratch z: UnsafeMutablePointer<Float>
   ) {
     for member in 0..<members {
@@ -226,14 +252,6 @@ final class FusedDecoder: @unchecked Sendable {
     if let norm {
       _ = norm.apply(h, into: z)
       h.update(from: z, count: width)
-    }
-  }
-
-  private static func activate(_ x: Float, _ activation: String) -> Float {
-    switch activation {
-    case "relu": max(x, 0)
-    case "silu": x * FastMath.sigmoid(x)
-    default: 0.5 * x * (1 + erf(x * 0.707_106_781_186_547_5))
     }
   }
 }
@@ -250,9 +268,119 @@ extension RecurrentGTU: FusableGatedUnit {
   }
 }
 
-/// Buffers of a step: product outputs (members write disjoint rows), each member's partial
-/// outputs (two phases) and each member's residual stream.
-private final class Scratch {
+/// The channel mixer's nonlinearity: `SiLU(W_1 z) * (W_2 z)` for a GLU, or `act(W_1 z)`.
+private enum Activation { case gatedSiLU, silu, relu, gelu }
+
+/// One member's share of one block.
+private struct LayerPlan {
+  let prenorm: Bool
+  let norm1: NormPlan, norm2: NormPlan
+  let u: RowProduct, v: RowProduct
+  let o: ColumnProduct
+  let mixerBias: UnsafePointer<Float>?
+  let recurrence: RecurrencePlan
+  let activation: Activation
+  /// `W_1`'s rows, `W_2`'s rows for a GLU (nil for an MLP), and the output product's columns.
+  let first: RowProduct
+  let gate: RowProduct?
+  let out: ColumnProduct
+  let channelBias: UnsafePointer<Float>?
+}
+
+/// `y[r] = W[r] . x + b[r]` for one member's rows `r` in ``range`` of a copied weight.
+private struct RowProduct {
+  /// Row ``range``'s lower bound of the whole `[rows, cols]` weight.
+  let weight: UnsafePointer<Float>
+  let bias: UnsafePointer<Float>?
+  let range: Range<Int>
+  let cols: Int
+
+  /// One per member (`bounds` from ``FusedDecoder``), over one copy of `weight` and `bias`.
+  static func slices(_ weight: Tensor, bias: Tensor?, bounds: [Int], arena: Arena) -> [RowProduct] {
+    let (w, b, cols) = (arena.copy(weight), bias.map(arena.copy), weight.shape[1])
+    return (0..<bounds.count - 1).map { t in
+      let range = bounds[t]..<bounds[t + 1]
+      return RowProduct(
+        weight: w + range.lowerBound * cols, bias: b.map { UnsafePointer($0 + range.lowerBound) },
+        range: range,
+        cols: cols)
+    }
+  }
+
+  /// Writes `y[range]`.
+  @inline(__always)
+  func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
+    guard !range.isEmpty else { return }
+    lck_gemv(weight, range.count, cols, x, bias, y + range.lowerBound)
+  }
+}
+
+/// `p = W[:, C] x[C]` for one member's columns `C` of a `[rows, cols]` weight, kept contiguous.
+/// The bias is added once, when the members' partials are summed.
+private struct ColumnProduct {
+  let block: UnsafePointer<Float>
+  let columns: Range<Int>
+  let rows: Int
+
+  /// One per member, over the column slices `bounds` of `weight`.
+  static func slices(_ weight: Tensor, bounds: [Int], arena: Arena) -> [ColumnProduct] {
+    let (rows, cols) = (weight.shape[0], weight.shape[1])
+    let values = weight.scalars
+    return (0..<bounds.count - 1).map { t in
+      let columns = bounds[t]..<bounds[t + 1]
+      let block = arena.allocate(rows * columns.count, of: Float.self)
+      for r in 0..<rows {
+        for (j, c) in columns.enumerated() { block[r * columns.count + j] = values[r * cols + c] }
+      }
+      return ColumnProduct(block: block, columns: columns, rows: rows)
+    }
+  }
+
+  /// Writes the partial `p [rows]` (zeros when the member has no columns).
+  @inline(__always)
+  func apply(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<Float>) {
+    guard !columns.isEmpty else {
+      p.update(repeating: 0, count: rows)
+      return
+    }
+    lck_gemv(block, rows, columns.count, x + columns.lowerBound, nil, p)
+  }
+}
+
+/// A ``RecurrentConvolution``'s poles, residues and skip, copied for the kernels.
+private struct RecurrencePlan {
+  let offsets: UnsafePointer<Int>
+  let sharedPoles: Bool
+  let poles: (re: UnsafePointer<Double>, im: UnsafePointer<Double>)
+  let residues: (re: UnsafePointer<Float>, im: UnsafePointer<Float>)
+  let skip: UnsafePointer<Float>?
+
+  init(_ recurrence: RecurrentConvolution, arena: Arena) {
+    offsets = UnsafePointer(arena.copy(recurrence.offsets))
+    sharedPoles = recurrence.sharedPoles
+    poles = (UnsafePointer(arena.copy(recurrence.poles.re)), UnsafePointer(arena.copy(recurrence.poles.im)))
+    residues = (
+      UnsafePointer(arena.copy(recurrence.residues.re)), UnsafePointer(arena.copy(recurrence.residues.im))
+    )
+    skip = recurrence.skip.map { UnsafePointer(arena.copy($0)) }
+  }
+
+  /// ``RecurrentConvolution/step(_:into:state:)`` for `channels` alone: `y[c]` from `x[c]`.
+  @inline(__always)
+  func step(
+    channels: Range<Int>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+    state: (re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?)
+  ) {
+    guard !channels.isEmpty else { return }
+    lck_recurrence_channels(
+      channels.lowerBound, channels.upperBound, offsets, sharedPoles ? 1 : 0, poles.re, poles.im, residues.re,
+      residues.im, skip, state.re, state.im, x, y)
+  }
+}
+
+/// Buffers of a step: product outputs (members write disjoint rows), and per member its
+/// residual stream, its normed copy and its partial outputs of two phases.
+private struct Scratch {
   let u: UnsafeMutablePointer<Float>
   let v: UnsafeMutablePointer<Float>
   let gated: UnsafeMutablePointer<Float>
@@ -260,22 +388,12 @@ private final class Scratch {
   private let perMember: UnsafeMutablePointer<Float>
   /// One row of `width`, rounded up to whole cache lines so members do not share lines.
   private let stride: Int
-  private let total: Int
 
-  init(width: Int, wide: Int, vocabulary: Int, members: Int) {
-    u = .allocate(capacity: wide)
-    v = .allocate(capacity: wide)
-    gated = .allocate(capacity: wide)
-    logits = .allocate(capacity: vocabulary)
+  init(width: Int, wide: Int, vocabulary: Int, members: Int, arena: Arena) {
+    (u, v, gated) = (arena.allocate(wide), arena.allocate(wide), arena.allocate(wide))
+    logits = arena.allocate(vocabulary)
     stride = (width + 15) / 16 * 16
-    // Per member: residual, normed, partial (phase 0), partial (phase 1).
-    total = 4 * stride * members
-    perMember = .allocate(capacity: total)
-    u.initialize(repeating: 0, count: wide)
-    v.initialize(repeating: 0, count: wide)
-    gated.initialize(repeating: 0, count: wide)
-    logits.initialize(repeating: 0, count: vocabulary)
-    perMember.initialize(repeating: 0, count: total)
+    perMember = arena.allocate(4 * stride * members)
   }
 
   func residual(_ member: Int) -> UnsafeMutablePointer<Float> { perMember + 4 * member * stride }
@@ -283,14 +401,10 @@ private final class Scratch {
   func partial(_ member: Int, phase: Int) -> UnsafeMutablePointer<Float> {
     perMember + (4 * member + 2 + phase) * stride
   }
-
-  deinit {
-    for p in [u, v, gated, logits, perMember] { p.deallocate() }
-  }
 }
 
-/// The memory of a decoder's weights (`lck_arena`: huge pages where the kernel allows), freed
-/// when the last block referring to it goes.
+/// The memory of a decoder (`lck_arena`: zeroed, 64-byte aligned, huge pages where the kernel
+/// allows), freed with the decoder.
 private final class Arena: @unchecked Sendable {
   private let arena: OpaquePointer
 
@@ -299,8 +413,9 @@ private final class Arena: @unchecked Sendable {
     self.arena = arena
   }
 
-  /// `count` zeroed values.
+  /// `count` zeroed values of a trivial type.
   func allocate<T>(_ count: Int, of type: T.Type = T.self) -> UnsafeMutablePointer<T> {
+    precondition(_isPOD(T.self), "Arena holds trivial values only")
     guard let raw = lck_arena_allocate(arena, max(count, 1) * MemoryLayout<T>.stride) else {
       fatalError("FusedDecoder: out of memory")
     }
@@ -324,128 +439,20 @@ private final class Arena: @unchecked Sendable {
   deinit { lck_arena_destroy(arena) }
 }
 
-/// A `[rows, cols]` weight and optional `[rows]` bias, copied, whose rows are split over the
-/// members in slices of whole groups of 16.
-private final class RowSlices {
-  let rows: Int, cols: Int
-  let weight: UnsafeMutablePointer<Float>
-  let bias: UnsafeMutablePointer<Float>?
-  private let bounds: [Int]
-  private let arena: Arena
-
-  convenience init(_ linear: Linear, members: Int, arena: Arena) {
-    self.init(linear.weight, bias: linear.bias, members: members, arena: arena)
-  }
-
-  init(_ weight: Tensor, bias: Tensor?, members: Int, arena: Arena) {
-    (rows, cols) = (weight.shape[0], weight.shape[1])
-    self.arena = arena
-    self.weight = arena.copy(weight)
-    self.bias = bias.map(arena.copy)
-    let (rows, groups) = (rows, (rows + 15) / 16)
-    bounds = (0...members).map { min(rows, groups * $0 / members * 16) }
-  }
-
-  /// Members the rows are split over.
-  var members: Int { bounds.count - 1 }
-
-  /// Member `t`'s rows.
-  func slice(_ t: Int) -> Range<Int> { bounds[t]..<bounds[t + 1] }
-
-  /// `y[r] = W[r] . x + b[r]` for member `t`'s rows `r`.
-  func apply(member t: Int, to x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
-    let range = slice(t)
-    guard !range.isEmpty else { return }
-    lck_gemv(
-      weight + range.lowerBound * cols, range.count, cols, x, bias.map { UnsafePointer($0 + range.lowerBound) },
-      y + range.lowerBound)
-  }
-}
-
-/// A `[rows, cols]` weight split by columns, the same slices as a ``RowSlices`` producing its
-/// input: member `t` keeps `W[:, C_t]` contiguous and computes the partial `W[:, C_t] x[C_t]`.
-/// The bias is added once, when the partials are summed.
-private final class ColumnSlices {
-  let rows: Int
-  let bias: UnsafeMutablePointer<Float>?
-  private let blocks: [UnsafeMutablePointer<Float>]
-  private let columns: [Range<Int>]
-  private let arena: Arena
-
-  init(_ linear: Linear, like input: RowSlices, arena: Arena) {
-    let (rows, cols) = (linear.weight.shape[0], linear.weight.shape[1])
-    precondition(cols == input.rows, "ColumnSlices: \(cols) columns for \(input.rows) inputs")
-    self.rows = rows
-    self.arena = arena
-    bias = linear.bias.map(arena.copy)
-    let columns = (0..<input.members).map(input.slice)
-    self.columns = columns
-    let weight = linear.weight.scalars
-    blocks = columns.map { range in
-      let block = arena.allocate(rows * range.count, of: Float.self)
-      for r in 0..<rows {
-        for (j, c) in range.enumerated() { block[r * range.count + j] = weight[r * cols + c] }
-      }
-      return block
-    }
-  }
-
-  /// `p = W[:, C_t] x[C_t]` (no bias); zeros when member `t` has no columns.
-  func apply(member t: Int, to x: UnsafePointer<Float>, into p: UnsafeMutablePointer<Float>) {
-    guard !columns[t].isEmpty else {
-      p.update(repeating: 0, count: rows)
-      return
-    }
-    lck_gemv(blocks[t], rows, columns[t].count, x + columns[t].lowerBound, nil, p)
-  }
-}
-
-/// A ``RecurrentConvolution``'s poles, residues and skip in buffers the kernels can read.
-private final class PackedRecurrence {
-  private let offsets: [Int]
-  private let sharedPoles: Bool
-  private let poles: (re: UnsafeMutablePointer<Double>, im: UnsafeMutablePointer<Double>)
-  private let residues: (re: UnsafeMutablePointer<Float>, im: UnsafeMutablePointer<Float>)
-  private let skip: UnsafeMutablePointer<Float>?
-  private let arena: Arena
-
-  init(_ recurrence: RecurrentConvolution, arena: Arena) {
-    self.arena = arena
-    offsets = recurrence.offsets
-    sharedPoles = recurrence.sharedPoles
-    poles = (arena.copy(recurrence.poles.re), arena.copy(recurrence.poles.im))
-    residues = (arena.copy(recurrence.residues.re), arena.copy(recurrence.residues.im))
-    skip = recurrence.skip.map(arena.copy)
-  }
-
-  /// ``RecurrentConvolution/step(_:into:state:)`` for `channels` alone: `y[c]` from `x[c]`.
-  func step(
-    channels: Range<Int>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-    state: (re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?)
-  ) {
-    guard !channels.isEmpty else { return }
-    offsets.withUnsafeBufferPointer { offsets in
-      lck_recurrence_channels(
-        channels.lowerBound, channels.upperBound, offsets.baseAddress, sharedPoles ? 1 : 0, poles.re, poles.im,
-        residues.re, residues.im, skip, state.re, state.im, x, y)
-    }
-  }
-}
-
 /// A norm's formula on one row (``LongConvLayers/NormalizationKind``), its parameters copied:
 /// `y = (x - c) * s * weight + bias`, `c` the mean for LayerNorm and 0 otherwise, `s` from the
 /// sum of squares of `x - c`.
-private struct RowNorm {
+private struct NormPlan {
   let kind: NormalizationKind
   let width: Int
-  let weight: [Float]?
-  let bias: [Float]?
+  let weight: UnsafePointer<Float>?
+  let bias: UnsafePointer<Float>?
 
-  init(_ norm: Normalization, width: Int) {
+  init(_ norm: Normalization, width: Int, arena: Arena) {
     kind = norm.kind
     self.width = width
-    weight = norm.weight?.scalars
-    bias = norm.bias?.scalars
+    weight = norm.weight.map { UnsafePointer(arena.copy($0)) }
+    bias = norm.bias.map { UnsafePointer(arena.copy($0)) }
   }
 
   /// Writes the normalised `x` into `y` and returns `y`.

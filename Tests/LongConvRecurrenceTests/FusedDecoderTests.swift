@@ -12,7 +12,9 @@ import Testing
 
   /// A GTU model with `norm`, pre- or post-norm, a GLU or MLP channel mixer, every parameter
   /// (norm scales and shifts included) moved off its initial value so that each takes part.
-  func model(norm: String, prenorm: Bool, channelMixer: String, finalNorm: String) throws -> CausalLanguageModel {
+  func model(norm: String, prenorm: Bool, channelMixer: String, finalNorm: String) throws
+    -> CausalLanguageModel
+  {
     let json = """
       {"model": "causal_lm", "vocab_size": 40, "dim": 20, "num_layers": 2, "max_length": 64, "seed": 7,
        "final_norm": "\(finalNorm)",
@@ -124,8 +126,12 @@ import Testing
     let offsets = counts.reduce(into: [0]) { $0.append($0.last! + $1) }
     let total = offsets.last!
     func uniform() -> Double { Double(generator.nextUniform()) * 2 - 1 }
-    let (poleRe, poleIm) = ((0..<total).map { _ in 0.9 * uniform() }, (0..<total).map { _ in 0.4 * uniform() })
-    let (resRe, resIm) = ((0..<total).map { _ in Float(uniform()) }, (0..<total).map { _ in Float(uniform()) })
+    let (poleRe, poleIm) = (
+      (0..<total).map { _ in 0.9 * uniform() }, (0..<total).map { _ in 0.4 * uniform() }
+    )
+    let (resRe, resIm) = (
+      (0..<total).map { _ in Float(uniform()) }, (0..<total).map { _ in Float(uniform()) }
+    )
     let skip = counts.map { _ in Float(uniform()) }
     let inputs = (0..<5).map { _ in counts.map { _ in Float(uniform()) } }
     for isa in Self.instructionSets where lck_use_kernels(isa) == 1 {
