@@ -24,9 +24,11 @@ let package = Package(
     // Vector kernels (AVX-512 / AVX2 / portable, chosen at run time) and a spinning thread team
     // for one decoding step.
     .target(name: "CDecodeKernels"),
+    // AVX-512 matrix product, for machines whose BLAS is held to narrower kernels.
+    .target(name: "CMatrixKernels"),
 
     // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
-    .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims"]),
+    .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims", "CMatrixKernels"]),
     // Modules with parameters found by reflection: Linear, Embedding, norms.
     .target(name: "LongConvLayers", dependencies: ["LongConvTensors"]),
     // Kernels, mixers and models as conformances, assembled from JSON configs.

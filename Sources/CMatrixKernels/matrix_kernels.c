@@ -1,0 +1,182 @@
+#include "matrix_kernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// Blocking (BLIS's loop order): C is computed in MR x NR tiles from packed panels of A
+// (MR rows, KC deep) and B (KC deep, NR columns). A KC x NR panel of B (32 KB) stays in L1,
+// an MC x KC block of A (192 KB) in L2, a KC x NC block of B (up to 4 MB) in L3.
+enum { MR = 12, NR = 32, KC = 256, MC = 192, NC = 4096 };
+
+int lck_sgemm_available(void) {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f");
+}
+
+// Per-thread packing buffers, grown on demand and kept (a product's packing must not fault in
+// fresh pages every call).
+static _Thread_local float *packed_a, *packed_b;
+
+static float *buffer(float **slot, size_t floats) {
+  if (!*slot) *slot = aligned_alloc(64, floats * sizeof(float));
+  return *slot;
+}
+
+// Packs rows [i0, i0 + mc) and depth [p0, p0 + kc) of alpha op(A) into MR-row panels, each
+// `kc` steps of MR values; rows past m are zero.
+static void pack_a(const float *a, long lda, int t, long m, long i0, long mc, long p0, long kc,
+                   float alpha, float *out) {
+  for (long ir = 0; ir < mc; ir += MR) {
+    float *panel = out + ir * kc;
+    long rows = mc - ir < MR ? mc - ir : MR;
+    if (i0 + ir + rows > m) rows = m - i0 - ir;
+    if (!t) {
+      for (long r = 0; r < rows; r++) {
+        const float *row = a + (i0 + ir + r) * lda + p0;
+        for (long p = 0; p < kc; p++) panel[p * MR + r] = alpha * row[p];
+      }
+    } else {
+      // op(A) = A^T: for each depth step the panel's rows are contiguous in A.
+      for (long p = 0; p < kc; p++) {
+        const float *column = a + (p0 + p) * lda + i0 + ir;
+        for (long r = 0; r < rows; r++) panel[p * MR + r] = alpha * column[r];
+      }
+    }
+    for (long r = rows; r < MR; r++)
+      for (long p = 0; p < kc; p++) panel[p * MR + r] = 0;
+  }
+}
+
+// Packs depth [p0, p0 + kc) and columns [j0, j0 + nc) of op(B) into NR-column panels, each
+// `kc` steps of NR values; columns past n are zero.
+static void pack_b(const float *b, long ldb, int t, long n, long p0, long kc, long j0, long nc,
+                   float *out) {
+  for (long jr = 0; jr < nc; jr += NR) {
+    float *panel = out + jr * kc;
+    const long width = (j0 + jr + NR <= n) ? NR : (n - j0 - jr);
+    if (!t) {
+      for (long p = 0; p < kc; p++) {
+        const float *row = b + (p0 + p) * ldb + j0 + jr;
+        float *dst = panel + p * NR;
+        if (width == NR) {
+          memcpy(dst, row, NR * sizeof(float));
+        } else {
+          for (long j = 0; j < NR; j++) dst[j] = j < width ? row[j] : 0;
+        }
+      }
+    } else {
+      for (long j = 0; j < NR; j++) {
+        if (j < width) {
+          const float *column = b + (j0 + jr + j) * ldb + p0;
+          for (long p = 0; p < kc; p++) panel[p * NR + j] = column[p];
+        } else {
+          for (long p = 0; p < kc; p++) panel[p * NR + j] = 0;
+        }
+      }
+    }
+  }
+}
+
+// The MR x NR tile `acc = Apanel Bpanel` over `kc` steps, then `C = acc + beta C` (C not read
+// when beta is 0) for the `rows x cols` part inside the matrix.
+__attribute__((target("avx512f"))) static void kernel(long kc, const float *A, const float *B,
+                                                      float *c, long ldc, float beta, long rows,
+                                                      long cols) {
+  __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
+  __m512 c90 = c00, c91 = c00, ca0 = c00, ca1 = c00, cb0 = c00, cb1 = c00;
+  // The tile of C is read or written after the loop: start bringing it in now.
+  for (long i = 0; i < rows; i++) {
+    _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+    _mm_prefetch((const char *)(c + i * ldc + 16), _MM_HINT_T0);
+  }
+#pragma clang loop unroll_count(4)
+  for (long p = 0; p < kc; p++) {
+    const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
+#define ROW(i, x0, x1)                      \
+  {                                         \
+    const __m512 ai = _mm512_set1_ps(A[i]); \
+    x0 = _mm512_fmadd_ps(ai, b0, x0);       \
+    x1 = _mm512_fmadd_ps(ai, b1, x1);       \
+  }
+    ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31)
+    ROW(4, c40, c41) ROW(5, c50, c51) ROW(6, c60, c61) ROW(7, c70, c71)
+    ROW(8, c80, c81) ROW(9, c90, c91) ROW(10, ca0, ca1) ROW(11, cb0, cb1)
+#undef ROW
+    A += MR;
+    B += NR;
+  }
+  __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
+                       {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {ca0, ca1}, {cb0, cb1}};
+  const __m512 vb = _mm512_set1_ps(beta);
+  if (rows == MR && cols == NR) {
+    for (long i = 0; i < MR; i++) {
+      float *row = c + i * ldc;
+      if (beta == 0) {
+        _mm512_storeu_ps(row, acc[i][0]);
+        _mm512_storeu_ps(row + 16, acc[i][1]);
+      } else {
+        _mm512_storeu_ps(row, _mm512_fmadd_ps(vb, _mm512_loadu_ps(row), acc[i][0]));
+        _mm512_storeu_ps(row + 16, _mm512_fmadd_ps(vb, _mm512_loadu_ps(row + 16), acc[i][1]));
+      }
+    }
+    return;
+  }
+  // Edge tile: masked columns, only the rows inside.
+  const __mmask16 m0 = cols >= 16 ? 0xffff : (__mmask16)((1u << cols) - 1u);
+  const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1u);
+  for (long i = 0; i < rows; i++) {
+    float *row = c + i * ldc;
+    if (beta == 0) {
+      _mm512_mask_storeu_ps(row, m0, acc[i][0]);
+      _mm512_mask_storeu_ps(row + 16, m1, acc[i][1]);
+    } else {
+      _mm512_mask_storeu_ps(row, m0, _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, row), acc[i][0]));
+      _mm512_mask_storeu_ps(row + 16, m1,
+                            _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), acc[i][1]));
+    }
+  }
+}
+
+void lck_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
+               const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+  float *pa = buffer(&packed_a, (size_t)MC * KC);
+  float *pb = buffer(&packed_b, (size_t)KC * (NC + NR));
+  if (!pa || !pb) abort();
+  for (long j0 = 0; j0 < n; j0 += NC) {
+    const long nc = n - j0 < NC ? n - j0 : NC;
+    for (long p0 = 0; p0 < k; p0 += KC) {
+      const long kc = k - p0 < KC ? k - p0 : KC;
+      // The first depth block applies the caller's beta; later ones accumulate.
+      const float block_beta = p0 == 0 ? beta : 1.0f;
+      pack_b(b, ldb, transpose_b, n, p0, kc, j0, nc, pb);
+      for (long i0 = 0; i0 < m; i0 += MC) {
+        const long mc = m - i0 < MC ? m - i0 : MC;
+        pack_a(a, lda, transpose_a, m, i0, mc, p0, kc, alpha, pa);
+        for (long jr = 0; jr < nc; jr += NR) {
+          const long cols = nc - jr < NR ? nc - jr : NR;
+          for (long ir = 0; ir < mc; ir += MR) {
+            const long rows = mc - ir < MR ? mc - ir : MR;
+            kernel(kc, pa + ir * kc, pb + jr * kc, c + (i0 + ir) * ldc + j0 + jr, ldc, block_beta,
+                   rows, cols);
+          }
+        }
+      }
+    }
+  }
+}
+
+#else
+
+int lck_sgemm_available(void) { return 0; }
+
+void lck_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
+               const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+  abort();
+}
+
+#endif

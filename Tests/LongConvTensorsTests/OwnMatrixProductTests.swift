@@ -1,0 +1,55 @@
+import Testing
+
+@testable import LongConvTensors
+
+/// The toolkit's AVX-512 matrix product (`BLAS.ownProduct`) against a dense product in Double:
+/// every transpose, edge tiles in both dimensions, depths over several blocks, alpha and beta.
+@Suite struct OwnMatrixProductTests {
+  func values(_ count: Int, seed: UInt64) -> [Float] {
+    var generator = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in generator.nextUniform() * 2 - 1 }
+  }
+
+  @Test(arguments: [(1, 1, 1), (13, 33, 7), (12, 32, 256), (25, 70, 300), (200, 45, 513), (3, 4100, 5), (130, 9, 40)])
+  func matchesTheDenseProduct(_ m: Int, _ n: Int, _ k: Int) throws {
+    try #require(BLAS.ownKernelsAvailable, "this machine has no AVX-512")
+    for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
+      for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (-2, 0.25)] {
+        let (a, b) = (values(m * k, seed: 1), values(k * n, seed: 2))
+        let initial = values(m * n, seed: 3)
+        var c = initial
+        c.withUnsafeMutableBufferPointer { c in
+          BLAS.ownProduct(
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta,
+            c: c.baseAddress!)
+        }
+        var worst = 0.0
+        for i in 0..<m {
+          for j in 0..<n {
+            var sum = 0.0
+            for p in 0..<k {
+              let x = transposeA ? a[p * m + i] : a[i * k + p]
+              let y = transposeB ? b[j * k + p] : b[p * n + j]
+              sum += Double(x) * Double(y)
+            }
+            let expected = Double(alpha) * sum + Double(beta) * Double(initial[i * n + j])
+            worst = max(worst, abs(Double(c[i * n + j]) - expected))
+          }
+        }
+        #expect(worst < 1e-5 * Double(k), "\(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta): \(worst)")
+      }
+    }
+  }
+
+  /// With beta 0, C is written without being read: NaNs in it do not survive.
+  @Test func betaZeroIgnoresC() throws {
+    try #require(BLAS.ownKernelsAvailable, "this machine has no AVX-512")
+    let (m, n, k) = (14, 35, 9)
+    let (a, b) = (values(m * k, seed: 4), values(k * n, seed: 5))
+    var c = [Float](repeating: .nan, count: m * n)
+    c.withUnsafeMutableBufferPointer { c in
+      BLAS.ownProduct(transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0, c: c.baseAddress!)
+    }
+    #expect(c.allSatisfy { $0.isFinite })
+  }
+}
