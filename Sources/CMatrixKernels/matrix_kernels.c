@@ -1,5 +1,6 @@
 #include "matrix_kernels.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,13 +17,36 @@ int lck_sgemm_available(void) {
   return __builtin_cpu_supports("avx512f");
 }
 
-// Per-thread packing buffers, grown on demand and kept (a product's packing must not fault in
-// fresh pages every call).
-static _Thread_local float *packed_a, *packed_b;
+// Per-thread packing buffers, allocated on a thread's first product and kept (packing into
+// fresh pages every call would fault them in each time), freed when the thread exits.
+typedef struct {
+  float *a, *b;
+} packing;
 
-static float *buffer(float **slot, size_t floats) {
-  if (!*slot) *slot = aligned_alloc(64, floats * sizeof(float));
-  return *slot;
+static pthread_key_t packing_key;
+static pthread_once_t packing_once = PTHREAD_ONCE_INIT;
+
+static void free_packing(void *value) {
+  packing *buffers = value;
+  free(buffers->a);
+  free(buffers->b);
+  free(buffers);
+}
+
+static void make_packing_key(void) { pthread_key_create(&packing_key, free_packing); }
+
+static packing *thread_packing(void) {
+  pthread_once(&packing_once, make_packing_key);
+  packing *buffers = pthread_getspecific(packing_key);
+  if (!buffers) {
+    buffers = calloc(1, sizeof(packing));
+    if (!buffers) abort();
+    buffers->a = aligned_alloc(64, (size_t)MC * KC * sizeof(float));
+    buffers->b = aligned_alloc(64, (size_t)KC * (NC + NR) * sizeof(float));
+    if (!buffers->a || !buffers->b) abort();
+    pthread_setspecific(packing_key, buffers);
+  }
+  return buffers;
 }
 
 // Packs rows [i0, i0 + mc) and depth [p0, p0 + kc) of op(A) into MR-row panels, each `kc`
@@ -170,9 +194,8 @@ __attribute__((target("avx512f"))) static void kernel(long kc, const float *A, c
 
 void lck_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
-  float *pa = buffer(&packed_a, (size_t)MC * KC);
-  float *pb = buffer(&packed_b, (size_t)KC * (NC + NR));
-  if (!pa || !pb) abort();
+  const packing *buffers = thread_packing();
+  float *pa = buffers->a, *pb = buffers->b;
   for (long j0 = 0; j0 < n; j0 += NC) {
     const long nc = n - j0 < NC ? n - j0 : NC;
     for (long p0 = 0; p0 < k; p0 += KC) {

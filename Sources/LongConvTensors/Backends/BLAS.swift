@@ -83,10 +83,11 @@ enum BLAS {
 
   /// Whether large products run in the toolkit's AVX-512 kernels (`lck_sgemm`) rather than
   /// OpenBLAS: when the CPU has AVX-512 and OpenBLAS was told to use narrower kernels
-  /// (`OPENBLAS_CORETYPE` names a core without AVX-512: its products then run at about 60% of
-  /// the AVX-512 speed; measured SGEMM 1024^3 on 2 cores: Haswell kernels 245 GFLOP/s, ours
-  /// below). `LONGCONV_GEMM=openblas` keeps every product in OpenBLAS; `LONGCONV_GEMM=own`
-  /// uses ours whenever the CPU allows.
+  /// (`OPENBLAS_CORETYPE` names a core without AVX-512, as this project's machines do). Measured
+  /// SGEMM 1024^3 on one thread: OpenBLAS's Haswell (AVX2) kernels 110 GFLOP/s, its Cooperlake
+  /// (AVX-512) kernels 192, ours 200. The variable still governs OpenBLAS's own products (the
+  /// small ones, and one-row products). `LONGCONV_GEMM=openblas` keeps every product in
+  /// OpenBLAS; `LONGCONV_GEMM=own` uses ours whenever the CPU allows.
   static let usesOwnKernels: Bool = {
     guard ownKernelsAvailable else { return false }
     switch getenv("LONGCONV_GEMM").map({ String(cString: $0) }) {
