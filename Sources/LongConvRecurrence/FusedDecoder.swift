@@ -65,14 +65,19 @@ final class FusedDecoder: @unchecked Sendable {
   /// A decoder for `model` with `mixers` as its recurrent mixers, or nil when some block is not
   /// covered (then the model steps through its modules).
   static func make(model: CausalLanguageModel, mixers: [any RecurrentMixer]) -> FusedDecoder? {
-    // Check coverage before starting threads or copying weights.
-    for (block, mixer) in zip(model.blocks, mixers) {
-      guard mixer is any FusableGatedUnit else { return nil }
-      let coveredMLP = (block.channelMixer as? MLP).map { ["gelu", "relu", "silu"].contains($0.activation) }
-      guard block.channelMixer is GLU || coveredMLP == true else { return nil }
+    guard covers(model: model, mixers: mixers), let team = lck_team_create(Int32(ComputeThreads.count)) else {
+      return nil
     }
-    guard !model.blocks.isEmpty, let team = lck_team_create(Int32(ComputeThreads.count)) else { return nil }
     return FusedDecoder(model: model, mixers: mixers, team: team)
+  }
+
+  /// Whether every block of `model` is one the fused step runs (see the type's documentation).
+  static func covers(model: CausalLanguageModel, mixers: [any RecurrentMixer]) -> Bool {
+    guard !model.blocks.isEmpty, model.blocks.count == mixers.count else { return false }
+    return zip(model.blocks, mixers).allSatisfy { block, mixer in
+      let coveredMLP = (block.channelMixer as? MLP).map { ["gelu", "relu", "silu"].contains($0.activation) }
+      return mixer is any FusableGatedUnit && (block.channelMixer is GLU || coveredMLP == true)
+    }
   }
 
   private init(model: CausalLanguageModel, mixers: [any RecurrentMixer], team: OpaquePointer) {

@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import Synchronization
 
 /// A ``LongConv/CausalLanguageModel`` whose long convolutions run as diagonal recurrences: the prompt
 /// goes through the FFT path once (``prefill(_:state:)``), then every generated token costs
@@ -23,13 +24,14 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
   /// Whether some layer is exact only within ``conversionLength`` (an ETSC layer, or a compact
   /// layer with channels that fell back to ETSC).
   public let isLimitedToConversionLength: Bool
-  /// The fused step for models it covers (see ``usesFusedStep``).
-  private let fused: FusedDecoder?
+  /// The fused step, made at the first step (it copies the weights and starts threads, which
+  /// a model that is only converted and saved does not need).
+  private let fused = Mutex<FusedDecoder?>(nil)
 
   /// Whether ``step(_:state:)`` runs as one fused pass over packed weights on a team of
   /// threads (blocks of a gated Toeplitz unit and a GLU or MLP) rather than through the
   /// model's modules. Both give the same logits up to Float32 rounding.
-  public var usesFusedStep: Bool { fused != nil }
+  public let usesFusedStep: Bool
 
   /// Converts every block's mixer of `model` with `converter` at `length`.
   public init(model: CausalLanguageModel, converter: some KernelConverter, length: Int) throws {
@@ -52,7 +54,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     self.kernels = kernels
     conversionLength = length
     isLimitedToConversionLength = reports.contains { $0.mode == .exact || ($0.exactChannels ?? 0) > 0 }
-    fused = FusedDecoder.make(model: model, mixers: mixers)
+    usesFusedStep = FusedDecoder.covers(model: model, mixers: mixers)
   }
 
   /// The model with its kernels replaced by given state spaces (keyed by ``kernelName(layer:)``),
@@ -75,7 +77,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     self.kernels = kernels
     conversionLength = length
     isLimitedToConversionLength = limitedToLength
-    fused = FusedDecoder.make(model: model, mixers: mixers)
+    usesFusedStep = FusedDecoder.covers(model: model, mixers: mixers)
   }
 
   /// The name of block `layer`'s kernel: its parameter path, `blocks.<layer>.mixer.kernel`.
@@ -129,10 +131,17 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
 
   /// Consumes `token` and returns the logits `[vocabulary]` for the next one.
   public func step(_ token: Int, state: inout State) -> [Float] {
-    guard let fused else { return stepThroughModules(token, state: &state) }
-    let logits = fused.step(token, states: &state.layers)
+    guard usesFusedStep, let decoder = fusedDecoder() else { return stepThroughModules(token, state: &state) }
+    let logits = decoder.step(token, states: &state.layers)
     state.position += 1
     return logits
+  }
+
+  private func fusedDecoder() -> FusedDecoder? {
+    fused.withLock { decoder in
+      if decoder == nil { decoder = FusedDecoder.make(model: model, mixers: mixers) }
+      return decoder
+    }
   }
 
   /// ``step(_:state:)`` through the model's modules and the mixers' own steps.

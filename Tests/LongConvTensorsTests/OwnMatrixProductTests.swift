@@ -10,7 +10,9 @@ import Testing
     return (0..<count).map { _ in generator.nextUniform() * 2 - 1 }
   }
 
-  @Test(arguments: [(1, 1, 1), (13, 33, 7), (12, 32, 256), (25, 70, 300), (200, 45, 513), (3, 4100, 5), (130, 9, 40)])
+  @Test(arguments: [
+    (1, 1, 1), (13, 33, 7), (12, 32, 256), (25, 70, 300), (200, 45, 513), (3, 4100, 5), (130, 9, 40),
+  ])
   func matchesTheDenseProduct(_ m: Int, _ n: Int, _ k: Int) throws {
     try #require(BLAS.ownKernelsAvailable, "this machine has no AVX-512")
     for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
@@ -20,7 +22,8 @@ import Testing
         var c = initial
         c.withUnsafeMutableBufferPointer { c in
           BLAS.ownProduct(
-            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta,
+            transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b,
+            beta: beta,
             c: c.baseAddress!)
         }
         var worst = 0.0
@@ -36,7 +39,9 @@ import Testing
             worst = max(worst, abs(Double(c[i * n + j]) - expected))
           }
         }
-        #expect(worst < 1e-5 * Double(k), "\(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta): \(worst)")
+        #expect(
+          worst < 1e-5 * Double(k),
+          "\(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta): \(worst)")
       }
     }
   }
@@ -48,7 +53,9 @@ import Testing
     let (a, b) = (values(m * k, seed: 4), values(k * n, seed: 5))
     var c = [Float](repeating: .nan, count: m * n)
     c.withUnsafeMutableBufferPointer { c in
-      BLAS.ownProduct(transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0, c: c.baseAddress!)
+      BLAS.ownProduct(
+        transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0,
+        c: c.baseAddress!)
     }
     #expect(c.allSatisfy { $0.isFinite })
   }

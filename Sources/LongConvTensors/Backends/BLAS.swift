@@ -55,7 +55,9 @@ enum BLAS {
       return
     }
     if m > 1 && m * n * k >= ownKernelProduct && usesOwnKernels {
-      ownProduct(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta, c: c)
+      ownProduct(
+        transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b,
+        beta: beta, c: c)
       return
     }
     useThreads(m * n * k < smallProduct ? 1 : ComputeThreads.count)
@@ -94,7 +96,9 @@ enum BLAS {
     case "openblas": return false
     case "own": return true
     default:
-      guard let core = getenv("OPENBLAS_CORETYPE").map({ String(cString: $0).lowercased() }) else { return false }
+      guard let core = getenv("OPENBLAS_CORETYPE").map({ String(cString: $0).lowercased() }) else {
+        return false
+      }
       return !["skylakex", "cooperlake", "sapphirerapids", "zen4", "zen5"].contains(core)
     }
   }()
@@ -114,7 +118,8 @@ enum BLAS {
         let (lower, upper) = (m * t / tasks, m * (t + 1) / tasks)
         lck_sgemm(
           transposeA ? 1 : 0, transposeB ? 1 : 0, upper - lower, n, k, alpha,
-          transposeA ? pa.value + lower : pa.value + lower * lda, lda, pb.value, ldb, beta, pc.base + lower * n, n)
+          transposeA ? pa.value + lower : pa.value + lower * lda, lda, pb.value, ldb, beta,
+          pc.base + lower * n, n)
       } else {
         let (lower, upper) = (n * t / tasks, n * (t + 1) / tasks)
         lck_sgemm(
