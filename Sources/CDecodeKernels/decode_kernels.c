@@ -100,42 +100,11 @@ static void gemv_portable(const float *W, long rows, long cols, const float *x, 
 
 // MARK: Recurrence steps
 
-#if LCK_X86
-__attribute__((target("avx512f,avx2,fma"))) static double step_avx512(
-    long count, double x, const double *pr, const double *pi, const float *rr, const float *ri,
-    double *sr, double *si) {
-  const __m512d xv = _mm512_set1_pd(x);
-  __m512d acc = _mm512_setzero_pd();
-  long n = 0;
-  for (; n + 8 <= count; n += 8) {
-    const __m512d a = _mm512_loadu_pd(sr + n), b = _mm512_loadu_pd(si + n);
-    const __m512d p = _mm512_loadu_pd(pr + n), q = _mm512_loadu_pd(pi + n);
-    const __m512d re = _mm512_fmadd_pd(p, a, _mm512_fnmadd_pd(q, b, xv));
-    const __m512d im = _mm512_fmadd_pd(p, b, _mm512_mul_pd(q, a));
-    _mm512_storeu_pd(sr + n, re);
-    _mm512_storeu_pd(si + n, im);
-    const __m512d c = _mm512_cvtps_pd(_mm256_loadu_ps(rr + n));
-    const __m512d d = _mm512_cvtps_pd(_mm256_loadu_ps(ri + n));
-    acc = _mm512_fmadd_pd(c, re, _mm512_fnmadd_pd(d, im, acc));
-  }
-  double y = _mm512_reduce_add_pd(acc);
-  // Compact channels hold a few states each, so the tail is often all of the work: four at a
-  // time, then one by one (masked AVX-512 loads and stores measured slower here).
-  if (n + 4 <= count) {
-    const __m256d x4 = _mm256_set1_pd(x);
-    const __m256d a = _mm256_loadu_pd(sr + n), b = _mm256_loadu_pd(si + n);
-    const __m256d p = _mm256_loadu_pd(pr + n), q = _mm256_loadu_pd(pi + n);
-    const __m256d re = _mm256_fmadd_pd(p, a, _mm256_fnmadd_pd(q, b, x4));
-    const __m256d im = _mm256_fmadd_pd(p, b, _mm256_mul_pd(q, a));
-    _mm256_storeu_pd(sr + n, re);
-    _mm256_storeu_pd(si + n, im);
-    const __m256d c = _mm256_cvtps_pd(_mm_loadu_ps(rr + n)), d = _mm256_cvtps_pd(_mm_loadu_ps(ri + n));
-    const __m256d t = _mm256_fmsub_pd(c, re, _mm256_mul_pd(d, im));
-    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(t), _mm256_extractf128_pd(t, 1));
-    y += _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-    n += 4;
-  }
-  for (; n < count; n++) {
+// Each vector version leaves its tail (fewer states than a vector) to the next narrower one.
+static double step_portable(long count, double x, const double *pr, const double *pi,
+                            const float *rr, const float *ri, double *sr, double *si) {
+  double y = 0;
+  for (long n = 0; n < count; n++) {
     const double re = pr[n] * sr[n] - pi[n] * si[n] + x;
     const double im = pi[n] * sr[n] + pr[n] * si[n];
     sr[n] = re;
@@ -145,6 +114,7 @@ __attribute__((target("avx512f,avx2,fma"))) static double step_avx512(
   return y;
 }
 
+#if LCK_X86
 __attribute__((target("avx2,fma"))) static double step_avx2(long count, double x, const double *pr,
                                                             const double *pi, const float *rr,
                                                             const float *ri, double *sr,
@@ -164,31 +134,34 @@ __attribute__((target("avx2,fma"))) static double step_avx2(long count, double x
     acc = _mm256_fmadd_pd(c, re, _mm256_fnmadd_pd(d, im, acc));
   }
   __m128d h = _mm_add_pd(_mm256_castpd256_pd128(acc), _mm256_extractf128_pd(acc, 1));
-  double y = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
-  for (; n < count; n++) {
-    const double re = pr[n] * sr[n] - pi[n] * si[n] + x;
-    const double im = pi[n] * sr[n] + pr[n] * si[n];
-    sr[n] = re;
-    si[n] = im;
-    y += (double)rr[n] * re - (double)ri[n] * im;
+  const double y = _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
+  return y + step_portable(count - n, x, pr + n, pi + n, rr + n, ri + n, sr + n, si + n);
+}
+
+__attribute__((target("avx512f,avx2,fma"))) static double step_avx512(
+    long count, double x, const double *pr, const double *pi, const float *rr, const float *ri,
+    double *sr, double *si) {
+  const __m512d xv = _mm512_set1_pd(x);
+  __m512d acc = _mm512_setzero_pd();
+  long n = 0;
+  for (; n + 8 <= count; n += 8) {
+    const __m512d a = _mm512_loadu_pd(sr + n), b = _mm512_loadu_pd(si + n);
+    const __m512d p = _mm512_loadu_pd(pr + n), q = _mm512_loadu_pd(pi + n);
+    const __m512d re = _mm512_fmadd_pd(p, a, _mm512_fnmadd_pd(q, b, xv));
+    const __m512d im = _mm512_fmadd_pd(p, b, _mm512_mul_pd(q, a));
+    _mm512_storeu_pd(sr + n, re);
+    _mm512_storeu_pd(si + n, im);
+    const __m512d c = _mm512_cvtps_pd(_mm256_loadu_ps(rr + n));
+    const __m512d d = _mm512_cvtps_pd(_mm256_loadu_ps(ri + n));
+    acc = _mm512_fmadd_pd(c, re, _mm512_fnmadd_pd(d, im, acc));
   }
-  return y;
+  // Compact channels hold a few states each, so the tail is often all of the work (masked
+  // AVX-512 loads and stores measured slower here than the AVX2 step).
+  const double y = _mm512_reduce_add_pd(acc);
+  return y + step_avx2(count - n, x, pr + n, pi + n, rr + n, ri + n, sr + n, si + n);
 }
 
 #endif
-
-static double step_portable(long count, double x, const double *pr, const double *pi,
-                            const float *rr, const float *ri, double *sr, double *si) {
-  double y = 0;
-  for (long n = 0; n < count; n++) {
-    const double re = pr[n] * sr[n] - pi[n] * si[n] + x;
-    const double im = pi[n] * sr[n] + pr[n] * si[n];
-    sr[n] = re;
-    si[n] = im;
-    y += (double)rr[n] * re - (double)ri[n] * im;
-  }
-  return y;
-}
 
 // MARK: Dispatch
 
@@ -272,7 +245,7 @@ const char *lck_kernel_isa(void) {
 
 // MARK: Arena
 
-enum { huge_page = 1 << 21, chunk_bytes = 32 << 20 };
+enum { huge_page = 1 << 21, largest_chunk = 32 << 20 };
 
 typedef struct chunk {
   struct chunk *next;
@@ -290,22 +263,25 @@ void *lck_arena_allocate(lck_arena *arena, size_t bytes) {
   bytes = (bytes + 63) & ~(size_t)63;
   chunk *c = arena->chunks;
   if (!c || c->size - c->used < bytes) {
-    const size_t size = bytes > chunk_bytes ? (bytes + huge_page - 1) & ~(size_t)(huge_page - 1) : chunk_bytes;
-    c = calloc(1, sizeof(chunk));
-    if (!c) return NULL;
+    // Chunks double from one huge page up to 32 MB (a small model's decoder stays small).
+    size_t size = c ? 2 * c->size : huge_page;
+    if (size > largest_chunk) size = largest_chunk;
+    if (size < bytes) size = (bytes + huge_page - 1) & ~(size_t)(huge_page - 1);
+    chunk *fresh = calloc(1, sizeof(chunk));
+    if (!fresh) return NULL;
     void *memory = NULL;
     if (posix_memalign(&memory, huge_page, size) != 0) {
-      free(c);
+      free(fresh);
       return NULL;
     }
     // Advice only: without transparent huge pages the memory stays in 4 KB pages.
     (void)madvise(memory, size, MADV_HUGEPAGE);
-    memset(memory, 0, size);
-    c->memory = memory, c->size = size, c->next = arena->chunks;
-    arena->chunks = c;
+    fresh->memory = memory, fresh->size = size, fresh->next = c;
+    arena->chunks = c = fresh;
   }
   void *block = c->memory + c->used;
   c->used += bytes;
+  memset(block, 0, bytes);
   return block;
 }
 
