@@ -5,6 +5,7 @@
 #define LCK_X86 1
 #endif
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -315,7 +316,13 @@ struct lck_team {
   _Atomic int sense;
 };
 
-static inline void relax(void) {
+// One turn of a wait loop: a pause, and after many turns a yield, so that a member waiting for
+// one that the scheduler took off its core (more threads than cores) gives the core back.
+static inline void relax(long turn) {
+  if (turn > 4096) {
+    sched_yield();
+    return;
+  }
 #if LCK_X86
   _mm_pause();
 #endif
@@ -346,7 +353,9 @@ static void *member_main(void *argument) {
     if (generation == seen) {
       double deadline = seconds() + idle_spin_seconds;
       for (int spins = 1; (generation = atomic_load(&team->generation)) == seen; spins++) {
-        relax();
+#if LCK_X86
+        _mm_pause();
+#endif
         if ((spins & 255) == 0 && seconds() > deadline) {
           pthread_mutex_lock(&team->lock);
           atomic_fetch_add(&team->sleepers, 1);
@@ -428,7 +437,7 @@ void lck_team_run(lck_team *team, void (*body)(void *, int), void *context) {
   atomic_store(&team->finished, 0);
   publish(team);
   body(context, 0);
-  while (atomic_load(&team->finished) < team->size - 1) relax();
+  for (long turn = 0; atomic_load(&team->finished) < team->size - 1; turn++) relax(turn);
 }
 
 void lck_team_barrier(lck_team *team) {
@@ -438,6 +447,6 @@ void lck_team_barrier(lck_team *team) {
     atomic_store(&team->arrived, 0);
     atomic_store(&team->sense, !sense);
   } else {
-    while (atomic_load(&team->sense) == sense) relax();
+    for (long turn = 0; atomic_load(&team->sense) == sense; turn++) relax(turn);
   }
 }

@@ -1,6 +1,7 @@
 import CDecodeKernels
 import Foundation
 import LongConv
+import Synchronization
 import Testing
 
 @testable import LongConvRecurrence
@@ -77,6 +78,35 @@ import Testing
           #expect(difference < 1e-4, "\(isa): state difference \(difference)")
         }
       }
+    }
+  }
+
+  /// Two models stepping at once from two threads (four team members on two cores), and one
+  /// model stepped from two threads with separate states, give the logits of stepping alone.
+  @Test func concurrentSteps() throws {
+    let models = [
+      try model(
+        norm: "simple_rms_norm", prenorm: true, channelMixer: #"{"type": "glu"}"#, finalNorm: "layer_norm"),
+      try model(
+        norm: "layer_norm", prenorm: false, channelMixer: #"{"type": "glu"}"#, finalNorm: "layer_norm"),
+    ]
+    let recurrent = try models.map {
+      try RecurrentLanguageModel(model: $0, converter: ExactConverter(), length: 32)
+    }
+    let sequence = tokens(20, vocabulary: 40)
+    @Sendable func run(_ model: RecurrentLanguageModel) -> [[Float]] {
+      var state = model.makeState()
+      return sequence.map { model.step($0, state: &state) }
+    }
+    let alone = recurrent.map(run)
+    for pairing in [[0, 1], [0, 0]] {
+      let results = Mutex<[Int: [[Float]]]>([:])
+      DispatchQueue.concurrentPerform(iterations: 2) { i in
+        let logits = run(recurrent[pairing[i]])
+        results.withLock { $0[i] = logits }
+      }
+      let logits = results.withLock { $0 }
+      for i in 0..<2 { #expect(logits[i] == alone[pairing[i]], "pairing \(pairing), thread \(i)") }
     }
   }
 
