@@ -15,16 +15,11 @@ extern "C" {
 /// `y[r] = dot(W[r, :], x) + (bias ? bias[r] : 0)` for `r < rows`; `W` row-major `[rows, cols]`.
 void lck_gemv(const float *W, long rows, long cols, const float *x, const float *bias, float *y);
 
-/// One step of a diagonal recurrence over `count` complex states of one channel:
-/// `s_n = p_n s_n + x`, returns `Re(sum_n r_n s_n)` (state and poles Double, residues Float32,
-/// the sum in Double).
-double lck_recurrence_step(long count, double x, const double *poles_re, const double *poles_im,
-                           const float *residues_re, const float *residues_im, double *state_re,
-                           double *state_im);
-
-/// `lck_recurrence_step` for channels `first ..< end` of a layer: channel `c` has the states
-/// `offsets[c] ..< offsets[c + 1]` and input `x[c]`; `y[c] = Re(sum r s) + (skip ? skip[c] x[c] : 0)`.
-/// With `shared_poles` every channel uses the poles at offset 0.
+/// One step of a diagonal recurrence for channels `first ..< end` of a layer: channel `c` has
+/// the complex states `offsets[c] ..< offsets[c + 1]` and input `x[c]`;
+/// `s_n = p_n s_n + x[c]`, `y[c] = Re(sum_n r_n s_n) + (skip ? skip[c] x[c] : 0)` (state and
+/// poles Double, residues Float32, the sum in Double). With `shared_poles` every channel uses
+/// the poles at offset 0.
 void lck_recurrence_channels(long first, long end, const long *offsets, int shared_poles,
                              const double *poles_re, const double *poles_im,
                              const float *residues_re, const float *residues_im, const float *skip,
