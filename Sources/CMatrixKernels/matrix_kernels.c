@@ -118,12 +118,12 @@ static void pack_b(const float *b, long ldb, int t, long n, long p0, long kc, lo
   }
 }
 
-// The MR x NR tile `acc = A B` over `kc` steps, A's element (i, p) at `A[i rs + p cs]` and B
-// a packed panel, then `C = alpha acc + beta C` (C not read when beta is 0) for the
-// `rows x cols` part inside the matrix.
-__attribute__((target("avx512f"), always_inline)) static inline void tile(
-    long kc, const float *A, long rs, long cs, const float *B, float *c, long ldc, float alpha,
-    float beta, long rows, long cols) {
+// The MR x NR tile `acc = A B` over `kc` steps from packed panels (A's element (i, p) at
+// A[p MR + i], B's (p, j) at B[p NR + j]), then `C = alpha acc + beta C` (C not read when beta
+// is 0) for the `rows x cols` part inside the matrix.
+__attribute__((target("avx512f"))) static void kernel(long kc, const float *A, const float *B,
+                                                      float *c, long ldc, float alpha, float beta,
+                                                      long rows, long cols) {
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   __m512 c60 = c00, c61 = c00, c70 = c00, c71 = c00, c80 = c00, c81 = c00;
@@ -138,7 +138,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(
     const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
 #define ROW(i, x0, x1)                      \
   {                                         \
-    const __m512 ai = _mm512_set1_ps(A[i * rs]); \
+    const __m512 ai = _mm512_set1_ps(A[i]); \
     x0 = _mm512_fmadd_ps(ai, b0, x0);       \
     x1 = _mm512_fmadd_ps(ai, b1, x1);       \
   }
@@ -146,7 +146,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(
     ROW(4, c40, c41) ROW(5, c50, c51) ROW(6, c60, c61) ROW(7, c70, c71)
     ROW(8, c80, c81) ROW(9, c90, c91) ROW(10, ca0, ca1) ROW(11, cb0, cb1)
 #undef ROW
-    A += cs;
+    A += MR;
     B += NR;
   }
   __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
@@ -183,13 +183,6 @@ __attribute__((target("avx512f"), always_inline)) static inline void tile(
                             _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, row + 16), acc[i][1]));
     }
   }
-}
-
-// A from a packed panel (element (i, p) at A[p MR + i]).
-__attribute__((target("avx512f"))) static void kernel(long kc, const float *A, const float *B,
-                                                      float *c, long ldc, float alpha, float beta,
-                                                      long rows, long cols) {
-  tile(kc, A, 1, MR, B, c, ldc, alpha, beta, rows, cols);
 }
 
 void lck_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
