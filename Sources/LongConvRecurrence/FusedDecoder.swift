@@ -15,10 +15,14 @@ import Synchronization
 /// spinning barriers per block:
 ///
 /// ```
-/// mixer:    z = norm1(h) (pre-norm) or h
-///           u, v = W_u z, W_v z on C_t;  g = SiLU(u) * rec(SiLU(v)) on C_t
+/// mixer:    z = norm1(h) (pre-norm) or h;  on C_t:
+///             GTU:   u, v = W_u z, W_v z;  g = SiLU(u) * rec(SiLU(v))
+///             Hyena: q = shortconv(W_in z) for the value, x1, x2 streams of C_t;
+///                    g = q_value * rec(q_x1 * q_x2)
+///             SSM:   g = GELU(rec(z))
 ///           p_t = W_o[:, C_t] g[C_t]                                         barrier
-///           m = sum_t p_t + b_o;  h = h + m (pre-norm) or norm1(h + m)
+///           m = sum_t p_t + b_o (SSM: then m = m[:d] * sigmoid(m[d:]))
+///           h = h + m (pre-norm) or norm1(h + m)
 /// channels: z = norm2(h) or h;  a = SiLU(W_1 z) * (W_2 z) (GLU) or act(W_1 z) (MLP) on K_t
 ///           p_t = W_3[:, K_t] a[K_t] (GLU; W_2 for the MLP)                  barrier
 ///           m = sum_t p_t + b_3;  h = h + m or norm2(h + m)
@@ -30,9 +34,10 @@ import Synchronization
 /// wide), so only the partial outputs cross between members (double-buffered: a member may
 /// write the next phase's partial while another still sums the last one).
 ///
-/// Covered: blocks whose mixer is a gated Toeplitz unit with any converted kernel and whose
-/// channel mixer is a GLU or an MLP, pre- or post-norm, any norm. Other models step through
-/// their modules (``make(model:mixers:)`` returns nil). The weights are copied when the decoder
+/// Covered: blocks whose mixer is a GTU, a Hyena operator or an SSM block with any converted
+/// kernel and whose channel mixer is a GLU or an MLP, pre- or post-norm, any norm. Other
+/// models (a mixer defined outside the toolkit) step through their modules
+/// (``make(model:mixers:)`` returns nil). The weights are copied when the decoder
 /// is made: like the converted kernels, the recurrent model is a snapshot of the model at
 /// conversion. One step runs at a time per decoder.
 ///
@@ -60,7 +65,11 @@ final class FusedDecoder: @unchecked Sendable {
   /// Serialises steps: the scratch and the team serve one step at a time.
   private let running = Mutex(())
 
-  private typealias StatePointers = (re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?)
+  /// A layer's recurrence state, and its short convolution's recent inputs (Hyena).
+  private typealias StatePointers = (
+    re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?,
+    history: UnsafeMutablePointer<Float>?
+  )
 
   /// A decoder for `model` with `mixers` as its recurrent mixers, or nil when some block is not
   /// covered (then the model steps through its modules).
@@ -76,7 +85,7 @@ final class FusedDecoder: @unchecked Sendable {
     guard !model.blocks.isEmpty, model.blocks.count == mixers.count else { return false }
     return zip(model.blocks, mixers).allSatisfy { block, mixer in
       let coveredMLP = (block.channelMixer as? MLP).map { ["gelu", "relu", "silu"].contains($0.activation) }
-      return mixer is any FusableGatedUnit && (block.channelMixer is GLU || coveredMLP == true)
+      return mixer is any FusableMixer && (block.channelMixer is GLU || coveredMLP == true)
     }
   }
 
@@ -87,13 +96,12 @@ final class FusedDecoder: @unchecked Sendable {
     var plans: [LayerPlan] = []
     var wide = 1
     for (block, mixer) in zip(model.blocks, mixers) {
-      let parts = (mixer as! any FusableGatedUnit).fusableParts
-      let inner = parts.u.outputCount
+      let fusable = mixer as! any FusableMixer
+      let recurrence = RecurrencePlan(fusable.recurrence, arena: arena)
+      let inner = fusable.recurrence.channels
       let channels = Self.bounds(inner, members: members)
-      let u = RowProduct.slices(parts.u.weight, bias: parts.u.bias, bounds: channels, arena: arena)
-      let v = RowProduct.slices(parts.v.weight, bias: parts.v.bias, bounds: channels, arena: arena)
-      let o = ColumnProduct.slices(parts.o.weight, bounds: channels, arena: arena)
-      let recurrence = RecurrencePlan(parts.recurrence, arena: arena)
+      let (forms, output, outputGLU) = Self.mixerForms(fusable.fusableParts, bounds: channels, arena: arena)
+      let o = ColumnProduct.slices(output.weight, bounds: channels, arena: arena)
       let (first, gate, out, outBias, activation):
         ([RowProduct], [RowProduct?], [ColumnProduct], Tensor?, Activation)
       let hidden: Int
@@ -114,18 +122,18 @@ final class FusedDecoder: @unchecked Sendable {
         outBias = mlp.l2.bias
         activation = mlp.activation == "relu" ? .relu : mlp.activation == "silu" ? .silu : .gelu
       }
-      wide = max(wide, inner, hidden)
+      wide = max(wide, 3 * inner, hidden)
       let (norm1, norm2) = (
         NormPlan(block.norm1, width: d, arena: arena), NormPlan(block.norm2, width: d, arena: arena)
       )
       let (mixerBias, channelBias) = (
-        parts.o.bias.map { UnsafePointer(arena.copy($0)) }, outBias.map { UnsafePointer(arena.copy($0)) }
+        output.bias.map { UnsafePointer(arena.copy($0)) }, outBias.map { UnsafePointer(arena.copy($0)) }
       )
       for t in 0..<members {
         plans.append(
           LayerPlan(
-            prenorm: block.prenorm, norm1: norm1, norm2: norm2, u: u[t], v: v[t], o: o[t],
-            mixerBias: mixerBias,
+            prenorm: block.prenorm, norm1: norm1, norm2: norm2, mixer: forms[t],
+            channels: channels[t]..<channels[t + 1], o: o[t], mixerBias: mixerBias, outputGLU: outputGLU,
             recurrence: recurrence, activation: activation, first: first[t], gate: gate[t], out: out[t],
             channelBias: channelBias))
       }
@@ -148,6 +156,40 @@ final class FusedDecoder: @unchecked Sendable {
   }
 
   deinit { lck_team_destroy(team) }
+
+  /// Member `t`'s share of a mixer before its output product, the output product, and whether
+  /// its summed output goes through `a * sigmoid(b)` (the SSM block's GLU).
+  private static func mixerForms(_ parts: FusableParts, bounds: [Int], arena: Arena) -> (
+    [MixerForm], Linear, Bool
+  ) {
+    switch parts {
+    case .gated(let u, let v, let o):
+      let (us, vs) = (
+        RowProduct.slices(u.weight, bias: u.bias, bounds: bounds, arena: arena),
+        RowProduct.slices(v.weight, bias: v.bias, bounds: bounds, arena: arena)
+      )
+      return (zip(us, vs).map { MixerForm.gated(u: $0, v: $1) }, o, false)
+    case .hyena(let inProj, let filter, let filterBias, let outProj):
+      // The three thirds of the input projection (value, x1, x2), each split like the channels.
+      let d = outProj.inputCount
+      let thirds = (0..<3).map { k in
+        RowProduct.slices(
+          inProj.weight.slice(axis: 0, k * d..<(k + 1) * d),
+          bias: inProj.bias?.slice(axis: 0, k * d..<(k + 1) * d),
+          bounds: bounds, arena: arena)
+      }
+      let (taps, taps0) = (filter.shape[1], UnsafePointer(arena.copy(filter)))
+      let bias = UnsafePointer(arena.copy(filterBias))
+      let forms = (0..<bounds.count - 1).map { t in
+        MixerForm.hyena(
+          value: thirds[0][t], x1: thirds[1][t], x2: thirds[2][t], filter: taps0, filterBias: bias, taps: taps
+        )
+      }
+      return (forms, outProj, false)
+    case .ssm(let output):
+      return ([MixerForm](repeating: .ssm, count: bounds.count - 1), output, true)
+    }
+  }
 
   /// `count` items split over `members` in whole groups of 16: member `t` has `b[t] ..< b[t + 1]`.
   private static func bounds(_ count: Int, members: Int) -> [Int] {
@@ -182,17 +224,21 @@ final class FusedDecoder: @unchecked Sendable {
       return
     }
     // Moved out while pinned, so that the next layers can still reach `layerStates`.
-    var (re, im): ([Double], [Double]) = ([], [])
+    var (re, im, history): ([Double], [Double], [Float]) = ([], [], [])
     swap(&re, &layerStates[layer].convolution.re)
     swap(&im, &layerStates[layer].convolution.im)
+    swap(&history, &layerStates[layer].history)
     re.withUnsafeMutableBufferPointer { re in
       im.withUnsafeMutableBufferPointer { im in
-        states[layer] = (re.baseAddress, im.baseAddress)
-        withStatePointers(&layerStates, layer: layer + 1, body)
+        history.withUnsafeMutableBufferPointer { history in
+          states[layer] = (re.baseAddress, im.baseAddress, history.baseAddress)
+          withStatePointers(&layerStates, layer: layer + 1, body)
+        }
       }
     }
     swap(&re, &layerStates[layer].convolution.re)
     swap(&im, &layerStates[layer].convolution.im)
+    swap(&history, &layerStates[layer].history)
     layerStates[layer].position += 1
   }
 
@@ -200,22 +246,49 @@ final class FusedDecoder: @unchecked Sendable {
   private func run(member t: Int) {
     let d = width
     let (h, z) = (scratch.residual(t), scratch.normed(t))
-    let (u, v, gated) = (scratch.u, scratch.v, scratch.gated)
+    let (u, v, gated, extra) = (scratch.u, scratch.v, scratch.gated, scratch.extra)
     h.update(from: embedding + token * d, count: d)
     var phase = 0
     for index in 0..<layerCount {
       let plan = plans[index * members + t]
       // Mixer: this member's channels, from the projections to its partial output.
       let input = plan.prenorm ? plan.norm1.apply(h, into: z) : UnsafePointer(h)
-      plan.u.apply(input, into: u)
-      plan.v.apply(input, into: v)
-      let channels = plan.u.range
-      for c in channels { v[c] = v[c] * FastMath.sigmoid(v[c]) }
-      plan.recurrence.step(channels: channels, x: v, y: gated, state: states[index])
-      for c in channels { gated[c] *= u[c] * FastMath.sigmoid(u[c]) }
+      let channels = plan.channels
+      let state = states[index]
+      switch plan.mixer {
+      case .gated(let up, let vp):
+        // GTU: g = SiLU(W_u z) * rec(SiLU(W_v z)).
+        up.apply(input, into: u)
+        vp.apply(input, into: v)
+        for c in channels { v[c] = v[c] * FastMath.sigmoid(v[c]) }
+        plan.recurrence.step(channels: channels, x: v, y: gated, state: (state.re, state.im))
+        for c in channels { gated[c] *= u[c] * FastMath.sigmoid(u[c]) }
+      case .hyena(let value, let x1, let x2, let filter, let filterBias, let taps):
+        // Hyena: q = shortconv(W_in z) per stream (value, x1, x2), g = q_value * rec(q_x1 * q_x2).
+        let inner = plan.o.columnsTotal
+        value.apply(input, into: u)
+        x1.apply(input, into: u + inner)
+        x2.apply(input, into: u + 2 * inner)
+        for c in channels {
+          for stream in [c, inner + c, 2 * inner + c] {
+            v[stream] = Self.shortConvolution(
+              stream, input: u[stream], filter: filter, bias: filterBias, taps: taps, history: state.history!,
+              streams: 3 * inner)
+          }
+          extra[c] = v[inner + c] * v[2 * inner + c]
+        }
+        plan.recurrence.step(channels: channels, x: extra, y: gated, state: (state.re, state.im))
+        for c in channels { gated[c] *= v[c] }
+      case .ssm:
+        // SSM block: g = GELU(rec(z)); the GLU follows the output product.
+        plan.recurrence.step(channels: channels, x: input, y: gated, state: (state.re, state.im))
+        for c in channels { gated[c] = 0.5 * gated[c] * (1 + erf(gated[c] * 0.707_106_781_186_547_5)) }
+      }
       plan.o.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)
-      gather(phase: phase, bias: plan.mixerBias, into: h, norm: plan.prenorm ? nil : plan.norm1, scratch: z)
+      gather(
+        phase: phase, rows: plan.o.rows, bias: plan.mixerBias, glu: plan.outputGLU, into: h,
+        norm: plan.prenorm ? nil : plan.norm1, member: t)
       phase ^= 1
 
       // Channel mixer: this member's hidden features.
@@ -235,42 +308,95 @@ final class FusedDecoder: @unchecked Sendable {
       }
       plan.out.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)
-      gather(phase: phase, bias: plan.channelBias, into: h, norm: plan.prenorm ? nil : plan.norm2, scratch: z)
+      gather(
+        phase: phase, rows: width, bias: plan.channelBias, glu: false, into: h,
+        norm: plan.prenorm ? nil : plan.norm2, member: t)
       phase ^= 1
     }
     head[t].apply(finalNorm.apply(h, into: z), into: scratch.logits)
   }
 
   /// `h = h + m` (or `norm(h + m)` for a post-norm block) with `m` the members' partial
-  /// outputs of `phase` summed, plus `bias`.
+  /// outputs of `phase` (`rows` wide) summed, plus `bias`, then for `glu` `m = m[:d] * sigmoid(m[d:])`.
   private func gather(
-    phase: Int, bias: UnsafePointer<Float>?, into h: UnsafeMutablePointer<Float>, norm: NormPlan?,
-    scratch z: UnsafeMutablePointer<Float>
+    phase: Int, rows: Int, bias: UnsafePointer<Float>?, glu: Bool, into h: UnsafeMutablePointer<Float>,
+    norm: NormPlan?, member t: Int
   ) {
+    let m = scratch.summed(t)
+    if let bias { m.update(from: bias, count: rows) } else { m.update(repeating: 0, count: rows) }
     for member in 0..<members {
       let p = scratch.partial(member, phase: phase)
-      for j in 0..<width { h[j] += p[j] }
+      for j in 0..<rows { m[j] += p[j] }
     }
-    if let bias {
-      for j in 0..<width { h[j] += bias[j] }
+    if glu {
+      for j in 0..<width { m[j] *= FastMath.sigmoid(m[width + j]) }
     }
+    for j in 0..<width { h[j] += m[j] }
     if let norm {
+      let z = scratch.normed(t)
       _ = norm.apply(h, into: z)
       h.update(from: z, count: width)
     }
   }
-}
 
-/// A mixer whose step ``FusedDecoder`` can run: a gated unit with a recurrence.
-protocol FusableGatedUnit {
-  /// `u`, `v`, `o` projections and the recurrence of `y = W_o (SiLU(W_u x) * rec(SiLU(W_v x)))`.
-  var fusableParts: (u: Linear, v: Linear, o: Linear, recurrence: RecurrentConvolution) { get }
-}
-
-extension RecurrentGTU: FusableGatedUnit {
-  var fusableParts: (u: Linear, v: Linear, o: Linear, recurrence: RecurrentConvolution) {
-    (mixer.uProj, mixer.vProj, mixer.out, recurrence)
+  /// Hyena's short causal filter on one stream: `q = b + sum_j f_j p_(i-j)` over the input `p_i`
+  /// and the last `taps - 1` inputs in `history [taps - 1, streams]` (newest last), which then
+  /// shifts by one.
+  @inline(__always)
+  private static func shortConvolution(
+    _ stream: Int, input: Float, filter: UnsafePointer<Float>, bias: UnsafePointer<Float>, taps: Int,
+    history: UnsafeMutablePointer<Float>, streams: Int
+  ) -> Float {
+    let f = filter + stream * taps
+    var sum = bias[stream] + f[0] * input
+    for j in 1..<max(taps, 1) { sum += f[j] * history[(taps - 1 - j) * streams + stream] }
+    if taps > 1 {
+      for j in 0..<taps - 2 { history[j * streams + stream] = history[(j + 1) * streams + stream] }
+      history[(taps - 2) * streams + stream] = input
+    }
+    return sum
   }
+}
+
+/// The modules of a recurrent mixer that ``FusedDecoder`` runs.
+enum FusableParts {
+  /// GTU: `W_o (SiLU(W_u x) * rec(SiLU(W_v x)))`.
+  case gated(u: Linear, v: Linear, o: Linear)
+  /// Hyena operator: input projection `[3d, d]`, short filter `[3d, s]` and its bias, output projection.
+  case hyena(inProj: Linear, filter: Tensor, filterBias: Tensor, outProj: Linear)
+  /// SSM block: `z = output(GELU(rec(x)))`, `y = z[:d] * sigmoid(z[d:])`.
+  case ssm(output: Linear)
+}
+
+/// A recurrent mixer whose step ``FusedDecoder`` can run.
+protocol FusableMixer {
+  var fusableParts: FusableParts { get }
+  var recurrence: RecurrentConvolution { get }
+}
+
+extension RecurrentGTU: FusableMixer {
+  var fusableParts: FusableParts { .gated(u: mixer.uProj, v: mixer.vProj, o: mixer.out) }
+}
+
+extension RecurrentHyena: FusableMixer {
+  var fusableParts: FusableParts {
+    .hyena(
+      inProj: mixer.inProj, filter: mixer.shortFilter, filterBias: mixer.shortFilterBias,
+      outProj: mixer.outProj)
+  }
+}
+
+extension RecurrentSSM: FusableMixer {
+  var fusableParts: FusableParts { .ssm(output: mixer.output) }
+}
+
+/// What a block's mixer computes on a member's channels before its output product.
+private enum MixerForm {
+  case gated(u: RowProduct, v: RowProduct)
+  case hyena(
+    value: RowProduct, x1: RowProduct, x2: RowProduct, filter: UnsafePointer<Float>,
+    filterBias: UnsafePointer<Float>, taps: Int)
+  case ssm
 }
 
 /// The channel mixer's nonlinearity: `SiLU(W_1 z) * (W_2 z)` for a GLU, or `act(W_1 z)`.
@@ -280,9 +406,13 @@ private enum Activation { case gatedSiLU, silu, relu, gelu }
 private struct LayerPlan {
   let prenorm: Bool
   let norm1: NormPlan, norm2: NormPlan
-  let u: RowProduct, v: RowProduct
+  let mixer: MixerForm
+  /// This member's channels of the recurrence.
+  let channels: Range<Int>
+  /// The mixer's output product on those channels, its bias, and whether a GLU follows it.
   let o: ColumnProduct
   let mixerBias: UnsafePointer<Float>?
+  let outputGLU: Bool
   let recurrence: RecurrencePlan
   let activation: Activation
   /// `W_1`'s rows, `W_2`'s rows for a GLU (nil for an MLP), and the output product's columns.
@@ -326,6 +456,8 @@ private struct ColumnProduct {
   let block: UnsafePointer<Float>
   let columns: Range<Int>
   let rows: Int
+  /// Columns of the whole weight.
+  let columnsTotal: Int
 
   /// One per member, over the column slices `bounds` of `weight`.
   static func slices(_ weight: Tensor, bounds: [Int], arena: Arena) -> [ColumnProduct] {
@@ -337,7 +469,7 @@ private struct ColumnProduct {
       for r in 0..<rows {
         for (j, c) in columns.enumerated() { block[r * columns.count + j] = values[r * cols + c] }
       }
-      return ColumnProduct(block: block, columns: columns, rows: rows)
+      return ColumnProduct(block: block, columns: columns, rows: rows, columnsTotal: cols)
     }
   }
 
@@ -384,28 +516,33 @@ private struct RecurrencePlan {
 }
 
 /// Buffers of a step: product outputs (members write disjoint rows), and per member its
-/// residual stream, its normed copy and its partial outputs of two phases.
+/// residual stream, its normed copy, its partial outputs of two phases and the summed output.
 private struct Scratch {
   let u: UnsafeMutablePointer<Float>
   let v: UnsafeMutablePointer<Float>
   let gated: UnsafeMutablePointer<Float>
+  let extra: UnsafeMutablePointer<Float>
   let logits: UnsafeMutablePointer<Float>
   private let perMember: UnsafeMutablePointer<Float>
-  /// One row of `width`, rounded up to whole cache lines so members do not share lines.
+  /// One row of `2 width` (an SSM block's output), rounded up to whole cache lines so members
+  /// do not share lines.
   private let stride: Int
 
   init(width: Int, wide: Int, vocabulary: Int, members: Int, arena: Arena) {
-    (u, v, gated) = (arena.allocate(wide), arena.allocate(wide), arena.allocate(wide))
+    (u, v, gated, extra) = (
+      arena.allocate(wide), arena.allocate(wide), arena.allocate(wide), arena.allocate(wide)
+    )
     logits = arena.allocate(vocabulary)
-    stride = (width + 15) / 16 * 16
-    perMember = arena.allocate(4 * stride * members)
+    stride = (2 * width + 15) / 16 * 16
+    perMember = arena.allocate(5 * stride * members)
   }
 
-  func residual(_ member: Int) -> UnsafeMutablePointer<Float> { perMember + 4 * member * stride }
-  func normed(_ member: Int) -> UnsafeMutablePointer<Float> { perMember + (4 * member + 1) * stride }
+  func residual(_ member: Int) -> UnsafeMutablePointer<Float> { perMember + 5 * member * stride }
+  func normed(_ member: Int) -> UnsafeMutablePointer<Float> { perMember + (5 * member + 1) * stride }
   func partial(_ member: Int, phase: Int) -> UnsafeMutablePointer<Float> {
-    perMember + (4 * member + 2 + phase) * stride
+    perMember + (5 * member + 2 + phase) * stride
   }
+  func summed(_ member: Int) -> UnsafeMutablePointer<Float> { perMember + (5 * member + 4) * stride }
 }
 
 /// The memory of a decoder (`lck_arena`: zeroed, 64-byte aligned, huge pages where the kernel

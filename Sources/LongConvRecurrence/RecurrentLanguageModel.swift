@@ -29,8 +29,8 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
   private let fused = Mutex<FusedDecoder?>(nil)
 
   /// Whether ``step(_:state:)`` runs as one fused pass over packed weights on a team of
-  /// threads (blocks of a gated Toeplitz unit and a GLU or MLP) rather than through the
-  /// model's modules. Both give the same logits up to Float32 rounding.
+  /// threads (blocks of the toolkit's mixers, GTU, Hyena or SSM, with a GLU or MLP) rather
+  /// than through the model's modules. Both give the same logits up to Float32 rounding.
   public let usesFusedStep: Bool
 
   /// Converts every block's mixer of `model` with `converter` at `length`.

@@ -11,16 +11,23 @@ import Testing
 @Suite(.serialized) struct FusedDecoderTests {
   static let instructionSets = ["avx512", "avx2", "portable"]
 
-  /// A GTU model with `norm`, pre- or post-norm, a GLU or MLP channel mixer, every parameter
-  /// (norm scales and shifts included) moved off its initial value so that each takes part.
-  func model(norm: String, prenorm: Bool, channelMixer: String, finalNorm: String) throws
-    -> CausalLanguageModel
-  {
+  static let gtu =
+    #"{"type": "gtu", "expand_ratio": 3, "kernel": {"type": "tnn", "rpe_width": 8, "rpe_layers": 1}}"#
+  static let hyena = #"{"type": "hyena", "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5}}"#
+  static let ssm = #"{"type": "ssm", "kernel": {"type": "s4d", "state_size": 4}}"#
+
+  /// A model with `mixer` (GTU by default), `norm`, pre- or post-norm, a GLU or MLP channel
+  /// mixer, every parameter but the kernels' (norm scales and shifts included) moved off its
+  /// initial value so that each takes part.
+  func model(
+    norm: String, prenorm: Bool, channelMixer: String, finalNorm: String,
+    mixer: String = FusedDecoderTests.gtu
+  ) throws -> CausalLanguageModel {
     let json = """
       {"model": "causal_lm", "vocab_size": 40, "dim": 20, "num_layers": 2, "max_length": 64, "seed": 7,
        "final_norm": "\(finalNorm)",
        "layers": {"norm": "\(norm)", "prenorm": \(prenorm),
-                  "mixer": {"type": "gtu", "expand_ratio": 3, "kernel": {"type": "tnn", "rpe_width": 8, "rpe_layers": 1}},
+                  "mixer": \(mixer),
                   "channel_mixer": \(channelMixer)}}
       """
     let model = try #require(
@@ -47,16 +54,36 @@ import Testing
   /// Every covered block shape gives the module path's logits and states, token after token,
   /// with exact and compact (own poles per channel, skip) kernels, under each instruction set.
   @Test(arguments: [
-    ("simple_rms_norm", true, #"{"type": "glu"}"#, "layer_norm"),
-    ("layer_norm", false, #"{"type": "glu", "hidden_dim": 36}"#, "rms_norm"),
-    ("rms_norm", true, #"{"type": "mlp", "hidden_dim": 24, "activation": "gelu"}"#, "simple_rms_norm"),
-    ("layer_norm", true, #"{"type": "mlp", "hidden_dim": 17, "activation": "relu"}"#, "layer_norm"),
-    ("rms_norm", false, #"{"type": "mlp", "hidden_dim": 33, "activation": "silu"}"#, "layer_norm"),
+    ("simple_rms_norm", true, #"{"type": "glu"}"#, "layer_norm", FusedDecoderTests.gtu),
+    ("layer_norm", false, #"{"type": "glu", "hidden_dim": 36}"#, "rms_norm", FusedDecoderTests.gtu),
+    (
+      "rms_norm", true, #"{"type": "mlp", "hidden_dim": 24, "activation": "gelu"}"#, "simple_rms_norm",
+      FusedDecoderTests.gtu
+    ),
+    (
+      "layer_norm", true, #"{"type": "mlp", "hidden_dim": 17, "activation": "relu"}"#, "layer_norm",
+      FusedDecoderTests.gtu
+    ),
+    (
+      "rms_norm", false, #"{"type": "mlp", "hidden_dim": 33, "activation": "silu"}"#, "layer_norm",
+      FusedDecoderTests.gtu
+    ),
+    ("simple_rms_norm", true, #"{"type": "glu"}"#, "layer_norm", FusedDecoderTests.hyena),
+    (
+      "layer_norm", false, #"{"type": "mlp", "hidden_dim": 24, "activation": "gelu"}"#, "rms_norm",
+      FusedDecoderTests.hyena
+    ),
+    ("simple_rms_norm", true, #"{"type": "glu"}"#, "layer_norm", FusedDecoderTests.ssm),
+    (
+      "rms_norm", false, #"{"type": "mlp", "hidden_dim": 17, "activation": "relu"}"#, "layer_norm",
+      FusedDecoderTests.ssm
+    ),
   ])
-  func fusedStepEqualsTheModules(_ norm: String, _ prenorm: Bool, _ channelMixer: String, _ finalNorm: String)
-    throws
-  {
-    let model = try model(norm: norm, prenorm: prenorm, channelMixer: channelMixer, finalNorm: finalNorm)
+  func fusedStepEqualsTheModules(
+    _ norm: String, _ prenorm: Bool, _ channelMixer: String, _ finalNorm: String, _ mixer: String
+  ) throws {
+    let model = try model(
+      norm: norm, prenorm: prenorm, channelMixer: channelMixer, finalNorm: finalNorm, mixer: mixer)
     let converters: [any KernelConverter] = [ExactConverter(), try CompactConverter(tolerance: 1e-3)]
     defer { _ = lck_use_kernels("best") }
     for converter in converters {
@@ -68,11 +95,15 @@ import Testing
           let a = recurrent.step(token, state: &fused)
           let b = recurrent.stepThroughModules(token, state: &modules)
           let error = relative(a, b)
-          #expect(error < 2e-5, "\(norm) prenorm \(prenorm) \(isa) \(converter) position \(i): \(error)")
+          #expect(
+            error < 2e-5, "\(mixer) \(norm) prenorm \(prenorm) \(isa) \(converter) position \(i): \(error)")
         }
         #expect(fused.position == modules.position)
         for (x, y) in zip(fused.layers, modules.layers) {
           #expect(x.position == y.position)
+          let historyDifference = zip(x.history, y.history).map { abs($0 - $1) }.max() ?? 0
+          #expect(
+            x.history.count == y.history.count && historyDifference < 1e-5, "\(isa): short-filter history")
           let difference = zip(x.convolution.re + x.convolution.im, y.convolution.re + y.convolution.im)
             .map { abs($0 - $1) }.max()!
           #expect(difference < 1e-4, "\(isa): state difference \(difference)")
@@ -108,18 +139,6 @@ import Testing
       let logits = results.withLock { $0 }
       for i in 0..<2 { #expect(logits[i] == alone[pairing[i]], "pairing \(pairing), thread \(i)") }
     }
-  }
-
-  /// Models the fused step does not cover (Hyena, SSM) step through their modules.
-  @Test func otherMixersUseTheModules() throws {
-    let json = """
-      {"model": "causal_lm", "vocab_size": 16, "dim": 8, "num_layers": 1, "max_length": 32,
-       "layers": {"mixer": {"type": "ssm", "kernel": {"type": "s4d", "state_size": 4}}}}
-      """
-    let model = try #require(
-      ModelBuilder.build(JSONValue.parse(Data(json.utf8), source: "test")) as? CausalLanguageModel)
-    let recurrent = try RecurrentLanguageModel(model: model, converter: NativeConverter(), length: 16)
-    #expect(!recurrent.usesFusedStep)
   }
 
   /// `lck_gemv` against a Double product, shapes with every tail (rows not a multiple of 4,
