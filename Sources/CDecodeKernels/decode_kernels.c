@@ -286,8 +286,10 @@ void *lck_arena_allocate(lck_arena *arena, size_t bytes) {
       free(fresh);
       return NULL;
     }
-    // Advice only: without transparent huge pages the memory stays in 4 KB pages.
-    (void)madvise(memory, size, MADV_HUGEPAGE);
+    // Advice only (without transparent huge pages the memory stays in 4 KB pages), and only for
+    // large chunks: a huge page's first touch may wait for the kernel to compact memory (seen:
+    // several ms), which a small model's decoder would pay on its first token for nothing.
+    if (size >= 8 * (size_t)huge_page) (void)madvise(memory, size, MADV_HUGEPAGE);
     fresh->memory = memory, fresh->size = size, fresh->next = c;
     arena->chunks = c = fresh;
   }
@@ -328,9 +330,10 @@ struct lck_team {
 };
 
 // One turn of a wait loop: a pause, and after many turns a yield, so that a member waiting for
-// one that the scheduler took off its core (more threads than cores) gives the core back.
+// one that the scheduler took off its core (more threads than cores) gives the core back. A
+// barrier normally waits under 2 us; 512 pauses are several times that.
 static inline void relax(long turn) {
-  if (turn > 4096) {
+  if (turn > 512) {
     sched_yield();
     return;
   }
