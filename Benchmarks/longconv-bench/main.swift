@@ -134,7 +134,7 @@ func header(_ threads: Int) -> [(String, Any)] {
   [
     ("impl", "longconvkit"), ("threads", threads),
     ("blas_core", openblas_get_corename().map { String(cString: $0) } ?? "unknown"),
-    ("gemm", MatrixProductBackend.name),
+    ("gemm", MatrixProductBackend.name), ("decode_isa", RecurrentLanguageModel.kernelInstructionSet),
   ]
 }
 

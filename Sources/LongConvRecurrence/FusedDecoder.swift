@@ -197,9 +197,6 @@ final class FusedDecoder: @unchecked Sendable {
     return (0...members).map { min(count, groups * $0 / members * 16) }
   }
 
-  /// The instruction set of the vector kernels: `avx512`, `avx2` or `portable`.
-  static var instructionSet: String { String(cString: lck_kernel_isa()) }
-
   /// Consumes `token` with the recurrent states `states[layer]` and returns the logits.
   func step(_ token: Int, states: inout [RecurrentMixerState]) -> [Float] {
     precondition(token >= 0 && token < vocabulary, "step: token \(token) outside 0..<\(vocabulary)")

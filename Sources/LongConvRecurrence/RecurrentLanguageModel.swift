@@ -1,3 +1,4 @@
+import CDecodeKernels
 import Foundation
 import LongConv
 import Synchronization
@@ -32,6 +33,10 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
   /// threads (blocks of the toolkit's mixers, GTU, Hyena or SSM, with a GLU or MLP) rather
   /// than through the model's modules. Both give the same logits up to Float32 rounding.
   public let usesFusedStep: Bool
+
+  /// The instruction set the fused step's vector kernels use on this machine: `"avx512"`,
+  /// `"avx2"` (with FMA) or `"portable"`.
+  public static var kernelInstructionSet: String { String(cString: lck_kernel_isa()) }
 
   /// Converts every block's mixer of `model` with `converter` at `length`.
   public init(model: CausalLanguageModel, converter: some KernelConverter, length: Int) throws {
