@@ -268,8 +268,8 @@ final class FusedDecoder: @unchecked Sendable {
         x2.apply(input, into: u + 2 * inner)
         for c in channels {
           for stream in [c, inner + c, 2 * inner + c] {
-            v[stream] = Self.shortConvolution(
-              stream, input: u[stream], filter: filter, bias: filterBias, taps: taps, history: state.history!,
+            v[stream] = shortFilterStep(
+              stream, input: u[stream], filter: filter, bias: filterBias, taps: taps, history: state.history,
               streams: 3 * inner)
           }
           extra[c] = v[inner + c] * v[2 * inner + c]
@@ -334,24 +334,6 @@ final class FusedDecoder: @unchecked Sendable {
       _ = norm.apply(h, into: z)
       h.update(from: z, count: width)
     }
-  }
-
-  /// Hyena's short causal filter on one stream: `q = b + sum_j f_j p_(i-j)` over the input `p_i`
-  /// and the last `taps - 1` inputs in `history [taps - 1, streams]` (newest last), which then
-  /// shifts by one.
-  @inline(__always)
-  private static func shortConvolution(
-    _ stream: Int, input: Float, filter: UnsafePointer<Float>, bias: UnsafePointer<Float>, taps: Int,
-    history: UnsafeMutablePointer<Float>, streams: Int
-  ) -> Float {
-    let f = filter + stream * taps
-    var sum = bias[stream] + f[0] * input
-    for j in 1..<max(taps, 1) { sum += f[j] * history[(taps - 1 - j) * streams + stream] }
-    if taps > 1 {
-      for j in 0..<taps - 2 { history[j * streams + stream] = history[(j + 1) * streams + stream] }
-      history[(taps - 2) * streams + stream] = input
-    }
-    return sum
   }
 }
 

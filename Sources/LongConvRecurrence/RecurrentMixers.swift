@@ -161,25 +161,41 @@ struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendab
   func step(_ x: Tensor, state: inout RecurrentMixerState) -> Tensor {
     let d = width
     let projected = mixer.inProj(x).scalars  // [3d]
-    let filter = mixer.shortFilter.scalars  // [3d, s], column j multiplies u[i - j]
-    let bias = mixer.shortFilterBias.scalars
     var u = [Float](repeating: 0, count: streams)
-    for c in 0..<streams {
-      var sum = bias[c] + filter[c * taps] * projected[c]
-      for j in 1..<taps {
-        sum += filter[c * taps + j] * state.history[(taps - 1 - j) * streams + c]
+    mixer.shortFilter.withUnsafeBufferPointer { filter in
+      mixer.shortFilterBias.withUnsafeBufferPointer { bias in
+        state.history.withUnsafeMutableBufferPointer { history in
+          for c in 0..<streams {
+            u[c] = shortFilterStep(
+              c, input: projected[c], filter: filter.baseAddress!, bias: bias.baseAddress!, taps: taps,
+              history: history.baseAddress, streams: streams)
+          }
+        }
       }
-      u[c] = sum
-    }
-    if taps > 1 {
-      state.history.removeFirst(streams)
-      state.history.append(contentsOf: projected)
     }
     let z = Tensor((0..<d).map { u[d + $0] * u[2 * d + $0] }).reshaped([1, d])
     let y = LongConvRecurrence.step(recurrence, z, state: &state.convolution)
     state.position += 1
     return mixer.outProj(Tensor(Array(u[0..<d])).reshaped([1, d]) * y)
   }
+}
+
+/// Hyena's short causal filter on one stream: `q = b + sum_j f_j p_(i-j)` over the new input
+/// `p_i` and the last `taps - 1` inputs in `history [taps - 1, streams]` (newest last; `nil`
+/// when `taps` is 1), which then shifts by one to take `p_i`. `filter` is `[streams, taps]`,
+/// column `j` multiplying `p_(i-j)`.
+@inline(__always)
+func shortFilterStep(
+  _ stream: Int, input: Float, filter: UnsafePointer<Float>, bias: UnsafePointer<Float>, taps: Int,
+  history: UnsafeMutablePointer<Float>?, streams: Int
+) -> Float {
+  let f = filter + stream * taps
+  var sum = bias[stream] + f[0] * input
+  guard taps > 1, let history else { return sum }
+  for j in 1..<taps { sum += f[j] * history[(taps - 1 - j) * streams + stream] }
+  for j in 0..<taps - 2 { history[j * streams + stream] = history[(j + 1) * streams + stream] }
+  history[(taps - 2) * streams + stream] = input
+  return sum
 }
 
 // MARK: SSM block

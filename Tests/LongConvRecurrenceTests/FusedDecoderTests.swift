@@ -14,6 +14,8 @@ import Testing
   static let gtu =
     #"{"type": "gtu", "expand_ratio": 3, "kernel": {"type": "tnn", "rpe_width": 8, "rpe_layers": 1}}"#
   static let hyena = #"{"type": "hyena", "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5}}"#
+  static let hyenaWidth1 =
+    #"{"type": "hyena", "short_filter_width": 1, "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5}}"#
   static let ssm = #"{"type": "ssm", "kernel": {"type": "s4d", "state_size": 4}}"#
 
   /// A model with `mixer` (GTU by default), `norm`, pre- or post-norm, a GLU or MLP channel
@@ -73,6 +75,7 @@ import Testing
       "layer_norm", false, #"{"type": "mlp", "hidden_dim": 24, "activation": "gelu"}"#, "rms_norm",
       FusedDecoderTests.hyena
     ),
+    ("rms_norm", true, #"{"type": "glu"}"#, "layer_norm", FusedDecoderTests.hyenaWidth1),
     ("simple_rms_norm", true, #"{"type": "glu"}"#, "layer_norm", FusedDecoderTests.ssm),
     (
       "rms_norm", false, #"{"type": "mlp", "hidden_dim": 17, "activation": "relu"}"#, "layer_norm",
