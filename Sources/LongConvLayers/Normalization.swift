@@ -2,12 +2,21 @@ import LongConvTensors
 
 /// Which normalisation a block uses (config names in snake case).
 public enum NormalizationKind: String, Sendable, CaseIterable {
-  /// `x / (||x|| d^(-1/2) + 1e-8)`, no parameters (TNN).
+  /// `x / (||x|| d^(-1/2) + eps)`, no parameters (TNN); `eps` 1e-8 by default.
   case simpleRMSNorm = "simple_rms_norm"
-  /// `x / sqrt(mean(x^2) + 1e-6) * w`.
+  /// `x / sqrt(mean(x^2) + eps) * w`; `eps` 1e-6 by default.
   case rmsNorm = "rms_norm"
-  /// `(x - mean) / sqrt(var + 1e-5) * w + b`.
+  /// `(x - mean) / sqrt(var + eps) * w + b`; `eps` 1e-5 by default.
   case layerNorm = "layer_norm"
+
+  /// The `eps` of the formula unless a config sets another (`norm_epsilon`).
+  public var defaultEpsilon: Float {
+    switch self {
+    case .simpleRMSNorm: 1e-8
+    case .rmsNorm: 1e-6
+    case .layerNorm: 1e-5
+    }
+  }
 }
 
 /// A normalisation over the last axis, with its parameters when it has any.
@@ -18,10 +27,14 @@ public final class Normalization: Module {
   public let weight: Tensor?
   /// `[D]` shift (zeros at first), only for ``NormalizationKind/layerNorm``.
   public let bias: Tensor?
+  /// The `eps` of the formula (``NormalizationKind/defaultEpsilon`` unless set).
+  public let epsilon: Float
 
-  /// A norm of `kind` over the last axis of width `width`.
-  public init(_ kind: NormalizationKind, width: Int) {
+  /// A norm of `kind` over the last axis of width `width`, with `epsilon` in place of the
+  /// kind's default.
+  public init(_ kind: NormalizationKind, width: Int, epsilon: Float? = nil) {
     self.kind = kind
+    self.epsilon = epsilon ?? kind.defaultEpsilon
     weight = kind == .simpleRMSNorm ? nil : Tensor.ones([width]).requiringGradient()
     bias = kind == .layerNorm ? Tensor.zeros([width]).requiringGradient() : nil
   }
@@ -29,9 +42,9 @@ public final class Normalization: Module {
   /// `[..., D] -> [..., D]` (formulas on ``NormalizationKind``).
   public func callAsFunction(_ x: Tensor) -> Tensor {
     switch kind {
-    case .simpleRMSNorm: x.simpleRMSNorm()
-    case .rmsNorm: x.rmsNorm(weight: weight)
-    case .layerNorm: x.layerNorm(weight: weight, bias: bias)
+    case .simpleRMSNorm: x.simpleRMSNorm(epsilon: epsilon)
+    case .rmsNorm: x.rmsNorm(weight: weight, epsilon: epsilon)
+    case .layerNorm: x.layerNorm(weight: weight, bias: bias, epsilon: epsilon)
     }
   }
 }

@@ -84,8 +84,9 @@ final class FusedDecoder: @unchecked Sendable {
   static func covers(model: CausalLanguageModel, mixers: [any RecurrentMixer]) -> Bool {
     guard !model.blocks.isEmpty, model.blocks.count == mixers.count else { return false }
     return zip(model.blocks, mixers).allSatisfy { block, mixer in
-      let coveredMLP = (block.channelMixer as? MLP).map { ["gelu", "relu", "silu"].contains($0.activation) }
-      return mixer is any FusableMixer && (block.channelMixer is GLU || coveredMLP == true)
+      guard let fusable = mixer as? any FusableMixer else { return false }
+      if case .hyena(let parts) = fusable.fusableParts, parts.outerMixing { return false }
+      return block.channelMixer is GLU || block.channelMixer is MLP
     }
   }
 
@@ -98,12 +99,12 @@ final class FusedDecoder: @unchecked Sendable {
     for (block, mixer) in zip(model.blocks, mixers) {
       let fusable = mixer as! any FusableMixer
       let recurrence = RecurrencePlan(fusable.recurrence, arena: arena)
-      let inner = fusable.recurrence.channels
+      let inner = fusable.innerWidth
       let channels = Self.bounds(inner, members: members)
       let (forms, output, outputGLU) = Self.mixerForms(fusable.fusableParts, bounds: channels, arena: arena)
       let o = ColumnProduct.slices(output.weight, bounds: channels, arena: arena)
       let (first, gate, out, outBias, activation):
-        ([RowProduct], [RowProduct?], [ColumnProduct], Tensor?, Activation)
+        ([RowProduct], [RowProduct?], [ColumnProduct], Tensor?, ChannelActivation)
       let hidden: Int
       if let glu = block.channelMixer as? GLU {
         hidden = glu.l1.outputCount
@@ -120,9 +121,9 @@ final class FusedDecoder: @unchecked Sendable {
         gate = [RowProduct?](repeating: nil, count: members)
         out = ColumnProduct.slices(mlp.l2.weight, bounds: features, arena: arena)
         outBias = mlp.l2.bias
-        activation = mlp.activation == "relu" ? .relu : mlp.activation == "silu" ? .silu : .gelu
+        activation = .pointwise(mlp.activation)
       }
-      wide = max(wide, 3 * inner, hidden)
+      wide = max(wide, fusable.streams * inner, hidden)
       let (norm1, norm2) = (
         NormPlan(block.norm1, width: d, arena: arena), NormPlan(block.norm2, width: d, arena: arena)
       )
@@ -158,7 +159,7 @@ final class FusedDecoder: @unchecked Sendable {
   deinit { lck_team_destroy(team) }
 
   /// Member `t`'s share of a mixer before its output product, the output product, and whether
-  /// its summed output goes through `a * sigmoid(b)` (the SSM block's GLU).
+  /// its summed output goes through `a * sigmoid(b)` (the SSM block's GLU output).
   private static func mixerForms(_ parts: FusableParts, bounds: [Int], arena: Arena) -> (
     [MixerForm], Linear, Bool
   ) {
@@ -169,25 +170,29 @@ final class FusedDecoder: @unchecked Sendable {
         RowProduct.slices(v.weight, bias: v.bias, bounds: bounds, arena: arena)
       )
       return (zip(us, vs).map { MixerForm.gated(u: $0, v: $1) }, o, false)
-    case .hyena(let inProj, let filter, let filterBias, let outProj):
-      // The three thirds of the input projection (value, x1, x2), each split like the channels.
-      let d = outProj.inputCount
-      let thirds = (0..<3).map { k in
+    case .hyena(let parts):
+      // The whole input projection's rows, each stream's slice split like the channels; a
+      // member applies its rows of every stream.
+      let d = parts.outProj.inputCount
+      let streams = parts.order + 1
+      let rows = (0..<streams).map { n in
         RowProduct.slices(
-          inProj.weight.slice(axis: 0, k * d..<(k + 1) * d),
-          bias: inProj.bias?.slice(axis: 0, k * d..<(k + 1) * d),
+          parts.inProj.weight.slice(axis: 0, n * d..<(n + 1) * d),
+          bias: parts.inProj.bias?.slice(axis: 0, n * d..<(n + 1) * d),
           bounds: bounds, arena: arena)
       }
-      let (taps, taps0) = (filter.shape[1], UnsafePointer(arena.copy(filter)))
-      let bias = UnsafePointer(arena.copy(filterBias))
+      let (taps, filter) = (parts.filter.shape[1], UnsafePointer(arena.copy(parts.filter)))
+      let bias = UnsafePointer(arena.copy(parts.filterBias))
+      let scales = parts.orderScales.map { UnsafePointer(arena.copy($0)) }
       let forms = (0..<bounds.count - 1).map { t in
         MixerForm.hyena(
-          value: thirds[0][t], x1: thirds[1][t], x2: thirds[2][t], filter: taps0, filterBias: bias, taps: taps
-        )
+          HyenaForm(
+            projections: UnsafePointer(arena.copy((0..<streams).map { rows[$0][t] })), order: parts.order,
+            filter: filter, filterBias: bias, taps: taps, orderScales: scales, activation: parts.activation))
       }
-      return (forms, outProj, false)
-    case .ssm(let output):
-      return ([MixerForm](repeating: .ssm, count: bounds.count - 1), output, true)
+      return (forms, parts.outProj, false)
+    case .ssm(let output, let activation, let outputGLU):
+      return ([MixerForm](repeating: .ssm(activation), count: bounds.count - 1), output, outputGLU)
     }
   }
 
@@ -260,26 +265,35 @@ final class FusedDecoder: @unchecked Sendable {
         for c in channels { v[c] = v[c] * FastMath.sigmoid(v[c]) }
         plan.recurrence.step(channels: channels, x: v, y: gated, state: (state.re, state.im))
         for c in channels { gated[c] *= u[c] * FastMath.sigmoid(u[c]) }
-      case .hyena(let value, let x1, let x2, let filter, let filterBias, let taps):
-        // Hyena: q = shortconv(W_in z) per stream (value, x1, x2), g = q_value * rec(q_x1 * q_x2).
-        let inner = plan.o.columnsTotal
-        value.apply(input, into: u)
-        x1.apply(input, into: u + inner)
-        x2.apply(input, into: u + 2 * inner)
+      case .hyena(let form):
+        // Hyena: q = shortconv(W_in z) per stream (x_0 ... x_(N-1), v), then per step o
+        // v = w_o rec_o(v * x_(N-1-o)) on recurrence channels o d + c, and g = act(v * x_0).
+        let (inner, order) = (plan.o.columnsTotal, form.order)
+        let streams = (order + 1) * inner
+        for n in 0...order { form.projections[n].apply(input, into: u + n * inner) }
         for c in channels {
-          for stream in [c, inner + c, 2 * inner + c] {
+          for n in 0...order {
+            let stream = n * inner + c
             v[stream] = shortFilterStep(
-              stream, input: u[stream], filter: filter, bias: filterBias, taps: taps, history: state.history,
-              streams: 3 * inner)
+              stream, input: u[stream], filter: form.filter, bias: form.filterBias, taps: form.taps,
+              history: state.history, streams: streams)
           }
-          extra[c] = v[inner + c] * v[2 * inner + c]
+          gated[c] = v[order * inner + c]
         }
-        plan.recurrence.step(channels: channels, x: extra, y: gated, state: (state.re, state.im))
-        for c in channels { gated[c] *= v[c] }
-      case .ssm:
-        // SSM block: g = GELU(rec(z)); the GLU follows the output product.
+        // The projections are spent: `u` takes the recurrence's outputs.
+        for o in 0..<order - 1 {
+          let gate = (order - 1 - o) * inner
+          for c in channels { extra[o * inner + c] = gated[c] * v[gate + c] }
+          let stepChannels = o * inner + channels.lowerBound..<o * inner + channels.upperBound
+          plan.recurrence.step(channels: stepChannels, x: extra, y: u, state: (state.re, state.im))
+          let scale = form.orderScales?[o] ?? 1
+          for c in channels { gated[c] = u[o * inner + c] * scale }
+        }
+        for c in channels { gated[c] = form.activation.value(gated[c] * v[c]) }
+      case .ssm(let activation):
+        // SSM block: g = act(rec(z)); a GLU output follows the output product.
         plan.recurrence.step(channels: channels, x: input, y: gated, state: (state.re, state.im))
-        for c in channels { gated[c] = 0.5 * gated[c] * (1 + erf(gated[c] * 0.707_106_781_186_547_5)) }
+        for c in channels { gated[c] = activation.value(gated[c]) }
       }
       plan.o.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)
@@ -296,12 +310,8 @@ final class FusedDecoder: @unchecked Sendable {
       case .gatedSiLU:
         plan.gate!.apply(input2, into: v)
         for k in features { gated[k] = u[k] * FastMath.sigmoid(u[k]) * v[k] }
-      case .silu:
-        for k in features { gated[k] = u[k] * FastMath.sigmoid(u[k]) }
-      case .relu:
-        for k in features { gated[k] = max(u[k], 0) }
-      case .gelu:
-        for k in features { gated[k] = 0.5 * u[k] * (1 + erf(u[k] * 0.707_106_781_186_547_5)) }
+      case .pointwise(let activation):
+        for k in features { gated[k] = activation.value(u[k]) }
       }
       plan.out.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)
@@ -341,16 +351,49 @@ final class FusedDecoder: @unchecked Sendable {
 enum FusableParts {
   /// GTU: `W_o (SiLU(W_u x) * rec(SiLU(W_v x)))`.
   case gated(u: Linear, v: Linear, o: Linear)
-  /// Hyena operator: input projection `[3d, d]`, short filter `[3d, s]` and its bias, output projection.
-  case hyena(inProj: Linear, filter: Tensor, filterBias: Tensor, outProj: Linear)
-  /// SSM block: `z = output(GELU(rec(x)))`, `y = z[:d] * sigmoid(z[d:])`.
-  case ssm(output: Linear)
+  /// Hyena operator of order `N` (``HyenaOperator``).
+  case hyena(HyenaParts)
+  /// SSM block: `z = output(act(rec(x)))`, then `y = z[:d] * sigmoid(z[d:])` for a GLU output.
+  case ssm(output: Linear, activation: Activation, outputGLU: Bool)
+}
+
+/// A Hyena operator's modules: input projection `[(N+1) d, d]`, short filter `[(N+1) d, s]` and
+/// its bias, output projection, the step scales and the activation.
+struct HyenaParts {
+  let inProj: Linear
+  let filter: Tensor
+  let filterBias: Tensor
+  let outProj: Linear
+  let order: Int
+  let outerMixing: Bool
+  let orderScales: Tensor?
+  let activation: Activation
 }
 
 /// A recurrent mixer whose step ``FusedDecoder`` can run.
 protocol FusableMixer {
   var fusableParts: FusableParts { get }
   var recurrence: RecurrentConvolution { get }
+}
+
+extension FusableMixer {
+  /// The channels the members split: the output product's inputs.
+  var innerWidth: Int {
+    switch fusableParts {
+    case .gated(_, _, let o): o.inputCount
+    case .hyena(let parts): parts.outProj.inputCount
+    case .ssm(let output, _, _): output.inputCount
+    }
+  }
+
+  /// Rows of scratch per channel of `d`: the projected streams (and the recurrence's
+  /// channels, fewer).
+  var streams: Int {
+    switch fusableParts {
+    case .gated, .ssm: 1
+    case .hyena(let parts): parts.order + 1
+    }
+  }
 }
 
 extension RecurrentGTU: FusableMixer {
@@ -360,26 +403,43 @@ extension RecurrentGTU: FusableMixer {
 extension RecurrentHyena: FusableMixer {
   var fusableParts: FusableParts {
     .hyena(
-      inProj: mixer.inProj, filter: mixer.shortFilter, filterBias: mixer.shortFilterBias,
-      outProj: mixer.outProj)
+      HyenaParts(
+        inProj: mixer.inProj, filter: mixer.shortFilter, filterBias: mixer.shortFilterBias, outProj: mixer.outProj,
+        order: mixer.order, outerMixing: mixer.outerMixing, orderScales: mixer.orderScales,
+        activation: mixer.activation))
   }
 }
 
 extension RecurrentSSM: FusableMixer {
-  var fusableParts: FusableParts { .ssm(output: mixer.output) }
+  var fusableParts: FusableParts {
+    .ssm(output: mixer.output, activation: mixer.activation, outputGLU: mixer.outputGLU)
+  }
 }
 
 /// What a block's mixer computes on a member's channels before its output product.
 private enum MixerForm {
   case gated(u: RowProduct, v: RowProduct)
-  case hyena(
-    value: RowProduct, x1: RowProduct, x2: RowProduct, filter: UnsafePointer<Float>,
-    filterBias: UnsafePointer<Float>, taps: Int)
-  case ssm
+  case hyena(HyenaForm)
+  case ssm(Activation)
+}
+
+/// A member's share of a Hyena operator: its rows of each stream's projection
+/// (`projections[n]` for stream `n`), the short filter, the step scales and the activation.
+private struct HyenaForm {
+  let projections: UnsafePointer<RowProduct>
+  let order: Int
+  let filter: UnsafePointer<Float>
+  let filterBias: UnsafePointer<Float>
+  let taps: Int
+  let orderScales: UnsafePointer<Float>?
+  let activation: Activation
 }
 
 /// The channel mixer's nonlinearity: `SiLU(W_1 z) * (W_2 z)` for a GLU, or `act(W_1 z)`.
-private enum Activation { case gatedSiLU, silu, relu, gelu }
+private enum ChannelActivation {
+  case gatedSiLU
+  case pointwise(Activation)
+}
 
 /// One member's share of one block.
 private struct LayerPlan {
@@ -393,7 +453,7 @@ private struct LayerPlan {
   let mixerBias: UnsafePointer<Float>?
   let outputGLU: Bool
   let recurrence: RecurrencePlan
-  let activation: Activation
+  let activation: ChannelActivation
   /// `W_1`'s rows, `W_2`'s rows for a GLU (nil for an MLP), and the output product's columns.
   let first: RowProduct
   let gate: RowProduct?
@@ -568,9 +628,11 @@ private struct NormPlan {
   let width: Int
   let weight: UnsafePointer<Float>?
   let bias: UnsafePointer<Float>?
+  let epsilon: Float
 
   init(_ norm: Normalization, width: Int, arena: Arena) {
     kind = norm.kind
+    epsilon = norm.epsilon
     self.width = width
     weight = norm.weight.map { UnsafePointer(arena.copy($0)) }
     bias = norm.bias.map { UnsafePointer(arena.copy($0)) }
@@ -588,9 +650,9 @@ private struct NormPlan {
     for j in 0..<d { sumSquares += (x[j] - mean) * (x[j] - mean) }
     let scale: Float =
       switch kind {
-      case .simpleRMSNorm: 1 / ((sumSquares / Float(d)).squareRoot() + 1e-8)
-      case .rmsNorm: 1 / (sumSquares / Float(d) + 1e-6).squareRoot()
-      case .layerNorm: 1 / (sumSquares / Float(d) + 1e-5).squareRoot()
+      case .simpleRMSNorm: 1 / ((sumSquares / Float(d)).squareRoot() + epsilon)
+      case .rmsNorm: 1 / (sumSquares / Float(d) + epsilon).squareRoot()
+      case .layerNorm: 1 / (sumSquares / Float(d) + epsilon).squareRoot()
       }
     for j in 0..<d { y[j] = (x[j] - mean) * scale }
     if let weight {

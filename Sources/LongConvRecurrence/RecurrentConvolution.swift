@@ -93,8 +93,21 @@ public struct RecurrentConvolution: Sendable {
 
   /// Advances `state` by one input `x [channels]` and writes `y [channels]`.
   public func step(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, state: inout State) {
+    step(channels: 0..<channels, x, into: y, state: &state)
+  }
+
+  /// Advances the states of `selected` channels alone by their inputs `x[c]` and writes their
+  /// outputs `y[c]` (`x` and `y` indexed by channel, `[channels]`): for mixers whose channel
+  /// groups take turns within one token (Hyena's steps).
+  public func step(
+    channels selected: Range<Int>, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
+    state: inout State
+  ) {
+    precondition(selected.lowerBound >= 0 && selected.upperBound <= channels, "step: channels \(selected)")
+    let count = selected.count
     // Split over threads only when the work pays for the hand-off.
-    let tasks = stateCount >= 1 << 15 ? min(ComputeThreads.count, channels) : 1
+    let states = offsets[selected.upperBound] - offsets[selected.lowerBound]
+    let tasks = states >= 1 << 15 ? min(ComputeThreads.count, count) : 1
     state.re.withUnsafeMutableBufferPointer { sRe in
       state.im.withUnsafeMutableBufferPointer { sIm in
         poles.re.withUnsafeBufferPointer { pr in
@@ -120,11 +133,12 @@ public struct RecurrentConvolution: Sendable {
                     p.value.7[c] = Float(out)
                   }
                 }
+                let first = selected.lowerBound
                 if tasks == 1 {
-                  run(0..<channels)
+                  run(selected)
                 } else {
                   ComputeThreads.perform(tasks: tasks) { t in
-                    run(channels * t / tasks..<channels * (t + 1) / tasks)
+                    run(first + count * t / tasks..<first + count * (t + 1) / tasks)
                   }
                 }
               }

@@ -115,24 +115,43 @@ struct RecurrentGTU<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable
 // MARK: Hyena operator
 
 extension HyenaOperator: ConvertibleMixer {
-  /// The operator with its long convolution run by `system` (`d` channels, else throws ``ConversionError``)
-  /// and its short convolution fed from the last `s - 1` projected inputs.
+  /// The operator with its long convolutions run by `system` (the kernel's `(N-1) d` channels in
+  /// its layout, else throws ``ConversionError``) and its short convolution fed from the last
+  /// `s - 1` projected inputs.
   public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
-    try checkChannels(system, expected: width)
-    return RecurrentHyena(mixer: self, recurrence: RecurrentConvolution(system))
+    try checkChannels(system, expected: kernel.channels)
+    return RecurrentHyena(mixer: self, recurrence: RecurrentConvolution(system.selecting(stepMajorChannels)))
+  }
+
+  /// The kernel's channels in step order: entry `o d + c` is step `o` of channel `c`, kernel
+  /// channel `c (N-1) + o`; so step `o` is the contiguous range `o d ..< (o+1) d`.
+  var stepMajorChannels: [Int] {
+    (0..<order - 1).flatMap { o in (0..<width).map { c in c * (order - 1) + o } }
+  }
+}
+
+extension DiagonalStateSpace {
+  /// The system of `channels` (indices into this one), in that order.
+  func selecting(_ channels: [Int]) -> DiagonalStateSpace {
+    DiagonalStateSpace(
+      polesReal: channels.map { polesReal[$0] }, polesImaginary: channels.map { polesImaginary[$0] },
+      residuesReal: channels.map { residuesReal[$0] }, residuesImaginary: channels.map { residuesImaginary[$0] },
+      skip: skip.map { skip in channels.map { skip[$0] } })
   }
 }
 
 /// ``HyenaOperator`` in recurrent form: the short convolution keeps its last `s - 1` inputs,
-/// the long one runs as a recurrence.
+/// the `N - 1` long ones run as one recurrence whose channels are in step order (step `o` is
+/// channels `o d ..< (o+1) d`), stepped a step at a time inside
+/// ``HyenaOperator/recurrence(streams:longConvolution:)``.
 struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable {
   let mixer: HyenaOperator<Kernel>
   let recurrence: RecurrentConvolution
 
   var width: Int { mixer.width }
   var stateCount: Int { recurrence.stateCount }
-  /// `3d` streams through the short filter, `s` taps.
-  var streams: Int { 3 * mixer.width }
+  /// `(N+1) d` streams through the short filter, `s` taps.
+  var streams: Int { (mixer.order + 1) * mixer.width }
   var taps: Int { mixer.shortFilter.shape[1] }
 
   func makeState() -> RecurrentMixerState {
@@ -142,11 +161,18 @@ struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendab
   }
 
   func prefill(_ x: Tensor, state: inout RecurrentMixerState) throws -> Tensor {
-    let d = width
-    let projected = mixer.inProj(x)  // [1, P, 3d]
+    let projected = mixer.inProj(x)  // [1, P, (N+1) d]
     let u = projected.longConvolution(kernel: mixer.shortFilter, direction: .causal) + mixer.shortFilterBias
-    let z = u.slice(axis: 2, d..<2 * d) * u.slice(axis: 2, 2 * d..<3 * d)
-    state.convolution = LongConvRecurrence.state(of: recurrence, after: z)
+    let coefficients = try mixer.kernel.coefficients(length: x.shape[1])
+    // Each step's input, in step order: what the recurrence has seen after the prompt.
+    var inputs: [Tensor] = []
+    let y = mixer.recurrence(streams: u) { o, v in
+      inputs.append(v)
+      return v.longConvolution(
+        kernel: mixer.stepCoefficients(coefficients, step: o), direction: .causal, skip: mixer.stepSkip(o))
+    }
+    state.convolution = LongConvRecurrence.state(
+      of: recurrence, after: inputs.count == 1 ? inputs[0] : Tensor.concatenate(inputs, axis: 2))
     // The last s - 1 projected rows, zeros before the start.
     let length = x.shape[1]
     let rows = projected.scalars
@@ -155,12 +181,12 @@ struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendab
       for c in 0..<streams { state.history[j * streams + c] = source >= 0 ? rows[source * streams + c] : 0 }
     }
     state.position = length
-    return mixer.outProj(u.slice(axis: 2, 0..<d) * (try mixer.kernel.convolve(z)))
+    return y
   }
 
   func step(_ x: Tensor, state: inout RecurrentMixerState) -> Tensor {
     let d = width
-    let projected = mixer.inProj(x).scalars  // [3d]
+    let projected = mixer.inProj(x).scalars  // [(N+1) d]
     var u = [Float](repeating: 0, count: streams)
     mixer.shortFilter.withUnsafeBufferPointer { filter in
       mixer.shortFilterBias.withUnsafeBufferPointer { bias in
@@ -173,10 +199,16 @@ struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendab
         }
       }
     }
-    let z = Tensor((0..<d).map { u[d + $0] * u[2 * d + $0] }).reshaped([1, d])
-    let y = LongConvRecurrence.step(recurrence, z, state: &state.convolution)
+    var input = [Float](repeating: 0, count: recurrence.channels)
+    var output = [Float](repeating: 0, count: recurrence.channels)
+    let y = mixer.recurrence(streams: Tensor(u).reshaped([1, streams])) { o, v in
+      let range = o * d..<(o + 1) * d
+      v.withUnsafeBufferPointer { input.replaceSubrange(range, with: $0) }
+      recurrence.step(channels: range, input, into: &output, state: &state.convolution)
+      return Tensor(Array(output[range])).reshaped([1, d])
+    }
     state.position += 1
-    return mixer.outProj(Tensor(Array(u[0..<d])).reshaped([1, d]) * y)
+    return y
   }
 }
 
@@ -202,15 +234,15 @@ func shortFilterStep(
 
 extension SSMBlock: ConvertibleMixer {
   /// The block with `kernel.convolve` run by `system` (`D` channels, skip included; else throws
-  /// ``ConversionError``), then GELU and the GLU position by position.
+  /// ``ConversionError``), then the activation and the output position by position.
   public func recurrentForm(_ system: DiagonalStateSpace) throws -> any RecurrentMixer {
     try checkChannels(system, expected: width)
     return RecurrentSSM(mixer: self, recurrence: RecurrentConvolution(system))
   }
 }
 
-/// ``SSMBlock`` in recurrent form: the convolution with skip as a recurrence, then GELU and
-/// the GLU output, position by position.
+/// ``SSMBlock`` in recurrent form: the convolution with skip as a recurrence, then the
+/// activation and the output projection, position by position.
 struct RecurrentSSM<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable {
   let mixer: SSMBlock<Kernel>
   let recurrence: RecurrentConvolution
@@ -229,9 +261,8 @@ struct RecurrentSSM<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable
   }
 
   func step(_ x: Tensor, state: inout RecurrentMixerState) -> Tensor {
-    let d = width
-    let z = mixer.output(LongConvRecurrence.step(recurrence, x, state: &state.convolution).gelu())
+    let y = mixer.project(mixer.activation(LongConvRecurrence.step(recurrence, x, state: &state.convolution)))
     state.position += 1
-    return z.slice(axis: -1, 0..<d) * z.slice(axis: -1, d..<2 * d).sigmoid()
+    return y
   }
 }

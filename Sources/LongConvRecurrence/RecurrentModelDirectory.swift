@@ -191,15 +191,15 @@ public enum RecurrentModelDirectory {
     )
   }
 
-  /// FNV-1a (64-bit) over the model's parameters, by name, in name order: a fingerprint to
-  /// tell checkpoints apart, not a cryptographic hash.
+  /// FNV-1a (64-bit) over the model's parameters and buffers, by name, in name order: a
+  /// fingerprint to tell checkpoints apart, not a cryptographic hash.
   public static func fingerprint(of model: CausalLanguageModel) -> String {
     var hash: UInt64 = 0xcbf2_9ce4_8422_2325
     func mix(_ value: UInt64) {
       hash ^= value
       hash &*= 0x100_0000_01b3
     }
-    for (name, tensor) in model.namedParameters().sorted(by: { $0.name < $1.name }) {
+    for (name, tensor) in model.namedState().sorted(by: { $0.name < $1.name }) {
       for byte in name.utf8 { mix(UInt64(byte)) }
       for dimension in tensor.shape { mix(UInt64(dimension)) }
       tensor.withUnsafeBufferPointer { values in

@@ -121,13 +121,14 @@ import Testing
   // MARK: Activations
 
   enum Activation: String, CaseIterable, Sendable {
-    case relu, silu, gelu, sigmoid, tanh, sin, cos, exp, log, softplus, abs, sqrt, squared
+    case relu, silu, gelu, geluTanh, sigmoid, tanh, sin, cos, exp, log, softplus, abs, sqrt, squared
 
     func callAsFunction(_ x: Tensor) -> Tensor {
       switch self {
       case .relu: x.relu()
       case .silu: x.silu()
       case .gelu: x.gelu()
+      case .geluTanh: x.geluTanh()
       case .sigmoid: x.sigmoid()
       case .tanh: x.tanh()
       case .sin: x.sin()
@@ -147,6 +148,7 @@ import Testing
       case .relu: Swift.max(x, 0)
       case .silu: x / (1 + Foundation.exp(-x))
       case .gelu: 0.5 * x * (1 + erf(x / 2.0.squareRoot()))
+      case .geluTanh: 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))
       case .sigmoid: 1 / (1 + Foundation.exp(-x))
       case .tanh: Foundation.tanh(x)
       case .sin: Foundation.sin(x)
@@ -215,7 +217,7 @@ import Testing
       grad, values.map { 1 / (1 + Foundation.exp(-Double($0))) }, tolerance: 1e-6, "softplus derivative")
   }
 
-  @Test(arguments: [Activation.silu, .gelu, .sigmoid, .tanh, .softplus])
+  @Test(arguments: [Activation.silu, .gelu, .geluTanh, .sigmoid, .tanh, .softplus])
   func saturatingActivationsStayFinite(f: Activation) {
     let values: [Float] = [-1000, -100, -50, 50, 100, 1000]
     let x = Tensor(values).requiringGradient()

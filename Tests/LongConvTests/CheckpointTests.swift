@@ -226,7 +226,7 @@ import Testing
     }
     let error = try #require(Self.loadError(directory))
     #expect(error.tensor == "head.weight")
-    #expect(error.problem == "not a parameter of the model; unexpected tensor(s): head.weight, zz.extra")
+    #expect(error.problem == "not a parameter or buffer of the model; unexpected tensor(s): head.weight, zz.extra")
   }
 
   @Test func loadReportsMissingDirectoriesFilesAndBadConfigs() throws {

@@ -145,7 +145,8 @@ struct HyenaFilterTests {
     #expect(
       Set(resolved.keys) == [
         "type", "emb_dim", "filter_width", "num_inner_layers", "sin_frequency", "modulate", "fast_decay_pct",
-        "slow_decay_pct", "decay_target", "skip", "max_length",
+        "slow_decay_pct", "decay_target", "shift", "normalized", "train_positional_features", "skip",
+        "max_length",
       ])
     #expect(resolved["max_length"] == .number(16))
     #expect(try k.coefficients(length: 16).shape == [4, 16])

@@ -1,8 +1,8 @@
 import Foundation
 
-/// Hyena's implicit long filter (Poli et al., 2023; MODELS.md section 3): a small MLP maps
-/// positional features of each lag to one coefficient per channel, and a fixed exponential
-/// window per channel makes the filter decay.
+/// Hyena's implicit long filter (Poli et al., 2023; docs/MODELS.md section 3), as safari's
+/// `HyenaFilter` defines it: a small MLP maps positional features of each lag to one
+/// coefficient per channel, and an exponential window per channel makes the filter decay.
 ///
 /// For `Lmax` positions (the kernel's maximum length) and lag `l = 0 ... Lmax-1`:
 ///
@@ -16,10 +16,18 @@ import Foundation
 ///   `Sin`, then `num_inner_layers` times `[Linear(w, w), Sin]`, then `Linear(w, D)` without
 ///   bias; `Sin(a) = sin(freq * a)` element-wise with one learned `freq` vector of size `w`
 ///   **shared by every Sin** of the MLP (the reference appends the same `Sin` module each time);
-/// - the window `t_c[l] = h_c(z_l) * exp(-t_l |delta_c|)` with `delta_c` spaced linearly from
-///   `ln(target) / slow_decay_pct` to `ln(target) / fast_decay_pct` over the channels (fixed, not
-///   trained): the slowest channel decays to `target` at `t = slow_decay_pct`, the fastest at
-///   `t = fast_decay_pct`.
+/// - the window `t_c[l] = h_c(z_l) (exp(-t_l |delta_c|) + shift)` with `delta_c` spaced
+///   linearly from `ln(target) / slow_decay_pct` to `ln(target) / fast_decay_pct` over the
+///   channels: the slowest channel decays to `target` at `t = slow_decay_pct`, the fastest at
+///   `t = fast_decay_pct`;
+/// - with `normalized`, each lag's coefficients are divided by their L1 norm over the
+///   channels, `t_c[l] / sum_c' |t_c'[l]|` (safari's `torch.norm(h, dim=-1, p=1)` on
+///   `h [1, L, D]`: over channels, not over lags).
+///
+/// `z`, `t` and `delta` are the formulas above for a new filter, but they are stored state
+/// (`@Buffer`): a checkpoint saves and loads them, so a model imported from safari, whose
+/// checkpoint may hold other values (safari trains `z` at a small learning rate), keeps them.
+/// With `train_positional_features` `z` is a parameter and trains.
 ///
 /// `coefficients(length: L)` evaluates the first `L` positions of that `Lmax` grid (time stays
 /// normalised by `Lmax`, as in the reference), so a filter trained at `Lmax` gives the same
@@ -37,14 +45,17 @@ import Foundation
 ///   default; its Pile configs use 14);
 /// - `modulate` (apply the exponential window; default true);
 /// - `fast_decay_pct` (default 0.3), `slow_decay_pct` (default 1.5), `decay_target` (default 0.01);
+/// - `shift` (added to the window; default 0);
+/// - `normalized` (L1 normalisation over channels; default false);
+/// - `train_positional_features` (`z` a parameter; default false);
 /// - `skip` (learn the skip `D`; default true);
 /// - `max_length` (`Lmax`; default: the model's `max_length`, and not smaller than it).
 ///
 /// Parameters: `implicitFilter.{0 ... n+1}.{weight,bias}` (the reference's
-/// `implicit_filter.{0,2,4,6}`), `freq` (`implicit_filter.1.freq`), `skip` (`bias`).
-/// Differences from the reference: the positional features are constants here (the
-/// reference registers them as a parameter with learning rate 1e-5); filter dropout and the
-/// optional L1 normalisation are not implemented.
+/// `implicit_filter.{0,2,4,6}`), `freq` (`implicit_filter.1.freq`), `skip` (`bias`); buffers
+/// `positionalFeatures` (`pos_emb.z`, `[Lmax, emb_dim]`), `times` (`pos_emb.t`, `[Lmax, 1]`),
+/// `deltas` (`modulation.deltas`, `[D]`, signed as stored). Filter dropout is not implemented
+/// (it is 0 in every safari config).
 ///
 /// - Complexity: `O(L w (emb_dim + n w + D))` per call of ``coefficients(length:)``.
 public final class HyenaFilter: ConfigurableKernel {
@@ -61,12 +72,18 @@ public final class HyenaFilter: ConfigurableKernel {
   public let freq: Tensor
   /// `[D]`: the learned skip, or `nil`.
   public let skip: Tensor?
-  /// `[Lmax, emb_dim]`: the constant positional features `z_l`.
-  public let positionalFeatures: Tensor
-  /// `[D]`: the constant decay rates `|delta_c|`, or `nil` without modulation.
-  public let decayRates: Tensor?
-  /// `[Lmax, 1]`: the constant times `t_l`.
-  let times: Tensor
+  /// `[Lmax, emb_dim]`: the positional features `z_l` (a parameter when trained).
+  @Buffer public private(set) var positionalFeatures: Tensor
+  /// `[Lmax, 1]`: the times `t_l` of the window.
+  @Buffer public private(set) var times: Tensor
+  /// `[D]`: the window's `delta_c` (its rate is `|delta_c|`).
+  @Buffer public private(set) var deltas: Tensor
+  /// Whether the exponential window is applied.
+  public let modulate: Bool
+  /// Added to the window: `exp(-t |delta|) + shift`.
+  public let shift: Float
+  /// Whether each lag is divided by its L1 norm over the channels.
+  public let normalized: Bool
 
   /// Always causal: the filter has lags `0 ... L-1` only.
   public var direction: ConvolutionDirection { .causal }
@@ -81,11 +98,15 @@ public final class HyenaFilter: ConfigurableKernel {
   ///   - innerLayers: hidden `Linear(w, w) -> Sin` layers.
   ///   - sinFrequency: the initial value of every entry of the Sin activations' `freq`.
   ///   - decay: `(fast, slow, target)` of the exponential window, `nil` for none.
+  ///   - shift: added to the window.
+  ///   - normalized: divide each lag by its L1 norm over the channels.
+  ///   - trainPositionalFeatures: make `z` a parameter.
   ///   - skip: whether to learn the skip `D`.
   ///   - generator: the seeded source of the initial weights.
   public init(
     channels: Int, maxLength: Int, embeddingDimension: Int = 33, width: Int = 64, innerLayers: Int = 2,
     sinFrequency: Float = 1, decay: (fast: Double, slow: Double, target: Double)? = (0.3, 1.5, 1e-2),
+    shift: Float = 0, normalized: Bool = false, trainPositionalFeatures: Bool = false,
     skip: Bool = true, generator: inout SeededGenerator
   ) {
     precondition(channels >= 1 && maxLength >= 1 && width >= 1 && innerLayers >= 0, "HyenaFilter: bad sizes")
@@ -100,15 +121,19 @@ public final class HyenaFilter: ConfigurableKernel {
     implicitFilter = layers
     freq = Tensor(repeating: sinFrequency, shape: [width]).requiringGradient()
     self.skip = skip ? Tensor.normal([channels], generator: &generator).requiringGradient() : nil
-    positionalFeatures = try! Tensor(
+    let z = try! Tensor(
       shape: [maxLength, embeddingDimension],
       doubles: Self.positionalFeatures(maxLength: maxLength, bands: (embeddingDimension - 1) / 2))
+    positionalFeatures = trainPositionalFeatures ? z.requiringGradient() : z
     times = try! Tensor(shape: [maxLength, 1], doubles: (0..<maxLength).map { Self.time($0, maxLength) })
-    decayRates = decay.map {
-      Tensor(
-        Self.decayRates(channels: channels, fast: $0.fast, slow: $0.slow, target: $0.target).map { Float($0) }
-      )
-    }
+    let window = decay ?? (0.3, 1.5, 1e-2)
+    deltas = Tensor(
+      Self.deltas(channels: channels, fast: window.fast, slow: window.slow, target: window.target).map {
+        Float($0)
+      })
+    modulate = decay != nil
+    self.shift = shift
+    self.normalized = normalized
   }
 
   /// Builds the kernel from its config object (keys and defaults above), for `context`'s channels, direction and maximum length.
@@ -132,12 +157,16 @@ public final class HyenaFilter: ConfigurableKernel {
     guard target > 0 && target < 1 else {
       throw config.error("decay_target", "must be in (0, 1), got \(target)")
     }
+    let shift = try config.double("shift", default: 0)
+    let normalized = try config.bool("normalized", default: false)
+    let trainPositional = try config.bool("train_positional_features", default: false)
     let skip = try config.bool("skip", default: true)
     let maxLength = try config.int("max_length", default: context.maxLength, minimum: context.maxLength)
     self.init(
       channels: context.channels, maxLength: maxLength, embeddingDimension: embeddingDimension, width: width,
       innerLayers: innerLayers, sinFrequency: Float(sinFrequency),
-      decay: modulate ? (fast, slow, target) : nil, skip: skip, generator: &generator)
+      decay: modulate ? (fast, slow, target) : nil, shift: Float(shift), normalized: normalized,
+      trainPositionalFeatures: trainPositional, skip: skip, generator: &generator)
   }
 
   /// `[D, L]`: the MLP at the first `L` positions, times the window, channels first.
@@ -149,10 +178,12 @@ public final class HyenaFilter: ConfigurableKernel {
     var h = length == maxLength ? positionalFeatures : positionalFeatures.slice(axis: 0, 0..<length)
     for layer in implicitFilter.dropLast() { h = (layer(h) * freq).sin() }
     h = implicitFilter[implicitFilter.count - 1](h)  // [L, D]
-    if let decayRates {
+    if modulate {
       let t = length == maxLength ? times : times.slice(axis: 0, 0..<length)
-      h = h * (-1 * (t * decayRates)).exp()
+      let window = (-1 * (t * deltas.abs())).exp()
+      h = h * (shift == 0 ? window : window + shift)
     }
+    if normalized { h = h / h.abs().sum(alongAxis: 1, keepingAxis: true) }
     return h.transposed()
   }
 
@@ -181,10 +212,10 @@ public final class HyenaFilter: ConfigurableKernel {
     return z
   }
 
-  /// `|delta_c|`, `delta_c` linear from `ln(target) / slow` to `ln(target) / fast`.
-  static func decayRates(channels: Int, fast: Double, slow: Double, target: Double) -> [Double] {
+  /// `delta_c`, linear from `ln(target) / slow` to `ln(target) / fast` (negative).
+  static func deltas(channels: Int, fast: Double, slow: Double, target: Double) -> [Double] {
     let (start, end) = (Foundation.log(target) / slow, Foundation.log(target) / fast)
-    if channels == 1 { return [Swift.abs(start)] }
-    return (0..<channels).map { Swift.abs(start + Double($0) * (end - start) / Double(channels - 1)) }
+    if channels == 1 { return [start] }
+    return (0..<channels).map { start + Double($0) * (end - start) / Double(channels - 1) }
   }
 }

@@ -41,7 +41,13 @@ import Foundation
 /// Config (`type: "s4d"`):
 /// - `state_size` `N` (default 64): even, at least 2; `N/2` complex modes per channel;
 /// - `dt_min` (default 0.001), `dt_max` (default 0.1): range of the initial step size;
-/// - `init` (default `"lin"`): `"lin"` (S4D-Lin) or `"inv"` (S4D-Inv).
+/// - `init` (default `"lin"`): `"lin"` (S4D-Lin) or `"inv"` (S4D-Inv);
+/// - `pole_groups` `G` (default: the channels): channels share `A` in `G` groups, channel `c`
+///   using row `c mod G` of `logAReal` and `aImag` (`[G, H]`), as safari's S4D with `n_ssm = G`
+///   (its `repeat(w, 't n -> (v t) n')`); `dt` and `C` stay per channel. Must divide the channels.
+///
+/// The same parametrisation as safari's `SSKernelDiag` (`log_w_real`, `w_imag`, `C` with `B`
+/// folded in, `log_dt`): `A = w = -exp(log_w_real) + i w_imag`.
 ///
 /// - Complexity: `O(D N L)` time and memory for ``coefficients(length:)``.
 public final class S4DKernel: ConfigurableKernel {
@@ -50,9 +56,9 @@ public final class S4DKernel: ConfigurableKernel {
 
   /// `[D]`: log of the step size.
   public let logDt: Tensor
-  /// `[D, H]`: `Re(A) = -exp(logAReal)`.
+  /// `[G, H]`: `Re(A) = -exp(logAReal)`, one row per pole group (`G = D` unless shared).
   public let logAReal: Tensor
-  /// `[D, H]`: `Im(A)`.
+  /// `[G, H]`: `Im(A)`.
   public let aImag: Tensor
   /// `[D, H]`: real and imaginary parts of `C`.
   public let cReal: Tensor, cImag: Tensor
@@ -74,8 +80,15 @@ public final class S4DKernel: ConfigurableKernel {
   ) {
     let channels = logDt.count
     let modes = logAReal.shape.last ?? 0
+    let groups = logAReal.shape.first ?? 0
     precondition(logDt.rank == 1 && D.shape == [channels], "S4DKernel: logDt \(logDt.shape), D \(D.shape)")
-    for (name, t) in [("logAReal", logAReal), ("aImag", aImag), ("cReal", cReal), ("cImag", cImag)] {
+    precondition(
+      logAReal.rank == 2 && groups >= 1 && channels % groups == 0,
+      "S4DKernel: logAReal \(logAReal.shape): its pole groups must divide the \(channels) channels")
+    for (name, t) in [("aImag", aImag)] {
+      precondition(t.shape == [groups, modes], "S4DKernel: \(name) is \(t.shape), expected [\(groups), \(modes)]")
+    }
+    for (name, t) in [("cReal", cReal), ("cImag", cImag)] {
       precondition(
         t.shape == [channels, modes], "S4DKernel: \(name) is \(t.shape), expected [\(channels), \(modes)]")
     }
@@ -110,12 +123,14 @@ public final class S4DKernel: ConfigurableKernel {
   /// A freshly initialised kernel of `channels` channels and `stateSize / 2` complex modes.
   public convenience init(
     channels: Int, stateSize: Int = 64, direction: ConvolutionDirection = .causal,
-    initialization: Initialization = .lin, dtMin: Double = 1e-3, dtMax: Double = 1e-1,
+    initialization: Initialization = .lin, dtMin: Double = 1e-3, dtMax: Double = 1e-1, poleGroups: Int? = nil,
     generator: inout SeededGenerator
   ) {
     precondition(
       channels >= 1 && stateSize >= 2 && stateSize % 2 == 0,
       "S4DKernel: \(channels) channels, state \(stateSize)")
+    let groups = poleGroups ?? channels
+    precondition(groups >= 1 && channels % groups == 0, "S4DKernel: \(groups) pole groups for \(channels) channels")
     precondition(dtMin > 0 && dtMin <= dtMax, "S4DKernel: dt range [\(dtMin), \(dtMax)]")
     let modes = stateSize / 2
     let (lo, hi) = (Foundation.log(dtMin), Foundation.log(dtMax))
@@ -141,8 +156,8 @@ public final class S4DKernel: ConfigurableKernel {
     let skip = Tensor.normal([channels], generator: &generator)
     self.init(
       logDt: Tensor(logDt).requiringGradient(),
-      logAReal: Tensor(repeating: Float(Foundation.log(0.5)), shape: shape).requiringGradient(),
-      aImag: try! Tensor(shape: shape, scalars: Array(repeating: imag, count: channels).flatMap { $0 })
+      logAReal: Tensor(repeating: Float(Foundation.log(0.5)), shape: [groups, modes]).requiringGradient(),
+      aImag: try! Tensor(shape: [groups, modes], scalars: Array(repeating: imag, count: groups).flatMap { $0 })
         .requiringGradient(),
       cReal: cReal.requiringGradient(), cImag: cImag.requiringGradient(), D: skip.requiringGradient(),
       cRealBackward: backward?.0.requiringGradient(), cImagBackward: backward?.1.requiringGradient())
@@ -163,9 +178,13 @@ public final class S4DKernel: ConfigurableKernel {
     }
     let initialization = Initialization(
       rawValue: try config.string("init", default: "lin", allowed: Initialization.allCases.map(\.rawValue)))!
+    let groups = try config.int("pole_groups", default: context.channels, minimum: 1)
+    guard context.channels % groups == 0 else {
+      throw config.error("pole_groups", "must divide the kernel's \(context.channels) channels, got \(groups)")
+    }
     self.init(
       channels: context.channels, stateSize: stateSize, direction: context.direction,
-      initialization: initialization, dtMin: dtMin, dtMax: dtMax, generator: &generator)
+      initialization: initialization, dtMin: dtMin, dtMax: dtMax, poleGroups: groups, generator: &generator)
   }
 
   /// Channels `D`: the entries of ``logDt``.
@@ -174,14 +193,21 @@ public final class S4DKernel: ConfigurableKernel {
   public var modes: Int { logAReal.shape[1] }
   /// The skip `D`.
   public var skip: Tensor? { D }
+  /// `G`: channels share poles in this many groups (``channels`` when not shared).
+  public var poleGroups: Int { logAReal.shape[0] }
+
+  /// `[G, H]` pole parameters repeated to one row per channel, row `c` from group `c mod G`.
+  private func perChannel(_ t: Tensor) -> Tensor {
+    poleGroups == channels ? t : Tensor.concatenate(Array(repeating: t, count: channels / poleGroups), axis: 0)
+  }
 
   /// `Re(dt A)`, `Im(dt A)` and the real and imaginary parts of `C' = C (exp(dt A) - 1) / A`
   /// for `C` = (`cr`, `ci`), all `[D, H]`.
   private func discretized(cr: Tensor, ci: Tensor) -> (dtARe: Tensor, dtAIm: Tensor, cRe: Tensor, cIm: Tensor)
   {
     let dt = logDt.exp().reshaped([channels, 1])
-    let aRe = -1 * logAReal.exp()
-    let aIm = aImag
+    let aRe = -1 * perChannel(logAReal).exp()
+    let aIm = perChannel(aImag)
     let dtARe = aRe * dt
     let dtAIm = aIm * dt
     // exp(dtA) - 1 = (e cos - 1) + i e sin
@@ -245,8 +271,9 @@ public final class S4DKernel: ConfigurableKernel {
       var row = (pr: [Double](), pi: [Double](), rr: [Double](), ri: [Double]())
       for n in 0..<h {
         let i = c * h + n
-        let aRe = -Foundation.exp(Double(logAReal[i]))
-        let aIm = Double(aImag[i])
+        let pole = c % poleGroups * h + n
+        let aRe = -Foundation.exp(Double(logAReal[pole]))
+        let aIm = Double(aImag[pole])
         let e = Foundation.exp(dt * aRe)
         let (pRe, pIm) = (e * Foundation.cos(dt * aIm), e * Foundation.sin(dt * aIm))
         let (nRe, nIm) = (pRe - 1, pIm)

@@ -27,16 +27,17 @@ public final class GLU: ChannelMixer {
 
 /// Two-layer perceptron channel mixer: `y = W2 act(W1 x + b1) + b2`.
 ///
-/// Config (`type: "mlp"`): `hidden_dim` (default: 4 x width), `activation`
-/// (`"gelu"` default, `"relu"`, `"silu"`).
+/// Config (`type: "mlp"`): `hidden_dim` (default: 4 x width), `activation` (an
+/// ``Activation`` name; `"gelu"` by default, `"gelu_tanh"` as safari's `lm_simple` uses).
+/// Parameters `l1`, `l2` (safari's `fc1`, `fc2`).
 public final class MLP: ChannelMixer {
   /// `W1`: `D -> hidden`; `W2`: `hidden -> D`.
   public let l1: Linear, l2: Linear
-  /// `"gelu"`, `"relu"` or `"silu"`.
-  public let activation: String
+  /// Between the two layers.
+  public let activation: Activation
 
   /// A perceptron of width `width` with `hidden` inner features and `activation` between its layers.
-  public init(width: Int, hidden: Int, activation: String, generator: inout SeededGenerator) {
+  public init(width: Int, hidden: Int, activation: Activation, generator: inout SeededGenerator) {
     l1 = Linear(width, hidden, generator: &generator)
     l2 = Linear(hidden, width, generator: &generator)
     self.activation = activation
@@ -45,21 +46,15 @@ public final class MLP: ChannelMixer {
   /// `D`: the input width of `l1` (and the output width of `l2`).
   public var width: Int { l1.inputCount }
 
-  /// `[..., D] -> [..., D]`, position by position: `W2 act(W1 x + b1) + b2` with `act` GELU, ReLU or SiLU per
-  /// ``activation``.
-  public func callAsFunction(_ x: Tensor) -> Tensor {
-    let h = l1(x)
-    switch activation {
-    case "relu": return l2(h.relu())
-    case "silu": return l2(h.silu())
-    default: return l2(h.gelu())
-    }
-  }
+  /// `[..., D] -> [..., D]`, position by position: `W2 act(W1 x + b1) + b2`.
+  public func callAsFunction(_ x: Tensor) -> Tensor { l2(activation(l1(x))) }
 
   static let factory: ChannelMixerFactory = { config, context, generator in
     MLP(
       width: context.width, hidden: try config.int("hidden_dim", default: 4 * context.width, minimum: 1),
-      activation: try config.string("activation", default: "gelu", allowed: ["gelu", "relu", "silu"]),
+      activation: Activation(
+        rawValue: try config.string(
+          "activation", default: Activation.gelu.rawValue, allowed: Activation.allCases.map(\.rawValue)))!,
       generator: &generator)
   }
 }

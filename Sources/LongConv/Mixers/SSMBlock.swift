@@ -1,11 +1,13 @@
-/// The S4D block of `s4d.py` (Gu et al., 2022), generic over its kernel: a depthwise long
-/// convolution with skip, GELU, then a GLU output projection.
+/// The S4D block (Gu et al., 2022), generic over its kernel: a depthwise long convolution with
+/// skip, an activation, then an output projection, a GLU as in state-spaces/s4's `s4d.py` or
+/// a plain `Linear(D, D)` as in safari's S4D layer.
 ///
 /// ```
 /// u = sum_k t[k] x[i - k] + skip * x[i]      (kernel.convolve, per channel)
-/// h = GELU(u)
-/// [a, b] = W h + bias                        (Linear(D, 2D): a = first D outputs, b = the rest)
-/// y = a * sigmoid(b)                         (GLU)
+/// h = act(u)                                 (GELU, exact, by default)
+/// GLU output:    [a, b] = W h + bias         (Linear(D, 2D): a = first D outputs, b = the rest)
+///                y = a * sigmoid(b)
+/// linear output: y = W h + bias              (Linear(D, D))
 /// ```
 ///
 /// Dropout is omitted. Any ``LongConvKernel`` works (S4D, EMA, TNN ...); the kernel's own
@@ -13,34 +15,53 @@
 ///
 /// Config (`type: "ssm"`):
 /// - `kernel` (required): the kernel's config object, for example `{ "type": "s4d" }`; it is
-///   built with the block's width as its channels and the model's direction and max length.
+///   built with the block's width as its channels and the model's direction and max length;
+/// - `output`: `"glu"` (default) or `"linear"`;
+/// - `activation`: an ``Activation`` name (default `"gelu"`).
 public final class SSMBlock<Kernel: LongConvKernel>: LongConvMixer {
   /// The kernel; its channels are the block's width.
   public let kernel: Kernel
-  /// `Linear(D, 2D)` before the GLU.
+  /// `Linear(D, 2D)` before the GLU, or `Linear(D, D)` for a linear output.
   public let output: Linear
+  /// Whether ``output`` feeds a GLU.
+  public let outputGLU: Bool
+  /// Applied to the convolution's output.
+  public let activation: Activation
 
   /// A block around `kernel`, as wide as the kernel has channels.
-  public init(kernel: Kernel, generator: inout SeededGenerator) {
+  public init(
+    kernel: Kernel, outputGLU: Bool = true, activation: Activation = .gelu, generator: inout SeededGenerator
+  ) {
     self.kernel = kernel
-    output = Linear(kernel.channels, 2 * kernel.channels, generator: &generator)
+    output = Linear(kernel.channels, (outputGLU ? 2 : 1) * kernel.channels, generator: &generator)
+    self.outputGLU = outputGLU
+    self.activation = activation
   }
 
   /// `D`: the kernel's channels.
   public var width: Int { kernel.channels }
 
-  /// `[B, L, D] -> [B, L, D]`: `a * sigmoid(b)` with `[a, b] = W GELU(kernel.convolve(x)) + bias`; throws the
-  /// kernel's ``KernelError`` when it cannot serve the length `L`.
+  /// `[B, L, D] -> [B, L, D]` (formulas above); throws the kernel's ``KernelError`` when it
+  /// cannot serve the length `L`.
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
+    project(activation(try kernel.convolve(x)))
+  }
+
+  /// The output projection of the activated convolution `h [..., D]`: `W h + b`, then the GLU
+  /// for a GLU output (shared by the forward pass and the recurrent form).
+  public func project(_ h: Tensor) -> Tensor {
+    let z = output(h)
+    guard outputGLU else { return z }
     let d = width
-    let z = output(try kernel.convolve(x).gelu())
     return z.slice(axis: -1, 0..<d) * z.slice(axis: -1, d..<2 * d).sigmoid()
   }
 }
 
 /// Builds `SSMBlock<K>` for the dynamic type of `kernel` (the existential is opened here).
-func makeSSMBlock<K: LongConvKernel>(kernel: K, generator: inout SeededGenerator) -> any SequenceMixer {
-  SSMBlock(kernel: kernel, generator: &generator)
+func makeSSMBlock<K: LongConvKernel>(
+  kernel: K, outputGLU: Bool, activation: Activation, generator: inout SeededGenerator
+) -> any SequenceMixer {
+  SSMBlock(kernel: kernel, outputGLU: outputGLU, activation: activation, generator: &generator)
 }
 
 enum SSMBlockFactory {
@@ -50,6 +71,11 @@ enum SSMBlockFactory {
       context: KernelContext(
         channels: context.width, direction: context.direction, maxLength: context.maxLength),
       generator: &generator)
-    return makeSSMBlock(kernel: kernel, generator: &generator)
+    let output = try config.string("output", default: "glu", allowed: ["glu", "linear"])
+    let activation = try config.string(
+      "activation", default: Activation.gelu.rawValue, allowed: Activation.allCases.map(\.rawValue))
+    return makeSSMBlock(
+      kernel: kernel, outputGLU: output == "glu", activation: Activation(rawValue: activation)!,
+      generator: &generator)
   }
 }

@@ -12,14 +12,16 @@ public final class Block: Module {
   /// Pre-norm (`true`) or post-norm residual blocks.
   public let prenorm: Bool
 
-  /// A block around `mixer` and `channelMixer`, with two norms of kind `norm` over the mixer's width.
+  /// A block around `mixer` and `channelMixer`, with two norms of kind `norm` over the mixer's
+  /// width (with `normEpsilon` in place of the kind's default `eps`).
   public init(
-    mixer: any SequenceMixer, channelMixer: any ChannelMixer, norm: NormalizationKind, prenorm: Bool
+    mixer: any SequenceMixer, channelMixer: any ChannelMixer, norm: NormalizationKind, normEpsilon: Float? = nil,
+    prenorm: Bool
   ) {
     self.mixer = mixer
     self.channelMixer = channelMixer
-    norm1 = Normalization(norm, width: mixer.width)
-    norm2 = Normalization(norm, width: mixer.width)
+    norm1 = Normalization(norm, width: mixer.width, epsilon: normEpsilon)
+    norm2 = Normalization(norm, width: mixer.width, epsilon: normEpsilon)
     self.prenorm = prenorm
   }
 

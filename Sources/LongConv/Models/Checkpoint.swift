@@ -4,8 +4,8 @@ import Foundation
 /// what is wrong.
 public typealias CheckpointError = TensorFileError
 
-/// Checkpoints: a directory holding `model.safetensors` (every named parameter, F32) and
-/// `config.json` (the model's resolved config).
+/// Checkpoints: a directory holding `model.safetensors` (every named parameter and buffer,
+/// F32) and `config.json` (the model's resolved config).
 ///
 /// Saving is atomic for the directory as a whole: the new checkpoint is written into a
 /// sibling temporary directory, the old one is renamed aside to `.<name>.previous`, the new
@@ -42,9 +42,9 @@ public enum Checkpoint {
     }
 
     var tensors: [String: Tensor] = [:]
-    for (name, tensor) in model.namedParameters() {
+    for (name, tensor) in model.namedState() {
       guard tensors.updateValue(tensor, forKey: name) == nil else {
-        throw CheckpointError(file: path, tensor: name, problem: "two parameters have this name")
+        throw CheckpointError(file: path, tensor: name, problem: "two parameters or buffers have this name")
       }
     }
 
@@ -95,9 +95,11 @@ public enum Checkpoint {
     try? fileManager.removeItem(at: previous)
   }
 
-  /// Builds the model described by `directory/config.json` and loads its parameters from
-  /// `directory/model.safetensors`, after checking that every parameter is present with its
-  /// exact shape and that the file holds nothing else.
+  /// Builds the model described by `directory/config.json` and loads its parameters and
+  /// buffers from `directory/model.safetensors`, after checking that every parameter is
+  /// present, that every tensor has its exact shape and that the file holds nothing else.
+  /// A buffer the file lacks keeps the value the config gives it (checkpoints written before a
+  /// constant became a buffer hold none).
   public static func load(from directory: URL) throws -> any SequenceModel {
     var source = directory.standardizedFileURL
     let fileManager = FileManager.default
@@ -115,6 +117,7 @@ public enum Checkpoint {
     let stored = try SafeTensors.read(contentsOf: weightsURL)
 
     let parameters = model.namedParameters()
+    let buffers = model.namedBuffers().filter { stored.tensor($0.name) != nil }
     let missing = parameters.map(\.name).filter { stored.tensor($0) == nil }
     if let first = missing.first {
       throw CheckpointError(
@@ -123,22 +126,24 @@ public enum Checkpoint {
           "missing; the model needs \(missing.count) parameter(s) the file lacks: \(missing.joined(separator: ", "))"
       )
     }
-    for (name, parameter) in parameters {
+    let state = parameters + buffers
+    for (name, parameter) in state {
       let shape = stored.tensor(name)!.shape
       guard shape == parameter.shape else {
         throw CheckpointError(
           file: file, tensor: name, problem: "shape mismatch: expected \(parameter.shape), found \(shape)")
       }
     }
-    let known = Set(parameters.map(\.name))
+    let known = Set(model.namedState().map(\.name))
     let extra = stored.names.filter { !known.contains($0) }
     if let first = extra.first {
       throw CheckpointError(
         file: file, tensor: first,
-        problem: "not a parameter of the model; unexpected tensor(s): \(extra.joined(separator: ", "))")
+        problem:
+          "not a parameter or buffer of the model; unexpected tensor(s): \(extra.joined(separator: ", "))")
     }
 
-    for (name, parameter) in parameters {
+    for (name, parameter) in state {
       let value = stored.tensor(name)!
       value.withUnsafeBufferPointer { source in
         parameter.withUnsafeMutableBufferPointer { target in

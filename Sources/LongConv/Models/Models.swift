@@ -91,14 +91,25 @@ public final class SequenceClassifier: SequenceModel {
 ///   "max_length": 512,                // longest sequence kernels must serve (default 512)
 ///   "num_classes": 10,                // classifier only
 ///   "seed": 0,                        // initialisation (default 0)
+///   "init": "default",                // or "gpt2" (safari's lm_simple scheme, below)
+///   "pad_vocab_size_multiple": 1,     // embedding rows rounded up to a multiple (default 1)
 ///   "final_norm": "layer_norm",       // default layer_norm
+///   "final_norm_epsilon": 1e-5,       // default: the norm's own
 ///   "layers": {
 ///     "norm": "simple_rms_norm", "prenorm": true,
+///     "norm_epsilon": 1e-8,           // default: the norm's own
 ///     "mixer": { "type": "gtu", "kernel": { "type": "tnn" } },
 ///     "channel_mixer": { "type": "glu" }
 ///   }
 /// }
 /// ```
+///
+/// `pad_vocab_size_multiple` rounds the embedding (and tied head) rows up, as safari's
+/// `SimpleLMHeadModel` does: the padded rows are tokens that never occur, and their logits
+/// take part in the softmax. `init: "gpt2"` re-initialises every ``Linear`` weight of the
+/// model (kernels' MLPs included) from `N(0, 0.02)` with zero biases, the embedding from
+/// `N(0, 0.02)`, and the residual output projections (a Hyena operator's `outProj`, an MLP's
+/// `l2`) from `N(0, 0.02 / sqrt(2 num_layers))`: safari's `_init_weights`.
 public enum ModelBuilder {
   /// Reads and builds the model in the config file at `url`.
   public static func build(contentsOf url: URL) throws -> any SequenceModel {
@@ -114,10 +125,15 @@ public enum ModelBuilder {
     let layerCount = try top.int("num_layers", minimum: 0)
     let maxLength = try top.int("max_length", default: 512, minimum: 1)
     let seed = try top.int("seed", default: 0, minimum: 0)
+    let initialization = try top.string("init", default: "default", allowed: ["default", "gpt2"])
+    let padMultiple = try top.int("pad_vocab_size_multiple", default: 1, minimum: 1)
+    let rows = (vocabulary + padMultiple - 1) / padMultiple * padMultiple
     let finalNormKind = try normalization(top, "final_norm", default: .layerNorm)
+    let finalEpsilon = try epsilon(top, "final_norm_epsilon", kind: finalNormKind)
     let classes = kind == "classifier" ? try top.int("num_classes", minimum: 2) : 0
     let layers = try top.object("layers")
     let norm = try normalization(layers, "norm", default: .simpleRMSNorm)
+    let normEpsilon = try epsilon(layers, "norm_epsilon", kind: norm)
     let prenorm = try layers.bool("prenorm", default: true)
     let mixerConfig = try layers.object("mixer")
     let channelConfig = try layers.object("channel_mixer", optional: true)
@@ -126,12 +142,13 @@ public enum ModelBuilder {
     let context = MixerContext(
       width: dim, direction: kind == "causal_lm" ? .causal : .bidirectional, maxLength: maxLength)
     let embedding = Embedding(
-      vocabulary: vocabulary, width: dim, std: 1 / Float(dim).squareRoot(), generator: &generator)
+      vocabulary: rows, width: dim, std: 1 / Float(dim).squareRoot(), generator: &generator)
     var blocks: [Block] = []
     for _ in 0..<layerCount {
       let mixer = try Registry.makeMixer(mixerConfig, context: context, generator: &generator)
       let channelMixer = try Registry.makeChannelMixer(channelConfig, context: context, generator: &generator)
-      blocks.append(Block(mixer: mixer, channelMixer: channelMixer, norm: norm, prenorm: prenorm))
+      blocks.append(
+        Block(mixer: mixer, channelMixer: channelMixer, norm: norm, normEpsilon: normEpsilon, prenorm: prenorm))
     }
     if layerCount == 0 {
       // Read the layer template anyway, so its errors surface and it is kept in the config.
@@ -140,14 +157,50 @@ public enum ModelBuilder {
       _ = try Registry.makeChannelMixer(channelConfig, context: context, generator: &scratch)
     }
     try top.rejectUnknownKeys()
-    let finalNorm = Normalization(finalNormKind, width: dim)
+    let finalNorm = Normalization(finalNormKind, width: dim, epsilon: finalEpsilon)
+    let model: any SequenceModel
     if kind == "classifier" {
       let head = Linear(dim, classes, generator: &generator)
-      return SequenceClassifier(
+      model = SequenceClassifier(
         embedding: embedding, blocks: blocks, finalNorm: finalNorm, head: head, config: top.resolved)
+    } else {
+      model = CausalLanguageModel(
+        embedding: embedding, blocks: blocks, finalNorm: finalNorm, config: top.resolved)
     }
-    return CausalLanguageModel(
-      embedding: embedding, blocks: blocks, finalNorm: finalNorm, config: top.resolved)
+    if initialization == "gpt2" { initializeGPT2(model, layers: layerCount, generator: &generator) }
+    return model
+  }
+
+  /// safari's `_init_weights` (see ``ModelBuilder``).
+  static func initializeGPT2(_ model: any SequenceModel, layers: Int, generator: inout SeededGenerator) {
+    let std: Float = 0.02
+    let residualStd = std / Float(2 * Swift.max(layers, 1)).squareRoot()
+    func fill(_ tensor: Tensor, std: Float) {
+      let values = Tensor.normal(tensor.shape, std: std, generator: &generator)
+      values.withUnsafeBufferPointer { source in
+        tensor.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: source) }
+      }
+    }
+    let modules = model.namedModules()
+    // Residual outputs: a Hyena operator's `outProj` (safari's `out_proj`), an MLP's `l2` (`fc2`).
+    let residualOutputs = Set(
+      modules.compactMap { name, module -> String? in
+        if module is MLP { return name + ".l2" }
+        return module is any LongConvMixer && name.hasSuffix("mixer") ? name + ".outProj" : nil
+      })
+    for (name, module) in modules {
+      if let linear = module as? Linear {
+        let residual = residualOutputs.contains(name)
+        fill(linear.weight, std: residual ? residualStd : std)
+        if let bias = linear.bias { bias.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
+      } else if let embedding = module as? Embedding {
+        fill(embedding.weight, std: std)
+      }
+    }
+  }
+
+  static func epsilon(_ config: ConfigReader, _ key: String, kind: NormalizationKind) throws -> Float {
+    Float(try config.double(key, default: Double(kind.defaultEpsilon), range: 0...1))
   }
 
   static func normalization(_ config: ConfigReader, _ key: String, default fallback: NormalizationKind) throws

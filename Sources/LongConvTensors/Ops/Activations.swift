@@ -37,6 +37,9 @@ extension Tensor {
   public func silu() -> Tensor { applying(SiLUFunction.self) }
   /// `x * Phi(x)` with the exact normal CDF `Phi` (PyTorch's default GELU).
   public func gelu() -> Tensor { applying(GELUFunction.self) }
+  /// GELU with the tanh approximation of the normal CDF, PyTorch's `gelu(approximate='tanh')`:
+  /// `x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+  public func geluTanh() -> Tensor { applying(GELUTanhFunction.self) }
   /// `1 / (1 + exp(-x))`.
   public func sigmoid() -> Tensor { applying(SigmoidFunction.self) }
   /// Hyperbolic tangent.
@@ -61,32 +64,32 @@ extension Tensor {
   public func sign() -> Tensor { applying(SignFunction.self) }
 }
 
-enum ReLUFunction: UnaryScalarFunction {
+public enum ReLUFunction: UnaryScalarFunction {
   static let name = "relu"
-  static func value(_ x: Float) -> Float { x > 0 ? x : 0 }
+  public static func value(_ x: Float) -> Float { x > 0 ? x : 0 }
   static func derivative(_ x: Float, _ y: Float) -> Float { x > 0 ? 1 : 0 }
 }
 
-enum SigmoidFunction: UnaryScalarFunction {
+public enum SigmoidFunction: UnaryScalarFunction {
   static let name = "sigmoid"
-  static func value(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
+  public static func value(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
   static func derivative(_ x: Float, _ y: Float) -> Float { y * (1 - y) }
 }
 
 /// Through ``FastMath`` so the loops vectorise: SiLU sits on the widest activations of GTU
 /// and GLU layers.
-enum SiLUFunction: UnaryScalarFunction {
+public enum SiLUFunction: UnaryScalarFunction {
   static let name = "silu"
-  @inline(__always) static func value(_ x: Float) -> Float { x * FastMath.sigmoid(x) }
+  @inline(__always) public static func value(_ x: Float) -> Float { x * FastMath.sigmoid(x) }
   @inline(__always) static func derivative(_ x: Float, _ y: Float) -> Float {
     let s = FastMath.sigmoid(x)
     return s * (1 + x * (1 - s))
   }
 }
 
-enum GELUFunction: UnaryScalarFunction {
+public enum GELUFunction: UnaryScalarFunction {
   static let name = "gelu"
-  static func value(_ x: Float) -> Float { 0.5 * x * (1 + erf(x * 0.707_106_781_186_547_5)) }
+  public static func value(_ x: Float) -> Float { 0.5 * x * (1 + erf(x * 0.707_106_781_186_547_5)) }
   static func derivative(_ x: Float, _ y: Float) -> Float {
     let cdf = 0.5 * (1 + erf(x * 0.707_106_781_186_547_5))
     let pdf = Foundation.exp(-0.5 * x * x) * 0.398_942_280_401_432_7
@@ -94,9 +97,23 @@ enum GELUFunction: UnaryScalarFunction {
   }
 }
 
-enum TanhFunction: UnaryScalarFunction {
+/// GELU with the tanh approximation (`approximate='tanh'` in PyTorch, safari's MLP):
+/// `y = x/2 (1 + t)`, `t = tanh(a (x + b x^3))`, `a = sqrt(2/pi)`, `b = 0.044715`;
+/// `dy/dx = (1 + t)/2 + x/2 (1 - t^2) a (1 + 3 b x^2)`.
+public enum GELUTanhFunction: UnaryScalarFunction {
+  static let name = "gelu_tanh"
+  static let a: Float = 0.797_884_560_802_865_4
+  static let b: Float = 0.044_715
+  public static func value(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.tanh(a * (x + b * x * x * x))) }
+  static func derivative(_ x: Float, _ y: Float) -> Float {
+    let t = Foundation.tanh(a * (x + b * x * x * x))
+    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * a * (1 + 3 * b * x * x)
+  }
+}
+
+public enum TanhFunction: UnaryScalarFunction {
   static let name = "tanh"
-  static func value(_ x: Float) -> Float { Foundation.tanh(x) }
+  public static func value(_ x: Float) -> Float { Foundation.tanh(x) }
   static func derivative(_ x: Float, _ y: Float) -> Float { 1 - y * y }
 }
 
