@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The long convolution alone in PyTorch (CPU), for side-by-side timing with `longconv-bench conv`.
 
-The same FFT product as ../shared/bench/torch_tnn.py's Tno.forward, with a free kernel
+The same FFT product as the TNN operator of Benchmarks/torch_baseline.py (its `tno`), with a free kernel
 instead of the RPE: rfft of input and kernel at 2L, product, irfft, first L outputs.
 Usage: python3 Benchmarks/torch_conv.py THREADS   (prints one JSON object per shape)
 """

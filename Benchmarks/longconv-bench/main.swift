@@ -1,5 +1,5 @@
 // longconv-bench: speed of the toolkit's building blocks, one JSON object per line, with the
-// same keys as ../shared/bench/torch_tnn.py so the two can be run side by side.
+// same keys as Benchmarks/torch_baseline.py so the two can be run side by side.
 //
 //   longconv-bench matmul [--threads N] [--reps R]
 //   longconv-bench conv   [--threads N] [--reps R]
@@ -35,7 +35,7 @@ struct Options {
                           [--tolerance T] [--max-states S]
 
     decode, etsc and compact decode one token at a time with the TNN language model of
-    ../shared/bench/torch_tnn.py (byte vocabulary, GTU expand 3, RPE width 64 x 3 layers,
+    Benchmarks/torch_baseline.py (byte vocabulary, GTU expand 3, RPE width 64 x 3 layers,
     gamma 0.99, GLU; default --dim 256 --layers 6), one JSON line per context:
       decode   FFT recomputation of the whole context per token, for each context --len C ...
                (default 512 2048 8192); median of max(3, R/2) forward passes
@@ -43,7 +43,7 @@ struct Options {
                default 512), then for each --context C ... (default N): prefill C random
                tokens, time --steps S single steps (default 50, after 5 untimed), median;
                plus conversion_s (median of 3) and max_abs_logit_diff_vs_fft (64 tokens stepped
-               from the empty state against the FFT forward's logits, as torch_tnn.py etsc)
+               from the empty state against the FFT forward's logits, as torch_baseline.py etsc)
       compact  the same with compact conversion at --tolerance T (default 1e-4) and at most
                --max-states S states per channel (default 64); conversion timed once
     """
@@ -271,7 +271,7 @@ func benchConv(_ o: Options, threads: Int) {
   }
 }
 
-/// The TNN operator as in torch_tnn.py's `Tno` (causal, RPE width 64, 3 layers, fixed decay
+/// The TNN operator as `torch_baseline.py tno` times it (causal, RPE width 64, 3 layers, fixed decay
 /// 0.99): its kernel generated from the RPE and the long convolution, forward (no graph) and
 /// forward+backward (`sum().backward()` to the input and the kernel's parameters).
 func benchTNO(_ o: Options, threads: Int) throws {
@@ -300,7 +300,7 @@ func benchTNO(_ o: Options, threads: Int) throws {
   }
 }
 
-/// The TNN language model of `torch_tnn.py` (byte vocabulary, expand 3, RPE width 64 with 3
+/// The TNN language model of `torch_baseline.py` (byte vocabulary, expand 3, RPE width 64 with 3
 /// layers, gamma 0.99, GLU width = dim, tied head), randomly initialised.
 func makeTNNLanguageModel(dim: Int, layers: Int, maxLength: Int) throws -> CausalLanguageModel {
   let config = """
@@ -312,7 +312,7 @@ func makeTNNLanguageModel(dim: Int, layers: Int, maxLength: Int) throws -> Causa
   return try ModelBuilder.build(JSONValue.parse(Data(config.utf8), source: "bench")) as! CausalLanguageModel
 }
 
-/// One AdamW training step of the TNN language model of `torch_tnn.py train` (lr 1e-3):
+/// One AdamW training step of the TNN language model of `torch_baseline.py train` (lr 1e-3):
 /// forward, cross-entropy, backward, optimizer step, on random tokens.
 func benchTrain(_ o: Options, threads: Int) throws {
   let (dim, layers, batch) = (o.dim ?? 256, o.layers ?? 6, o.batch ?? 8)
@@ -343,7 +343,7 @@ func benchTrain(_ o: Options, threads: Int) throws {
 }
 
 /// Decoding by FFT recomputation: the whole context through the forward pass for every token
-/// (what `torch_tnn.py decode` measures).
+/// (what `torch_baseline.py decode` measures).
 func benchDecode(_ o: Options, threads: Int) throws {
   let (dim, layers) = (o.dim ?? 256, o.layers ?? 6)
   let contexts = o.lengths.isEmpty ? [512, 2048, 8192] : o.lengths

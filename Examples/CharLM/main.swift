@@ -9,8 +9,9 @@
 //   - a continuation of --prompt, sampled one byte at a time by recomputing the logits over
 //     the growing text (the last 128 bytes of it).
 //
-// Data: --text FILE, else tinyshakespeare.txt from `../shared/data/` next to the package root
-// or the working directory, else generated sentences (a small grammar, so there is structure).
+// Data: --text FILE, else the shipped Examples/Data/tinyshakespeare.txt (found from the package
+// root, else from the working directory), else generated sentences (a small grammar, so there
+// is structure).
 //
 //   swift run -c release char-lm [--text FILE] [--steps N] [--batch N] [--lr X] [--seed S]
 //                                [--prompt TEXT] [--sample-length N] [--temperature T]
@@ -90,15 +91,16 @@ let config = """
               "channel_mixer": {"type": "glu"}}}
   """
 
-/// The text file to train on: `--text`, else tinyshakespeare if found, else `nil`.
+/// The text file to train on: `--text`, else the shipped tinyshakespeare if found, else `nil`.
 func textFile(_ options: Options) -> URL? {
   if let text = options.text { return URL(fileURLWithPath: text) }
-  // #filePath is <package>/Examples/CharLM/main.swift.
+  // #filePath is <package>/Examples/CharLM/main.swift; the corpus is <package>/Examples/Data.
   let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent()
+  let shipped = "Examples/Data/tinyshakespeare.txt"
   let candidates = [
-    packageRoot.appendingPathComponent("../shared/data/tinyshakespeare.txt").standardized,
-    URL(fileURLWithPath: "../shared/data/tinyshakespeare.txt").standardized,
+    packageRoot.appendingPathComponent(shipped).standardized,
+    URL(fileURLWithPath: shipped).standardized,
   ]
   return candidates.first { FileManager.default.fileExists(atPath: $0.path) }
 }

@@ -3,7 +3,7 @@
 
 /// A depthwise long-convolution kernel: for a sequence length `L` it produces, per channel
 /// `c` and lag `k`, a coefficient `t_c[k]`, so that a mixer computes
-/// `y[i, c] = sum_k t_c[k] x[i - k, c] (+ skip_c x[i, c])` (MODELS.md section 1).
+/// `y[i, c] = sum_k t_c[k] x[i - k, c] (+ skip_c x[i, c])` (docs/MODELS.md section 1).
 ///
 /// A kernel only produces coefficients; the FFT engine (`Tensor.longConvolution`) applies
 /// them. Coefficients are a differentiable tensor built from the kernel's parameters, so a

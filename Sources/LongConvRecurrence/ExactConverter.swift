@@ -1,7 +1,7 @@
 import Foundation
 import LongConv
 
-/// ETSC, the exact Toeplitz-to-SSM conversion (Qin and Zhong, 2023; MODELS.md section 5), for
+/// ETSC, the exact Toeplitz-to-SSM conversion (Qin and Zhong, 2023; docs/MODELS.md section 5), for
 /// any causal kernel, in Double.
 ///
 /// Per channel, with the kernel `t[k] = gamma^k r[k]` (`gamma = 1` when the kernel declares

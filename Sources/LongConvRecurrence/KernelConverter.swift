@@ -5,7 +5,7 @@ import LongConv
 public enum ConversionMode: String, Sendable, CaseIterable, Codable {
   /// The kernel's own exact form (S4D, EMA); kernels without one are converted exactly.
   case native
-  /// ETSC: the DFT construction of MODELS.md section 5, exact over the conversion length.
+  /// ETSC: the DFT construction of docs/MODELS.md section 5, exact over the conversion length.
   case exact
   /// The smallest state meeting a tolerance (Hankel-based reduction), else exact.
   case compact

@@ -2,7 +2,7 @@ import Foundation
 
 /// Mega's multi-dimensional damped exponential moving average (Ma et al., "Mega: Moving
 /// Average Equipped Gated Attention", 2023), as a long-convolution kernel: a real diagonal
-/// state-space model (MODELS.md section 4).
+/// state-space model (docs/MODELS.md section 4).
 ///
 /// Per channel `c`, `n = ndim` real modes:
 ///
@@ -14,7 +14,7 @@ import Foundation
 /// ```
 ///
 /// The fixed scale `s = sqrt(1/ndim)` is Mega's `self.scale` (folded into `gamma` in
-/// MODELS.md's `K[l] = sum_n gamma_n p_n beta_n q_n^l`). `q_n^l` is computed as
+/// docs/MODELS.md's `K[l] = sum_n gamma_n p_n beta_n q_n^l`). `q_n^l` is computed as
 /// `exp(l log q_n)` over a `[rows, ndim, L]` broadcast and reduced over modes by a batched
 /// product, so every parameter gets its gradient from the ordinary pullbacks. (As in Mega,
 /// `q` rounding to exactly 0 in Float32, which needs `delta` and `alpha` both above about 17,

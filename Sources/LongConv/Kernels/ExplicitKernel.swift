@@ -1,5 +1,5 @@
 /// The explicit long-convolution kernel of "Simple Hardware-Efficient Long Convolutions for
-/// Sequence Modeling" (Fu et al., 2023; MODELS.md section 4): every coefficient is a free
+/// Sequence Modeling" (Fu et al., 2023; docs/MODELS.md section 4): every coefficient is a free
 /// parameter, regularised by soft-thresholding ("squash").
 ///
 /// With a parameter `k [D, Lmax]` (causal, lag `l` at column `l`) or `k [D, 2 Lmax - 1]`

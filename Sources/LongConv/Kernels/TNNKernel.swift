@@ -1,6 +1,6 @@
 import Foundation
 
-/// The Toeplitz neural network kernel (TNN, Qin et al., ICLR 2023; MODELS.md section 2):
+/// The Toeplitz neural network kernel (TNN, Qin et al., ICLR 2023; docs/MODELS.md section 2):
 /// a relative position encoder (RPE) MLP maps each lag to `D` coefficients, damped by a
 /// per-channel exponential decay.
 ///

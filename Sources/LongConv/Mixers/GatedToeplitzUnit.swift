@@ -1,4 +1,4 @@
-/// Gated Toeplitz unit (GTU), TNN's token mixer (MODELS.md section 2), generic over its kernel:
+/// Gated Toeplitz unit (GTU), TNN's token mixer (docs/MODELS.md section 2), generic over its kernel:
 ///
 /// ```
 /// u = SiLU(W_u x + b_u)            [B, L, d1]

@@ -94,7 +94,7 @@ public struct KernelSpectrum: @unchecked Sendable {
 
 extension Tensor {
   /// Long convolution `y[b, i, c] = sum_k t[c, k] x[b, i - k, c] (+ skip[c] x[b, i, c])`
-  /// of an input `[B, L, D]` with a depthwise kernel, by FFT (MODELS.md section 1).
+  /// of an input `[B, L, D]` with a depthwise kernel, by FFT (docs/MODELS.md section 1).
   ///
   /// `kernel` is `[D, K]` (causal, lags `0 ... K-1`) or `[D, 2K - 1]` (bidirectional, lags
   /// `-(K-1) ... K-1`); any `K >= 1` and any `L >= 1` work. Both pullbacks (input and kernel)
