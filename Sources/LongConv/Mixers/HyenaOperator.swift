@@ -99,7 +99,7 @@ public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
   public func callAsFunction(_ x: Tensor) throws -> Tensor {
     precondition(x.rank == 3 && x.shape[2] == width, "HyenaOperator: input \(x.shape) for width \(width)")
     let coefficients = try kernel.coefficients(length: x.shape[1])
-    return try recurrence(streams: shortFiltered(x)) { o, v in
+    return recurrence(streams: shortFiltered(x)) { o, v in
       v.longConvolution(kernel: stepCoefficients(coefficients, step: o), direction: kernel.direction, skip: stepSkip(o))
     }
   }
