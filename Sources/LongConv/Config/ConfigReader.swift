@@ -104,6 +104,14 @@ public final class ConfigReader {
     return result
   }
 
+  /// The raw value of `key` (`nil` when absent or null), marked as read: for keys a reader
+  /// accepts whatever they hold (a training-only setting of another framework's config).
+  public func raw(_ key: String) -> JSONValue? {
+    let v = value(key)
+    read[key] = v ?? .null
+    return v
+  }
+
   /// A nested object; an empty object when absent and `optional`.
   public func object(_ key: String, optional: Bool = false) throws -> ConfigReader {
     let child: ConfigReader
