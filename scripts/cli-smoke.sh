@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Exercises the command line end to end on a committed PyTorch fixture: import-torch, eval
+# Exercises the command line end to end on committed PyTorch fixtures (TNN, safari's Hyena and S4D): import-torch, eval
 # (its loss must match what PyTorch computed), inspect (its files), convert and generate (greedy
 # decoding by the converted model equals FFT recomputation), and the exit statuses of user and usage errors
 # (a failed import must not create its output). Run by .ci/run after the tests.
@@ -51,6 +51,28 @@ grep -q "tokens/s (recurrent exact" "$work/exact.err" || { echo "cli-smoke: gene
 python3 -c "import struct,json; h=json.dumps({'k':{'dtype':'F32','shape':[1,2],'data_offsets':[0,8]}}).encode(); h+=b' '*(-len(h)%8); open('$work/bad-kernels.safetensors','wb').write(struct.pack('<Q',len(h))+h+struct.pack('<2f',1,float('nan')))"
 echo "cli-smoke: convert (exact, compact) and generate (greedy, recurrent = FFT) ok"
 
+# safari: a Hyena of order 3 (config under a "model" key) and an S4D model import, evaluate to the
+# loss safari's own modules computed, convert, and generate greedily as the FFT model does.
+for name in safari-hyena-o3 safari-s4d; do
+  safari=Tests/Fixtures/$name
+  "$cli" import-torch --format safari --state-dict "$safari/model.safetensors" --config "$safari/config.json" --out "$work/$name" > /dev/null
+  python3 -c "import json,sys; sys.stdout.buffer.write(bytes(json.load(open('$safari/expected.json'))['tokens']))" > "$work/$name.bin"
+  "$cli" eval --checkpoint "$work/$name" --text "$work/$name.bin" --length 64 --json > "$work/$name-eval.json"
+  python3 - "$work/$name-eval.json" "$safari/expected.json" "$name" <<'PY'
+import json, sys
+got = json.load(open(sys.argv[1]))["loss_nats"]
+want = json.load(open(sys.argv[2]))["mean_loss_nats"]
+assert abs(got - want) <= 2e-6, f"{sys.argv[3]}: eval loss {got} != safari's {want}"
+print(f"cli-smoke: {sys.argv[3]} eval loss {got:.7f} matches safari's {want:.7f}")
+PY
+  "$cli" convert --checkpoint "$work/$name" --mode exact --length 64 --out "$work/$name-exact" > /dev/null
+  "$cli" generate --checkpoint "$work/$name" --prompt "The " --tokens 24 > "$work/$name-fft.out" 2> /dev/null
+  "$cli" generate --checkpoint "$work/$name" --recurrent "$work/$name-exact" --prompt "The " --tokens 24 > "$work/$name-exact.out" 2> /dev/null
+  cmp -s "$work/$name-fft.out" "$work/$name-exact.out" || { echo "cli-smoke: $name: recurrent output differs from FFT" >&2; exit 1; }
+done
+"$cli" convert --checkpoint "$work/safari-s4d" --mode native --length 64 --out "$work/safari-s4d-native" > /dev/null
+echo "cli-smoke: safari Hyena (order 3) and S4D: import, eval, convert, generate ok"
+
 expect_status() {  # expect_status STATUS command...
   local want=$1; shift
   set +e; "$@" > /dev/null 2> "$work/stderr"; local got=$?; set -e
@@ -58,6 +80,11 @@ expect_status() {  # expect_status STATUS command...
 }
 expect_status 1 "$cli" import-torch --state-dict "$work/missing.safetensors" --config "$fixture/config.json" --out "$work/never"
 [[ ! -e "$work/never" ]] || { echo "cli-smoke: a failed import created its output" >&2; exit 1; }
+python3 -c "import json; c=json.load(open('Tests/Fixtures/safari-hyena-o2/config.json')); c['layer']['num_heads']=2; json.dump(c, open('$work/heads.json','w'))"
+expect_status 1 "$cli" import-torch --format safari --state-dict Tests/Fixtures/safari-hyena-o2/model.safetensors --config "$work/heads.json" --out "$work/never"
+grep -q "layer.num_heads" "$work/stderr" || { echo "cli-smoke: num_heads 2 was not refused by name" >&2; cat "$work/stderr" >&2; exit 1; }
+[[ ! -e "$work/never" ]] || { echo "cli-smoke: a refused safari import created its output" >&2; exit 1; }
+expect_status 2 "$cli" import-torch --format keras --state-dict "$fixture/model.safetensors" --config "$fixture/config.json" --out "$work/never"
 expect_status 2 "$cli" eval --checkpoint "$work/ckpt"
 expect_status 2 "$cli" inspect --checkpoint "$work/ckpt" --out "$work/inspect" --length 0
 expect_status 1 "$cli" inspect --checkpoint "$work/missing" --out "$work/inspect"

@@ -19,7 +19,7 @@ let usage = """
                    [--steps N] [--threads N] [--seed S] [--config FILE] [--text FILE]
     train          train a model from a config on a text file or a synthetic task
                    --config FILE (--text FILE | --task recall|copy|listops) --out DIR [--steps N] [--resume]
-    import-torch   turn a PyTorch TNN state dict (safetensors) into a checkpoint
+    import-torch   turn a PyTorch TNN or safari Hyena/S4D state dict (safetensors) into a checkpoint
                    --state-dict FILE --config CONFIG.json --out DIR
     eval           next-byte cross-entropy of a checkpoint on a text file
                    --checkpoint DIR --text FILE [--length N] [--json]
