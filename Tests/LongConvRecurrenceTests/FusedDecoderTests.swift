@@ -17,6 +17,12 @@ import Testing
   static let hyenaWidth1 =
     #"{"type": "hyena", "short_filter_width": 1, "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5}}"#
   static let ssm = #"{"type": "ssm", "kernel": {"type": "s4d", "state_size": 4}}"#
+  static let hyenaOrder3 =
+    #"{"type": "hyena", "order": 3, "post_order_ffn": true, "activation": "gelu_tanh", "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5, "shift": 0.1}}"#
+  static let hyenaOrder4 =
+    #"{"type": "hyena", "order": 4, "short_filter_width": 4, "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 3, "normalized": true}}"#
+  static let ssmLinear =
+    #"{"type": "ssm", "output": "linear", "activation": "tanh", "kernel": {"type": "s4d", "state_size": 6, "pole_groups": 4}}"#
 
   /// A model with `mixer` (GTU by default), `norm`, pre- or post-norm, a GLU or MLP channel
   /// mixer, every parameter but the kernels' (norm scales and shifts included) moved off its
@@ -78,6 +84,15 @@ import Testing
     ("rms_norm", true, #"{"type": "glu"}"#, "layer_norm", FusedDecoderTests.hyenaWidth1),
     ("simple_rms_norm", true, #"{"type": "glu"}"#, "layer_norm", FusedDecoderTests.ssm),
     (
+      "layer_norm", true, #"{"type": "mlp", "hidden_dim": 40, "activation": "gelu_tanh"}"#, "layer_norm",
+      FusedDecoderTests.hyenaOrder3
+    ),
+    ("rms_norm", false, #"{"type": "glu"}"#, "layer_norm", FusedDecoderTests.hyenaOrder4),
+    (
+      "layer_norm", true, #"{"type": "mlp", "hidden_dim": 24, "activation": "sigmoid"}"#, "layer_norm",
+      FusedDecoderTests.ssmLinear
+    ),
+    (
       "rms_norm", false, #"{"type": "mlp", "hidden_dim": 17, "activation": "relu"}"#, "layer_norm",
       FusedDecoderTests.ssm
     ),
@@ -113,6 +128,32 @@ import Testing
         }
       }
     }
+  }
+
+  /// Norm epsilons from the config reach the fused step; a Hyena with outer mixing (a sum over
+  /// all channels per step, which the members' channel split cannot form) steps through its
+  /// modules instead.
+  @Test func normEpsilonsAndOuterMixing() throws {
+    let json = """
+      {"model": "causal_lm", "vocab_size": 40, "dim": 20, "num_layers": 2, "max_length": 64, "seed": 7,
+       "final_norm": "rms_norm", "final_norm_epsilon": 0.5,
+       "layers": {"norm": "layer_norm", "norm_epsilon": 0.3, "mixer": \(Self.hyenaOrder3),
+                  "channel_mixer": {"type": "mlp", "activation": "gelu_tanh"}}}
+      """
+    let epsilonModel = try #require(
+      ModelBuilder.build(JSONValue.parse(Data(json.utf8), source: "test")) as? CausalLanguageModel)
+    #expect(epsilonModel.blocks[0].norm1.epsilon == 0.3 && epsilonModel.finalNorm.epsilon == 0.5)
+    let recurrent = try RecurrentLanguageModel(model: epsilonModel, converter: ExactConverter(), length: 32)
+    #expect(recurrent.usesFusedStep)
+    var (fused, modules) = (recurrent.makeState(), recurrent.makeState())
+    for token in tokens(12, vocabulary: 40) {
+      let error = relative(recurrent.step(token, state: &fused), recurrent.stepThroughModules(token, state: &modules))
+      #expect(error < 2e-5)
+    }
+    let outer = try model(
+      norm: "layer_norm", prenorm: true, channelMixer: #"{"type": "glu"}"#, finalNorm: "layer_norm",
+      mixer: #"{"type": "hyena", "order": 3, "outer_mixing": true, "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5}}"#)
+    #expect(!(try RecurrentLanguageModel(model: outer, converter: ExactConverter(), length: 32)).usesFusedStep)
   }
 
   /// Two models stepping at once from two threads (four team members on two cores), and one

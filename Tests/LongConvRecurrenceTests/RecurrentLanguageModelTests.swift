@@ -12,6 +12,18 @@ import Testing
     ),
     ("hyena", #"{"type": "hyena", "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5}}"#),
     ("s4d", #"{"type": "ssm", "kernel": {"type": "s4d", "state_size": 4}}"#),
+    (
+      "hyena order 3",
+      #"{"type": "hyena", "order": 3, "post_order_ffn": true, "activation": "gelu", "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5, "shift": 0.2}}"#
+    ),
+    (
+      "hyena order 4, outer mixing",
+      #"{"type": "hyena", "order": 4, "outer_mixing": true, "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 3, "normalized": true}}"#
+    ),
+    (
+      "s4d shared poles, linear output",
+      #"{"type": "ssm", "output": "linear", "activation": "silu", "kernel": {"type": "s4d", "state_size": 6, "pole_groups": 2}}"#
+    ),
   ]
 
   func model(_ mixer: String, prenorm: Bool = true) throws -> CausalLanguageModel {
@@ -141,5 +153,42 @@ import Testing
     #expect(strict.reports.allSatisfy { ($0.exactChannels ?? 0) > 0 })
     #expect(strict.isLimitedToConversionLength)
     #expect(strict.kernels.count == 2)
+  }
+}
+
+/// Models imported from safari, converted exactly, give the logits of their FFT forward pass
+/// over the conversion length.
+@Suite struct ImportedModelConversionTests {
+  static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../Fixtures")
+
+  @Test(arguments: ["safari-hyena-o3", "safari-hyena-o4", "safari-s4d"])
+  func exactConversionMatchesTheFFTModel(fixture: String) throws {
+    let directory = Self.fixtures.appendingPathComponent(fixture)
+    let model = try SafariImport.importModel(
+      stateDict: directory.appendingPathComponent("model.safetensors"),
+      config: directory.appendingPathComponent("config.json"))
+    let length = 48
+    let recurrent = try RecurrentLanguageModel(model: model, converter: ExactConverter(), length: length)
+    var generator = SeededGenerator(seed: 4)
+    let sequence = (0..<length).map { _ in Int(generator.nextUniform() * 250) % 250 }
+    let vocabulary = model.vocabulary
+    let reference = try Tensor.withoutRecording { try model.logits(sequence, batch: 1, length: length) }.scalars
+    var state = recurrent.makeState()
+    var worst: Float = 0
+    for (i, token) in sequence.enumerated() {
+      let logits = recurrent.step(token, state: &state)
+      let expected = Array(reference[i * vocabulary..<(i + 1) * vocabulary])
+      worst = max(worst, RecurrentLanguageModelTests.maxDifference(logits, expected))
+    }
+    #expect(worst <= 1e-5, "\(fixture): max logit difference \(worst)")
+    // The prompt through the FFT path, then steps: the same logits.
+    var prefilled = recurrent.makeState()
+    _ = try recurrent.prefill(Array(sequence[..<20]), state: &prefilled)
+    for i in 20..<length {
+      let logits = recurrent.step(sequence[i], state: &prefilled)
+      let expected = Array(reference[i * vocabulary..<(i + 1) * vocabulary])
+      #expect(RecurrentLanguageModelTests.maxDifference(logits, expected) <= 1e-5, "\(fixture) after prefill, \(i)")
+    }
   }
 }
