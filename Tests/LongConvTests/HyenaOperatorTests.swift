@@ -114,6 +114,78 @@ struct HyenaOperatorTests {
     try checkParameterGradients("explicit operator", module: bidirectional) { try bidirectional(x) }
   }
 
+  @Test(
+    "order 3 with safari's options: gradients of the input and every parameter (trained z included)",
+    arguments: [false, true])
+  func orderThreeGradients(outerMixing: Bool) throws {
+    var generator = SeededGenerator(seed: 21)
+    let kernel = HyenaFilter(
+      channels: 4, maxLength: 5, embeddingDimension: 3, width: 3, innerLayers: 1, shift: 0.3,
+      normalized: !outerMixing, trainPositionalFeatures: true, generator: &generator)
+    let op = HyenaOperator(
+      width: 2, kernel: kernel, order: 3, outerMixing: outerMixing, postOrderScales: true,
+      activation: .geluTanh, generator: &generator)
+    let x = uniformTensor([1, 5, 2], seed: 35)
+    checkGradients("hyena order 3 input", inputs: [x]) { try! op($0[0]) }
+    let names = try checkParameterGradients("hyena order 3", module: op) { try op(x) }
+    #expect(names.contains("orderScales") && names.contains("kernel.positionalFeatures"))
+    #expect(op.namedBuffers().map(\.name) == ["kernel.times", "kernel.deltas"])
+  }
+
+  @Test("order 3 against its recurrence written out step by step in Double")
+  func orderThreeMatchesADenseReference() throws {
+    var generator = SeededGenerator(seed: 22)
+    let (d, n, order) = (2, 6, 3)
+    let kernel = HyenaFilter(
+      channels: (order - 1) * d, maxLength: n, embeddingDimension: 3, width: 4, generator: &generator)
+    let op = HyenaOperator(
+      width: d, kernel: kernel, order: order, postOrderScales: true, activation: .tanh, generator: &generator)
+    let x = uniformTensor([1, n, d], seed: 36)
+    let y = try op(x).doubles
+    // Dense reference: streams by the short filter written out, steps as safari orders them.
+    let k = try kernel.coefficients(length: n).doubles  // [(N-1) d, n], channel c = v (N-1) + o
+    let skip = kernel.skip!.doubles
+    let scales = op.orderScales!.doubles
+    let (w, b) = (op.inProj.weight.doubles, op.inProj.bias!.doubles)
+    let (f, fb) = (op.shortFilter.doubles, op.shortFilterBias.doubles)
+    let taps = op.shortFilter.shape[1]
+    let xs = x.doubles
+    let streams = (order + 1) * d
+    var projected = [[Double]](repeating: [Double](repeating: 0, count: streams), count: n)
+    for i in 0..<n {
+      for r in 0..<streams { projected[i][r] = b[r] + (0..<d).reduce(0) { $0 + w[r * d + $1] * xs[i * d + $1] } }
+    }
+    var u = projected
+    for i in 0..<n {
+      for r in 0..<streams {
+        u[i][r] = fb[r] + (0..<taps).reduce(0) { $0 + (i - $1 >= 0 ? f[r * taps + $1] * projected[i - $1][r] : 0) }
+      }
+    }
+    var v = (0..<n).map { i in (0..<d).map { u[i][order * d + $0] } }
+    for o in 0..<order - 1 {
+      let gate = order - 1 - o
+      let z = (0..<n).map { i in (0..<d).map { v[i][$0] * u[i][gate * d + $0] } }
+      for i in 0..<n {
+        for c in 0..<d {
+          let channel = c * (order - 1) + o
+          var acc = skip[channel] * z[i][c]
+          for lag in 0...i { acc += k[channel * n + lag] * z[i - lag][c] }
+          v[i][c] = acc * scales[o]
+        }
+      }
+    }
+    let (ow, ob) = (op.outProj.weight.doubles, op.outProj.bias!.doubles)
+    var worst = 0.0
+    for i in 0..<n {
+      let g = (0..<d).map { Foundation.tanh(v[i][$0] * u[i][$0]) }
+      for r in 0..<d {
+        let expected = ob[r] + (0..<d).reduce(0) { $0 + ow[r * d + $1] * g[$1] }
+        worst = max(worst, abs(expected - y[i * d + r]) / max(abs(expected), 1))
+      }
+    }
+    #expect(worst < 1e-5, "largest relative difference \(worst)")
+  }
+
   @Test("a sequence longer than the kernel's max_length is refused")
   func lengthRefusal() {
     let op = Self.hyenaOperator(maxLength: 6)
