@@ -261,4 +261,67 @@ import Testing
       #expect(error.file?.hasSuffix("ckpt/config.json") == true)
     }
   }
+
+  /// Buffers (Hyena's positional features, times and deltas) are saved and loaded with the
+  /// parameters; a checkpoint written before they were buffers (without them) still loads,
+  /// keeping the config's values.
+  @Test func buffersRoundTripAndMayBeAbsent() throws {
+    let json = """
+      {"model": "causal_lm", "vocab_size": 30, "dim": 8, "num_layers": 1, "max_length": 16,
+       "layers": {"mixer": {"type": "hyena", "order": 3, "kernel": {"type": "hyena", "filter_width": 4, "emb_dim": 3}}}}
+      """
+    let model = try #require(
+      ModelBuilder.build(JSONValue.parse(Data(json.utf8), source: "test")) as? CausalLanguageModel)
+    #expect(model.namedBuffers().map(\.name) == [
+      "blocks.0.mixer.kernel.positionalFeatures", "blocks.0.mixer.kernel.times", "blocks.0.mixer.kernel.deltas",
+    ])
+    let filter = try #require(model.blocks[0].mixer.longConvKernel as? HyenaFilter)
+    filter.positionalFeatures.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] += 0.25 } }
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("buffers-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    try Checkpoint.save(model, to: directory)
+    let loaded = try #require(try Checkpoint.load(from: directory) as? CausalLanguageModel)
+    let tokens = Array(0..<12)
+    let (a, b) = try Tensor.withoutRecording {
+      (try model.logits(tokens, batch: 1, length: 12).scalars, try loaded.logits(tokens, batch: 1, length: 12).scalars)
+    }
+    #expect(a == b)
+    // Without the buffers: the formula's values.
+    let weights = directory.appendingPathComponent(Checkpoint.weightsFile)
+    let stored = try SafeTensors.read(contentsOf: weights)
+    var kept: [String: Tensor] = [:]
+    for name in stored.names where !name.contains("kernel.positionalFeatures") { kept[name] = stored.tensor(name) }
+    try SafeTensors.write(kept, to: weights)
+    let old = try #require(try Checkpoint.load(from: directory) as? CausalLanguageModel)
+    let oldFilter = try #require(old.blocks[0].mixer.longConvKernel as? HyenaFilter)
+    #expect(oldFilter.positionalFeatures.scalars.map { $0 + 0.25 } == filter.positionalFeatures.scalars)
+  }
+
+  /// `pad_vocab_size_multiple` pads the rows; `init: gpt2` is safari's scheme.
+  @Test func paddedVocabularyAndGPT2Initialisation() throws {
+    let json = """
+      {"model": "causal_lm", "vocab_size": 250, "pad_vocab_size_multiple": 64, "dim": 32, "num_layers": 4,
+       "init": "gpt2", "layers": {"norm": "layer_norm", "mixer": {"type": "hyena", "kernel": {"type": "hyena", "filter_width": 16}},
+       "channel_mixer": {"type": "mlp", "activation": "gelu_tanh"}}}
+      """
+    let model = try #require(
+      ModelBuilder.build(JSONValue.parse(Data(json.utf8), source: "test")) as? CausalLanguageModel)
+    #expect(model.vocabulary == 256)
+    func std(_ t: Tensor) -> Double {
+      let v = t.scalars.map(Double.init)
+      return (v.map { $0 * $0 }.reduce(0, +) / Double(v.count)).squareRoot()
+    }
+    let block = model.blocks[1]
+    let mixer = try #require(block.mixer as? HyenaOperator<HyenaFilter>)
+    let mlp = try #require(block.channelMixer as? MLP)
+    #expect(abs(std(model.embedding.weight) - 0.02) < 0.002)
+    #expect(abs(std(mixer.inProj.weight) - 0.02) < 0.002)
+    #expect(abs(std(mixer.kernel.implicitFilter[1].weight) - 0.02) < 0.004)
+    let residual = 0.02 / 8.0.squareRoot()
+    #expect(abs(std(mixer.outProj.weight) - residual) < 0.15 * residual)
+    #expect(abs(std(mlp.l2.weight) - residual) < 0.1 * residual)
+    #expect(abs(std(mlp.l1.weight) - 0.02) < 0.002)
+    #expect(mixer.inProj.bias!.scalars.allSatisfy { $0 == 0 } && mlp.l2.bias!.scalars.allSatisfy { $0 == 0 })
+    #expect(mixer.kernel.implicitFilter[0].bias!.scalars.allSatisfy { $0 == 0 })
+  }
 }

@@ -9,12 +9,18 @@ struct S4DKernelTests {
   /// and decay within a short length.
   func makeKernel(
     channels: Int = 3, stateSize: Int = 8, direction: ConvolutionDirection = .causal,
-    initialization: S4DKernel.Initialization = .lin, seed: UInt64 = 1
+    initialization: S4DKernel.Initialization = .lin, poleGroups: Int? = nil, seed: UInt64 = 1
   ) -> S4DKernel {
     var rng = SeededGenerator(seed: seed)
-    return S4DKernel(
+    let k = S4DKernel(
       channels: channels, stateSize: stateSize, direction: direction, initialization: initialization,
-      dtMin: 0.01, dtMax: 0.3, generator: &rng)
+      dtMin: 0.01, dtMax: 0.3, poleGroups: poleGroups, generator: &rng)
+    if poleGroups != nil {
+      // Distinct poles per group, so that a wrong group assignment shows.
+      k.logAReal.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] += 0.15 * Float(i % 5) - 0.3 } }
+      k.aImag.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] += 0.7 * Float(i) } }
+    }
+    return k
   }
 
   /// `dA_n = exp(dt A_n)` and `C'_n = C_n (exp(dt A_n) - 1) / A_n` of channel `c`, in Double
@@ -28,7 +34,8 @@ struct S4DKernelTests {
       backward ? (k.cRealBackward!.doubles, k.cImagBackward!.doubles) : (k.cReal.doubles, k.cImag.doubles)
     return (0..<h).map { n in
       let i = c * h + n
-      let a = ComplexDouble(-exp(k.logAReal.doubles[i]), k.aImag.doubles[i])
+      let pole = c % k.poleGroups * h + n  // channel c uses group c mod G
+      let a = ComplexDouble(-exp(k.logAReal.doubles[pole]), k.aImag.doubles[pole])
       let dA = ComplexDouble.exp(ComplexDouble(dt) * a)
       return (dA, ComplexDouble(cr[i], ci[i]) * (dA - ComplexDouble(1)) / a)
     }
@@ -60,6 +67,24 @@ struct S4DKernelTests {
     #expect(t.shape == [3, length])
     expectClose(t, directKernel(k, length: length).flatMap { $0 }, tolerance: 1e-4, "s4d \(initialization)")
     #expect(throws: KernelError.self) { try k.coefficients(length: 0) }
+  }
+
+  @Test("poles shared in groups (safari's n_ssm): kernel, state space and gradients", arguments: [1, 2, 3])
+  func sharedPoles(groups: Int) throws {
+    let k = makeKernel(channels: 6, stateSize: 6, poleGroups: groups, seed: 9)
+    #expect(k.logAReal.shape == [groups, 3] && k.aImag.shape == [groups, 3] && k.cReal.shape == [6, 3])
+    let length = 16
+    expectClose(
+      try k.coefficients(length: length), directKernel(k, length: length).flatMap { $0 }, tolerance: 1e-4,
+      "s4d with \(groups) pole groups")
+    let system = try #require(k.stateSpace())
+    expectClose(
+      try k.coefficients(length: length), SSMReference.kernel(of: system, length: length).flatMap { $0 },
+      tolerance: 1e-4, "state space with \(groups) pole groups")
+    checkGradients("s4d shared poles", inputs: [k.logDt, k.logAReal, k.aImag, k.cReal, k.cImag]) { p in
+      try! S4DKernel(logDt: p[0], logAReal: p[1], aImag: p[2], cReal: p[3], cImag: p[4], D: k.D)
+        .coefficients(length: 5)
+    }
   }
 
   @Test("S4D-Lin and S4D-Inv initial values")
