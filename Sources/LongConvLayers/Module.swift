@@ -77,7 +77,9 @@ enum ModuleReflection {
         for (i, m) in modules.enumerated() { visit(m, name: "\(name).\(i)") }
       default:
         let mirror = Mirror(reflecting: value)
-        if mirror.displayStyle == .optional, let inner = mirror.children.first?.value { visit(inner, name: name) }
+        if mirror.displayStyle == .optional, let inner = mirror.children.first?.value {
+          visit(inner, name: name)
+        }
       }
     }
     for child in Mirror(reflecting: value).children {
@@ -94,7 +96,8 @@ enum ModuleReflection {
       // Lazy storage and property-wrapper backing stores carry a `$__lazy_storage_$` or `_` prefix.
       let name =
         label.hasPrefix("$__lazy_storage_$_")
-        ? String(label.dropFirst(18)) : child.value is Buffer && label.hasPrefix("_") ? String(label.dropFirst()) : label
+        ? String(label.dropFirst(18))
+        : child.value is Buffer && label.hasPrefix("_") ? String(label.dropFirst()) : label
       collect(child.value, name: prefix + name, kind: kind, into: &found)
     }
     return found
@@ -107,7 +110,9 @@ enum ModuleReflection {
     case let tensor as Tensor:
       if kind == .parameters && tensor.requiresGradient { found.append((name, tensor)) }
     case let buffer as Buffer:
-      if buffer.wrappedValue.requiresGradient == (kind == .parameters) { found.append((name, buffer.wrappedValue)) }
+      if buffer.wrappedValue.requiresGradient == (kind == .parameters) {
+        found.append((name, buffer.wrappedValue))
+      }
     case let module as Module:
       let inner = kind == .parameters ? module.namedParameters() : module.namedBuffers()
       found += inner.map { (name + "." + $0.name, $0.tensor) }

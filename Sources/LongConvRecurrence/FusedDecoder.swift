@@ -404,7 +404,8 @@ extension RecurrentHyena: FusableMixer {
   var fusableParts: FusableParts {
     .hyena(
       HyenaParts(
-        inProj: mixer.inProj, filter: mixer.shortFilter, filterBias: mixer.shortFilterBias, outProj: mixer.outProj,
+        inProj: mixer.inProj, filter: mixer.shortFilter, filterBias: mixer.shortFilterBias,
+        outProj: mixer.outProj,
         order: mixer.order, outerMixing: mixer.outerMixing, orderScales: mixer.orderScales,
         activation: mixer.activation))
   }

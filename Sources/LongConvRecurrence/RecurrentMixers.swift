@@ -135,7 +135,8 @@ extension DiagonalStateSpace {
   func selecting(_ channels: [Int]) -> DiagonalStateSpace {
     DiagonalStateSpace(
       polesReal: channels.map { polesReal[$0] }, polesImaginary: channels.map { polesImaginary[$0] },
-      residuesReal: channels.map { residuesReal[$0] }, residuesImaginary: channels.map { residuesImaginary[$0] },
+      residuesReal: channels.map { residuesReal[$0] },
+      residuesImaginary: channels.map { residuesImaginary[$0] },
       skip: skip.map { skip in channels.map { skip[$0] } })
   }
 }

@@ -10,7 +10,7 @@ public protocol LearningRateSchedule: Sendable {
 ///
 /// Two shapes, both reaching `peak` at `step == warmupSteps` when `warmupSteps > 0`:
 ///
-/// - ``Shape/product`` (default), the benchmark's formula (`torch_tnn.py charlm`):
+/// - ``Shape/product`` (default), the benchmark's formula (`Benchmarks/torch_baseline.py charlm`):
 ///   `rate = min(1, step / warmupSteps) * (minimum + (peak - minimum) * 0.5 (1 + cos(pi s / totalSteps)))`
 ///   with `s = min(step, totalSteps)`. With `minimum == 0` it is exactly
 ///   `lr * min(1, step/100) * 0.5 * (1 + cos(pi * step / steps))` for steps up to `totalSteps`;

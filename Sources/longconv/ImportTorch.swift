@@ -40,4 +40,3 @@ enum ImportTorchCommand {
     print("imported \(model.blocks.count) layers, \(model.parameterCount) parameters into \(out.path)")
   }
 }
-

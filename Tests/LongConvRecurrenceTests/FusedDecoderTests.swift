@@ -147,13 +147,17 @@ import Testing
     #expect(recurrent.usesFusedStep)
     var (fused, modules) = (recurrent.makeState(), recurrent.makeState())
     for token in tokens(12, vocabulary: 40) {
-      let error = relative(recurrent.step(token, state: &fused), recurrent.stepThroughModules(token, state: &modules))
+      let error = relative(
+        recurrent.step(token, state: &fused), recurrent.stepThroughModules(token, state: &modules))
       #expect(error < 2e-5)
     }
     let outer = try model(
       norm: "layer_norm", prenorm: true, channelMixer: #"{"type": "glu"}"#, finalNorm: "layer_norm",
-      mixer: #"{"type": "hyena", "order": 3, "outer_mixing": true, "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5}}"#)
-    #expect(!(try RecurrentLanguageModel(model: outer, converter: ExactConverter(), length: 32)).usesFusedStep)
+      mixer:
+        #"{"type": "hyena", "order": 3, "outer_mixing": true, "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 5}}"#
+    )
+    #expect(
+      !(try RecurrentLanguageModel(model: outer, converter: ExactConverter(), length: 32)).usesFusedStep)
   }
 
   /// Two models stepping at once from two threads (four team members on two cores), and one

@@ -173,7 +173,8 @@ import Testing
     var generator = SeededGenerator(seed: 4)
     let sequence = (0..<length).map { _ in Int(generator.nextUniform() * 250) % 250 }
     let vocabulary = model.vocabulary
-    let reference = try Tensor.withoutRecording { try model.logits(sequence, batch: 1, length: length) }.scalars
+    let reference = try Tensor.withoutRecording { try model.logits(sequence, batch: 1, length: length) }
+      .scalars
     var state = recurrent.makeState()
     var worst: Float = 0
     for (i, token) in sequence.enumerated() {
@@ -188,7 +189,8 @@ import Testing
     for i in 20..<length {
       let logits = recurrent.step(sequence[i], state: &prefilled)
       let expected = Array(reference[i * vocabulary..<(i + 1) * vocabulary])
-      #expect(RecurrentLanguageModelTests.maxDifference(logits, expected) <= 1e-5, "\(fixture) after prefill, \(i)")
+      #expect(
+        RecurrentLanguageModelTests.maxDifference(logits, expected) <= 1e-5, "\(fixture) after prefill, \(i)")
     }
   }
 }

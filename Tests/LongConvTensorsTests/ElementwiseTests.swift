@@ -148,7 +148,8 @@ import Testing
       case .relu: Swift.max(x, 0)
       case .silu: x / (1 + Foundation.exp(-x))
       case .gelu: 0.5 * x * (1 + erf(x / 2.0.squareRoot()))
-      case .geluTanh: 0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))
+      case .geluTanh:
+        0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))
       case .sigmoid: 1 / (1 + Foundation.exp(-x))
       case .tanh: Foundation.tanh(x)
       case .sin: Foundation.sin(x)

@@ -226,7 +226,8 @@ import Testing
     }
     let error = try #require(Self.loadError(directory))
     #expect(error.tensor == "head.weight")
-    #expect(error.problem == "not a parameter or buffer of the model; unexpected tensor(s): head.weight, zz.extra")
+    #expect(
+      error.problem == "not a parameter or buffer of the model; unexpected tensor(s): head.weight, zz.extra")
   }
 
   @Test func loadReportsMissingDirectoriesFilesAndBadConfigs() throws {
@@ -272,25 +273,33 @@ import Testing
       """
     let model = try #require(
       ModelBuilder.build(JSONValue.parse(Data(json.utf8), source: "test")) as? CausalLanguageModel)
-    #expect(model.namedBuffers().map(\.name) == [
-      "blocks.0.mixer.kernel.positionalFeatures", "blocks.0.mixer.kernel.times", "blocks.0.mixer.kernel.deltas",
-    ])
+    #expect(
+      model.namedBuffers().map(\.name) == [
+        "blocks.0.mixer.kernel.positionalFeatures", "blocks.0.mixer.kernel.times",
+        "blocks.0.mixer.kernel.deltas",
+      ])
     let filter = try #require(model.blocks[0].mixer.longConvKernel as? HyenaFilter)
     filter.positionalFeatures.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] += 0.25 } }
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("buffers-\(UUID().uuidString)")
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "buffers-\(UUID().uuidString)")
     defer { try? FileManager.default.removeItem(at: directory) }
     try Checkpoint.save(model, to: directory)
     let loaded = try #require(try Checkpoint.load(from: directory) as? CausalLanguageModel)
     let tokens = Array(0..<12)
     let (a, b) = try Tensor.withoutRecording {
-      (try model.logits(tokens, batch: 1, length: 12).scalars, try loaded.logits(tokens, batch: 1, length: 12).scalars)
+      (
+        try model.logits(tokens, batch: 1, length: 12).scalars,
+        try loaded.logits(tokens, batch: 1, length: 12).scalars
+      )
     }
     #expect(a == b)
     // Without the buffers: the formula's values.
     let weights = directory.appendingPathComponent(Checkpoint.weightsFile)
     let stored = try SafeTensors.read(contentsOf: weights)
     var kept: [String: Tensor] = [:]
-    for name in stored.names where !name.contains("kernel.positionalFeatures") { kept[name] = stored.tensor(name) }
+    for name in stored.names where !name.contains("kernel.positionalFeatures") {
+      kept[name] = stored.tensor(name)
+    }
     try SafeTensors.write(kept, to: weights)
     let old = try #require(try Checkpoint.load(from: directory) as? CausalLanguageModel)
     let oldFilter = try #require(old.blocks[0].mixer.longConvKernel as? HyenaFilter)

@@ -153,12 +153,15 @@ struct HyenaOperatorTests {
     let streams = (order + 1) * d
     var projected = [[Double]](repeating: [Double](repeating: 0, count: streams), count: n)
     for i in 0..<n {
-      for r in 0..<streams { projected[i][r] = b[r] + (0..<d).reduce(0) { $0 + w[r * d + $1] * xs[i * d + $1] } }
+      for r in 0..<streams {
+        projected[i][r] = b[r] + (0..<d).reduce(0) { $0 + w[r * d + $1] * xs[i * d + $1] }
+      }
     }
     var u = projected
     for i in 0..<n {
       for r in 0..<streams {
-        u[i][r] = fb[r] + (0..<taps).reduce(0) { $0 + (i - $1 >= 0 ? f[r * taps + $1] * projected[i - $1][r] : 0) }
+        u[i][r] =
+          fb[r] + (0..<taps).reduce(0) { $0 + (i - $1 >= 0 ? f[r * taps + $1] * projected[i - $1][r] : 0) }
       }
     }
     var v = (0..<n).map { i in (0..<d).map { u[i][order * d + $0] } }

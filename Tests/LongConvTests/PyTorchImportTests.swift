@@ -3,7 +3,7 @@ import Testing
 
 @testable import LongConv
 
-/// PyTorch TNN checkpoints (fixtures made by ../shared/bench/torch_tnn.py export, whose model
+/// PyTorch TNN checkpoints (fixtures made by the team's earlier PyTorch baseline, `export`, whose model
 /// matches the authors' modules) import and reproduce the outputs PyTorch computed.
 @Suite struct PyTorchImportTests {
   static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

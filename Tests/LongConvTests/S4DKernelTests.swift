@@ -17,7 +17,9 @@ struct S4DKernelTests {
       dtMin: 0.01, dtMax: 0.3, poleGroups: poleGroups, generator: &rng)
     if poleGroups != nil {
       // Distinct poles per group, so that a wrong group assignment shows.
-      k.logAReal.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] += 0.15 * Float(i % 5) - 0.3 } }
+      k.logAReal.withUnsafeMutableBufferPointer { p in
+        for i in p.indices { p[i] += 0.15 * Float(i % 5) - 0.3 }
+      }
       k.aImag.withUnsafeMutableBufferPointer { p in for i in p.indices { p[i] += 0.7 * Float(i) } }
     }
     return k

@@ -41,7 +41,9 @@ import Testing
       Swift.abs(evaluation.lossNats - expected.mean_loss_nats) <= 2e-6,
       "loss \(evaluation.lossNats) vs safari's \(expected.mean_loss_nats)")
     let n = expected.eval_length
-    let logits = try Tensor.withoutRecording { try model.logits(Array(expected.tokens[..<n]), batch: 1, length: n) }
+    let logits = try Tensor.withoutRecording {
+      try model.logits(Array(expected.tokens[..<n]), batch: 1, length: n)
+    }
     let last = logits.slice(axis: 1, n - 1..<n).scalars
     #expect(last.count == expected.last_position_logits.count)
     let worst = zip(last, expected.last_position_logits).map { Swift.abs(Double($0) - $1) }.max() ?? .infinity
@@ -105,7 +107,9 @@ import Testing
     let weight = try tensor("output_linear.0.weight")  // [2H, H, 1]
     block.output.weight.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: weight.scalars) }
     let bias = try tensor("output_linear.0.bias")
-    try #require(block.output.bias).withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: bias.scalars) }
+    try #require(block.output.bias).withUnsafeMutableBufferPointer {
+      _ = $0.update(fromContentsOf: bias.scalars)
+    }
     let input = try #require(io.tensor("input"))
     let expected = try #require(io.tensor("output")).scalars
     let output = try Tensor.withoutRecording { try block(input) }.scalars
@@ -126,7 +130,8 @@ import Testing
     var tensors: [String: Tensor] = [:]
     for name in original.names { tensors[name] = original.tensor(name) }
     edit(&tensors)
-    guard case .object(var top) = try JSONValue.read(contentsOf: directory.appendingPathComponent("config.json"))
+    guard
+      case .object(var top) = try JSONValue.read(contentsOf: directory.appendingPathComponent("config.json"))
     else { throw CancellationError() }
     if case .object(var model)? = top["model"] {
       editConfig(&model)
@@ -150,7 +155,9 @@ import Testing
     return CancellationError()
   }
 
-  static func layer(_ edit: @escaping (inout [String: JSONValue]) -> Void) -> (inout [String: JSONValue]) -> Void {
+  static func layer(_ edit: @escaping (inout [String: JSONValue]) -> Void) -> (inout [String: JSONValue]) ->
+    Void
+  {
     { model in
       guard case .object(var layer)? = model["layer"] else { return }
       edit(&layer)
@@ -173,7 +180,9 @@ import Testing
   }
 
   @Test func misshapenTensorIsNamed() throws {
-    let error = try importError(tensors: { $0["backbone.layers.0.mixer.ord_proj_w"] = Tensor.zeros([3, 2, 2]) })
+    let error = try importError(tensors: {
+      $0["backbone.layers.0.mixer.ord_proj_w"] = Tensor.zeros([3, 2, 2])
+    })
     let checkpoint = try #require(error as? CheckpointError)
     #expect(checkpoint.tensor == "backbone.layers.0.mixer.ord_proj_w")
     #expect(checkpoint.problem == "shape [3, 2, 2] does not match the config's [3, 1, 1]")
@@ -187,7 +196,9 @@ import Testing
   @Test func tiedCopiesAreCheckedNotTrusted() throws {
     let head = try importError(tensors: { $0["lm_head.weight"] = Tensor.zeros([256, 24]) })
     #expect((head as? CheckpointError)?.tensor == "lm_head.weight")
-    #expect((head as? CheckpointError)?.problem.hasPrefix("differs from backbone.embeddings.word_embeddings.weight") == true)
+    #expect(
+      (head as? CheckpointError)?.problem.hasPrefix("differs from backbone.embeddings.word_embeddings.weight")
+        == true)
     let freq = try importError(tensors: {
       $0["backbone.layers.1.mixer.filter_fn.implicit_filter.3.freq"] = Tensor(repeating: 3, shape: [1, 8])
     })
@@ -239,9 +250,14 @@ import Testing
 
   @Test func trainingOnlyKeysAreAccepted() throws {
     let directory = Self.fixtures.appendingPathComponent("safari-hyena-o2")
-    guard case .object(var top) = try JSONValue.read(contentsOf: directory.appendingPathComponent("config.json"))
+    guard
+      case .object(var top) = try JSONValue.read(contentsOf: directory.appendingPathComponent("config.json"))
     else { throw CancellationError() }
-    Self.layer { $0["lr"] = .number(3e-4); $0["wd"] = .number(0.1); $0["local_order"] = .number(3) }(&top)
+    Self.layer {
+      $0["lr"] = .number(3e-4)
+      $0["wd"] = .number(0.1)
+      $0["local_order"] = .number(3)
+    }(&top)
     top["resid_dropout"] = .number(0.1)
     top["embed_dropout"] = .number(0.1)
     let config = try SafariImport.config(fromSafari: .object(top), file: "config.json")

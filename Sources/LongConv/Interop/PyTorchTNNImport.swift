@@ -1,9 +1,9 @@
 import Foundation
 
 /// Imports a TNN language model saved from PyTorch: the authors' `TnnLayer` parameter names
-/// (MODELS.md section 2) under `layers.{i}.`, plus `embedding.weight` and
+/// (docs/MODELS.md section 2) under `layers.{i}.`, plus `embedding.weight` and
 /// `final_norm.{weight,bias}`, in a safetensors file, with the config keys that
-/// `../shared/bench/torch_tnn.py export` writes.
+/// `Benchmarks/torch_baseline.py export` writes.
 ///
 /// | reference | here |
 /// |---|---|
@@ -19,7 +19,7 @@ import Foundation
 /// Both are PyTorch-layout (`Linear.weight` is `[out, in]` on both sides), so weights copy
 /// unchanged. Everything is checked (names, shapes, gamma) before any value is copied.
 public enum PyTorchTNNImport {
-  /// The toolkit config for a reference config (keys of `torch_tnn.py export`).
+  /// The toolkit config for a reference config (keys of `Benchmarks/torch_baseline.py export`).
   public static func config(fromReference json: JSONValue, file: String) throws -> JSONValue {
     let reference = try ConfigReader(json, file: file)
     let vocabulary = try reference.int("vocab_size", minimum: 1)

@@ -49,7 +49,9 @@ public enum SafariImport {
     let model = top
     if let name = model.raw("_name_") {
       guard name == .string("lm_simple") else {
-        throw model.error("_name_", "only safari's lm_simple (SimpleLMHeadModel) imports, got \(name.kindDescription) \(name)")
+        throw model.error(
+          "_name_", "only safari's lm_simple (SimpleLMHeadModel) imports, got \(name.kindDescription) \(name)"
+        )
       }
     }
     let dim = try model.int("d_model", minimum: 1)
@@ -63,7 +65,8 @@ public enum SafariImport {
     }
     _ = model.raw("attn_cfg")
     if try model.int("max_position_embeddings", default: 0, minimum: 0) != 0 {
-      throw model.error("max_position_embeddings", "position embeddings are not part of the toolkit; only 0 imports")
+      throw model.error(
+        "max_position_embeddings", "position embeddings are not part of the toolkit; only 0 imports")
     }
     for key in ["resid_dropout", "embed_dropout", "initializer_cfg", "residual_in_fp32", "device", "dtype"] {
       _ = model.raw(key)
@@ -91,15 +94,18 @@ public enum SafariImport {
   /// math (fused variants), or that safari itself swallows.
   static let acceptedLayerKeys = [
     "lr", "wd", "lr_pos_emb", "modulation_lr", "dropout", "filter_dropout", "fused_bias_fc", "fused_fft_conv",
-    "jit_filter", "return_state", "layer_idx", "local_order", "device", "dtype", "scaling", "train_w", "train_dt",
+    "jit_filter", "return_state", "layer_idx", "local_order", "device", "dtype", "scaling", "train_w",
+    "train_dt",
   ]
 
   /// `HyenaOperator(d_model, l_max, ...)` and its `HyenaFilter` keyword arguments.
   static func hyenaMixer(_ layer: ConfigReader) throws -> (JSONValue, Int) {
     let maxLength = try layer.int("l_max", minimum: 1)
     let order = try layer.int("order", default: 2, minimum: 2)
-    for key in ["num_heads", "inner_factor", "num_blocks"] where try layer.int(key, default: 1, minimum: 1) != 1 {
-      throw layer.error(key, "only 1 imports (safari's forward pass supports no other value with one head per model)")
+    for key in ["num_heads", "inner_factor", "num_blocks"]
+    where try layer.int(key, default: 1, minimum: 1) != 1 {
+      throw layer.error(
+        key, "only 1 imports (safari's forward pass supports no other value with one head per model)")
     }
     let filterClass = try layer.string("filter_cls", default: "hyena-filter")
     guard filterClass == "hyena-filter" else {
@@ -141,19 +147,24 @@ public enum SafariImport {
   /// keyword arguments.
   static func s4dMixer(_ layer: ConfigReader, width: Int) throws -> (JSONValue, Int) {
     let state = try layer.int("d_state", default: 64, minimum: 2)
-    guard state % 2 == 0 else { throw layer.error("d_state", "must be even (N/2 complex modes), got \(state)") }
+    guard state % 2 == 0 else {
+      throw layer.error("d_state", "must be even (N/2 complex modes), got \(state)")
+    }
     guard try layer.int("channels", default: 1, minimum: 1) == 1 else {
-      throw layer.error("channels", "only 1 imports (several output channels per feature are not implemented)")
+      throw layer.error(
+        "channels", "only 1 imports (several output channels per feature are not implemented)")
     }
     guard try !layer.bool("bidirectional", default: false) else {
       throw layer.error("bidirectional", "a causal language model needs false")
     }
     guard try !layer.bool("transposed", default: true) else {
       throw layer.error(
-        "transposed", "lm_simple feeds (batch, length, features): only false imports (safari's S4D defaults to true)")
+        "transposed",
+        "lm_simple feeds (batch, length, features): only false imports (safari's S4D defaults to true)")
     }
     if let postact = layer.raw("postact") {
-      throw layer.error("postact", "an activation after the output projection is not implemented (got \(postact))")
+      throw layer.error(
+        "postact", "an activation after the output projection is not implemented (got \(postact))")
     }
     let activationName = try layer.string("activation", default: "gelu")
     guard let activation = Activation(configName: activationName) else {
@@ -199,7 +210,8 @@ public enum SafariImport {
     let prefix = "backbone.layers.\(layer)."
     let rest = parts[2]
     let renames: [(String, String)] = [
-      ("norm1.", "norm1."), ("norm2.", "norm2."), ("channelMixer.l1.", "mlp.fc1."), ("channelMixer.l2.", "mlp.fc2."),
+      ("norm1.", "norm1."), ("norm2.", "norm2."), ("channelMixer.l1.", "mlp.fc1."),
+      ("channelMixer.l2.", "mlp.fc2."),
       ("mixer.inProj.", "mixer.in_proj."), ("mixer.outProj.", "mixer.out_proj."),
       ("mixer.output.", "mixer.output_linear."),
     ]
@@ -259,7 +271,8 @@ public enum SafariImport {
     let file = stateDictURL.path
     func stored(_ name: String, shape: [Int], for ours: String) throws -> Tensor {
       guard let tensor = weights.tensor(name) else {
-        throw CheckpointError(file: file, tensor: name, problem: "missing (needed for \(ours), shape \(shape))")
+        throw CheckpointError(
+          file: file, tensor: name, problem: "missing (needed for \(ours), shape \(shape))")
       }
       guard tensor.shape == shape else {
         throw CheckpointError(
@@ -282,7 +295,9 @@ public enum SafariImport {
       used.insert(source.name)
     }
     // Copies safari keeps of one tensor: the tied head, the shared Sin's frequency.
-    var twins: [(copy: String, of: String)] = [("lm_head.weight", "backbone.embeddings.word_embeddings.weight")]
+    var twins: [(copy: String, of: String)] = [
+      ("lm_head.weight", "backbone.embeddings.word_embeddings.weight")
+    ]
     for (index, block) in model.blocks.enumerated() {
       guard let filter = block.mixer.longConvKernel as? HyenaFilter else { continue }
       let prefix = "backbone.layers.\(index).mixer.filter_fn."
@@ -297,7 +312,8 @@ public enum SafariImport {
       let tensor = try stored(copy, shape: reference.shape, for: original)
       guard tensor.scalars == reference.scalars else {
         throw CheckpointError(
-          file: file, tensor: copy, problem: "differs from \(original), of which safari's model holds a tied copy")
+          file: file, tensor: copy,
+          problem: "differs from \(original), of which safari's model holds a tied copy")
       }
       used.insert(copy)
     }

@@ -1,7 +1,7 @@
 import Foundation
 
 /// S4D: the diagonal state-space kernel of Gu et al., "On the Parameterization and
-/// Initialization of Diagonal State Space Models" (2022), MODELS.md section 4.
+/// Initialization of Diagonal State Space Models" (2022), docs/MODELS.md section 4.
 ///
 /// Per channel `c`, `H = N/2` complex modes (the conjugate halves are implied by taking
 /// twice the real part):
@@ -86,7 +86,8 @@ public final class S4DKernel: ConfigurableKernel {
       logAReal.rank == 2 && groups >= 1 && channels % groups == 0,
       "S4DKernel: logAReal \(logAReal.shape): its pole groups must divide the \(channels) channels")
     for (name, t) in [("aImag", aImag)] {
-      precondition(t.shape == [groups, modes], "S4DKernel: \(name) is \(t.shape), expected [\(groups), \(modes)]")
+      precondition(
+        t.shape == [groups, modes], "S4DKernel: \(name) is \(t.shape), expected [\(groups), \(modes)]")
     }
     for (name, t) in [("cReal", cReal), ("cImag", cImag)] {
       precondition(
@@ -130,7 +131,8 @@ public final class S4DKernel: ConfigurableKernel {
       channels >= 1 && stateSize >= 2 && stateSize % 2 == 0,
       "S4DKernel: \(channels) channels, state \(stateSize)")
     let groups = poleGroups ?? channels
-    precondition(groups >= 1 && channels % groups == 0, "S4DKernel: \(groups) pole groups for \(channels) channels")
+    precondition(
+      groups >= 1 && channels % groups == 0, "S4DKernel: \(groups) pole groups for \(channels) channels")
     precondition(dtMin > 0 && dtMin <= dtMax, "S4DKernel: dt range [\(dtMin), \(dtMax)]")
     let modes = stateSize / 2
     let (lo, hi) = (Foundation.log(dtMin), Foundation.log(dtMax))
@@ -157,8 +159,10 @@ public final class S4DKernel: ConfigurableKernel {
     self.init(
       logDt: Tensor(logDt).requiringGradient(),
       logAReal: Tensor(repeating: Float(Foundation.log(0.5)), shape: [groups, modes]).requiringGradient(),
-      aImag: try! Tensor(shape: [groups, modes], scalars: Array(repeating: imag, count: groups).flatMap { $0 })
-        .requiringGradient(),
+      aImag: try! Tensor(
+        shape: [groups, modes], scalars: Array(repeating: imag, count: groups).flatMap { $0 }
+      )
+      .requiringGradient(),
       cReal: cReal.requiringGradient(), cImag: cImag.requiringGradient(), D: skip.requiringGradient(),
       cRealBackward: backward?.0.requiringGradient(), cImagBackward: backward?.1.requiringGradient())
   }
@@ -180,7 +184,8 @@ public final class S4DKernel: ConfigurableKernel {
       rawValue: try config.string("init", default: "lin", allowed: Initialization.allCases.map(\.rawValue)))!
     let groups = try config.int("pole_groups", default: context.channels, minimum: 1)
     guard context.channels % groups == 0 else {
-      throw config.error("pole_groups", "must divide the kernel's \(context.channels) channels, got \(groups)")
+      throw config.error(
+        "pole_groups", "must divide the kernel's \(context.channels) channels, got \(groups)")
     }
     self.init(
       channels: context.channels, stateSize: stateSize, direction: context.direction,
@@ -198,7 +203,8 @@ public final class S4DKernel: ConfigurableKernel {
 
   /// `[G, H]` pole parameters repeated to one row per channel, row `c` from group `c mod G`.
   private func perChannel(_ t: Tensor) -> Tensor {
-    poleGroups == channels ? t : Tensor.concatenate(Array(repeating: t, count: channels / poleGroups), axis: 0)
+    poleGroups == channels
+      ? t : Tensor.concatenate(Array(repeating: t, count: channels / poleGroups), axis: 0)
   }
 
   /// `Re(dt A)`, `Im(dt A)` and the real and imaginary parts of `C' = C (exp(dt A) - 1) / A`

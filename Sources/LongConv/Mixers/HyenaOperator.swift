@@ -79,7 +79,8 @@ public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
     precondition(shortFilterWidth >= 1, "HyenaOperator: short filter width \(shortFilterWidth) < 1")
     let streams = (order + 1) * width
     inProj = Linear(width, streams, generator: &generator)
-    shortFilter = uniformParameter([streams, shortFilterWidth], fanIn: shortFilterWidth, generator: &generator)
+    shortFilter = uniformParameter(
+      [streams, shortFilterWidth], fanIn: shortFilterWidth, generator: &generator)
     shortFilterBias = uniformParameter([streams], fanIn: shortFilterWidth, generator: &generator)
     self.kernel = kernel
     outProj = Linear(width, width, generator: &generator)
@@ -100,7 +101,8 @@ public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
     precondition(x.rank == 3 && x.shape[2] == width, "HyenaOperator: input \(x.shape) for width \(width)")
     let coefficients = try kernel.coefficients(length: x.shape[1])
     return recurrence(streams: shortFiltered(x)) { o, v in
-      v.longConvolution(kernel: stepCoefficients(coefficients, step: o), direction: kernel.direction, skip: stepSkip(o))
+      v.longConvolution(
+        kernel: stepCoefficients(coefficients, step: o), direction: kernel.direction, skip: stepSkip(o))
     }
   }
 
@@ -112,7 +114,9 @@ public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
   /// Steps 3 to 5 on the streams `u [..., (N+1) d]`, with `longConvolution(o, v)` running
   /// step `o`'s long convolution (and skip) on `v [..., d]`: the one statement of Hyena's
   /// recurrence, shared by the forward pass and the recurrent forms.
-  public func recurrence(streams u: Tensor, longConvolution: (Int, Tensor) throws -> Tensor) rethrows -> Tensor {
+  public func recurrence(streams u: Tensor, longConvolution: (Int, Tensor) throws -> Tensor) rethrows
+    -> Tensor
+  {
     let d = width
     let axis = u.rank - 1
     func stream(_ n: Int) -> Tensor { u.slice(axis: axis, n * d..<(n + 1) * d) }
@@ -165,7 +169,8 @@ enum HyenaOperatorFactory {
           """)
     }
     return make(
-      kernel, width: context.width, order: order, shortFilterWidth: shortFilterWidth, outerMixing: outerMixing,
+      kernel, width: context.width, order: order, shortFilterWidth: shortFilterWidth,
+      outerMixing: outerMixing,
       postOrderScales: postOrder, activation: Activation(rawValue: activationName)!, generator: &generator)
   }
 
@@ -175,7 +180,8 @@ enum HyenaOperatorFactory {
     activation: Activation, generator: inout SeededGenerator
   ) -> any SequenceMixer {
     HyenaOperator(
-      width: width, kernel: kernel, order: order, shortFilterWidth: shortFilterWidth, outerMixing: outerMixing,
+      width: width, kernel: kernel, order: order, shortFilterWidth: shortFilterWidth,
+      outerMixing: outerMixing,
       postOrderScales: postOrderScales, activation: activation, generator: &generator)
   }
 }

@@ -15,7 +15,8 @@ public final class Block: Module {
   /// A block around `mixer` and `channelMixer`, with two norms of kind `norm` over the mixer's
   /// width (with `normEpsilon` in place of the kind's default `eps`).
   public init(
-    mixer: any SequenceMixer, channelMixer: any ChannelMixer, norm: NormalizationKind, normEpsilon: Float? = nil,
+    mixer: any SequenceMixer, channelMixer: any ChannelMixer, norm: NormalizationKind,
+    normEpsilon: Float? = nil,
     prenorm: Bool
   ) {
     self.mixer = mixer

@@ -148,7 +148,8 @@ public enum ModelBuilder {
       let mixer = try Registry.makeMixer(mixerConfig, context: context, generator: &generator)
       let channelMixer = try Registry.makeChannelMixer(channelConfig, context: context, generator: &generator)
       blocks.append(
-        Block(mixer: mixer, channelMixer: channelMixer, norm: norm, normEpsilon: normEpsilon, prenorm: prenorm))
+        Block(
+          mixer: mixer, channelMixer: channelMixer, norm: norm, normEpsilon: normEpsilon, prenorm: prenorm))
     }
     if layerCount == 0 {
       // Read the layer template anyway, so its errors surface and it is kept in the config.

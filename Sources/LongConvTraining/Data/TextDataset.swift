@@ -21,7 +21,7 @@ public struct TextDatasetError: Error, Equatable, CustomStringConvertible {
 /// A byte-level text corpus split into a training and a validation part.
 ///
 /// Tokens are the bytes `0...255` (``vocabularySize`` 256), whatever the encoding of the text.
-/// As in the reference recipe (`charlm` in `shared/bench/torch_tnn.py`), the validation split is
+/// As in the reference recipe (`charlm` in `Benchmarks/torch_baseline.py`), the validation split is
 /// the last `floor(count * validationFraction)` bytes and the training split everything before it.
 public struct TextDataset: Sendable {
   /// The number of distinct tokens: one per byte value.
