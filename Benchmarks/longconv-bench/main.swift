@@ -128,15 +128,25 @@ func emit(_ fields: [(String, Any)]) {
   fflush(nil)
 }
 
-/// The fields every line starts with; `blas_core` is the kernel set OpenBLAS runs (its own CPU
-/// detection, or `OPENBLAS_CORETYPE` from the environment), which sets the speed of every product.
+/// The fields every line starts with: the CPU model, `blas_core` the kernel set OpenBLAS runs
+/// (its own CPU detection, or `OPENBLAS_CORETYPE` from the environment), `gemm` the path the
+/// large products take and `decode_isa` the decoding kernels' instruction set.
 func header(_ threads: Int) -> [(String, Any)] {
   [
-    ("impl", "longconvkit"), ("threads", threads),
+    ("impl", "longconvkit"), ("threads", threads), ("cpu", cpuModel),
     ("blas_core", openblas_get_corename().map { String(cString: $0) } ?? "unknown"),
     ("gemm", MatrixProductBackend.name), ("decode_isa", RecurrentLanguageModel.kernelInstructionSet),
   ]
 }
+
+/// The `model name` line of /proc/cpuinfo, or "unknown".
+let cpuModel: String = {
+  let info = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+  let line = info.split(separator: "\n").first { $0.hasPrefix("model name") }
+  return line.flatMap { $0.split(separator: ":", maxSplits: 1).last }.map {
+    $0.trimmingCharacters(in: .whitespaces).replacingOccurrences(of: "\"", with: "'")
+  } ?? "unknown"
+}()
 
 /// GFLOP/s of `Tensor.matmul` at 1024^3 beside a direct `cblas_sgemm` on preallocated buffers.
 func benchMatmul(_ o: Options, threads: Int) {

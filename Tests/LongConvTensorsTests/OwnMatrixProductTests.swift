@@ -60,3 +60,21 @@ import Testing
     #expect(c.allSatisfy { $0.isFinite })
   }
 }
+
+/// The choice between OpenBLAS and the own kernels follows the kernel set OpenBLAS really runs
+/// (its reported core name, stubbed here), never the presence of an environment variable.
+@Suite struct MatrixProductBackendChoiceTests {
+  @Test(arguments: [
+    ("Prescott", true), ("Haswell", true), ("Zen", true), ("Sandybridge", true), ("unknown", true),
+    ("SkylakeX", false), ("Cooperlake", false), ("SapphireRapids", false),
+  ])
+  func ownKernelsWhenOpenBLASRunsNarrowerOnes(core: String, own: Bool) {
+    #expect(BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: true, override: nil) == own)
+    // Without AVX-512 on the CPU, always OpenBLAS.
+    #expect(!BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: false, override: nil))
+    #expect(!BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: false, override: "own"))
+    // LONGCONV_GEMM overrides.
+    #expect(!BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: true, override: "openblas"))
+    #expect(BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: true, override: "own"))
+  }
+}

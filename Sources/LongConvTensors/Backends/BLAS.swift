@@ -84,24 +84,31 @@ enum BLAS {
   static let ownKernelProduct = 1 << 20
 
   /// Whether large products run in the toolkit's AVX-512 kernels (`lck_sgemm`) rather than
-  /// OpenBLAS: when the CPU has AVX-512 and OpenBLAS was told to use narrower kernels
-  /// (`OPENBLAS_CORETYPE` names a core without AVX-512, as this project's machines do). Measured
-  /// SGEMM 1024^3 on one thread: OpenBLAS's Haswell (AVX2) kernels 110 GFLOP/s, its Cooperlake
-  /// (AVX-512) kernels 192, ours 200. The variable still governs OpenBLAS's own products (the
-  /// small ones, and one-row products). `LONGCONV_GEMM=openblas` keeps every product in
-  /// OpenBLAS; `LONGCONV_GEMM=own` uses ours whenever the CPU allows.
-  static let usesOwnKernels: Bool = {
+  /// OpenBLAS: decided by ``prefersOwnKernels(openBLASCore:ownKernelsAvailable:override:)``
+  /// from the kernel set OpenBLAS really runs (`openblas_get_corename()`), whatever made it
+  /// choose that set (its CPU detection, which falls back to SSE3 "Prescott" kernels on CPUs
+  /// it does not know, or `OPENBLAS_CORETYPE`).
+  static let usesOwnKernels: Bool = prefersOwnKernels(
+    openBLASCore: openblas_get_corename().map { String(cString: $0) } ?? "unknown",
+    ownKernelsAvailable: ownKernelsAvailable,
+    override: getenv("LONGCONV_GEMM").map { String(cString: $0) })
+
+  /// OpenBLAS core names whose SGEMM uses AVX-512 (as fast as ours: SGEMM 1024^3 on one
+  /// thread, OpenBLAS's Cooperlake kernels 192 GFLOP/s, ours 200, its Haswell (AVX2) kernels
+  /// 110, its Prescott (SSE3) kernels about 37).
+  static let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+
+  /// Our kernels when the CPU has AVX-512 (`ownKernelsAvailable`) and OpenBLAS runs a
+  /// narrower kernel set; OpenBLAS otherwise. `override` is `LONGCONV_GEMM`: `openblas` keeps
+  /// every product in OpenBLAS, `own` uses ours whenever the CPU allows.
+  static func prefersOwnKernels(openBLASCore: String, ownKernelsAvailable: Bool, override: String?) -> Bool {
     guard ownKernelsAvailable else { return false }
-    switch getenv("LONGCONV_GEMM").map({ String(cString: $0) }) {
+    switch override {
     case "openblas": return false
     case "own": return true
-    default:
-      guard let core = getenv("OPENBLAS_CORETYPE").map({ String(cString: $0).lowercased() }) else {
-        return false
-      }
-      return !["skylakex", "cooperlake", "sapphirerapids", "zen4", "zen5"].contains(core)
+    default: return !avx512Cores.contains(openBLASCore.lowercased())
     }
-  }()
+  }
 
   /// `lck_sgemm` with the rows of C (or its columns, when there are more) split over
   /// ``ComputeThreads/count`` threads.
