@@ -105,62 +105,36 @@ public enum PyTorchTNNImport {
     guard let model = try ModelBuilder.build(ourConfig, file: configURL.path) as? CausalLanguageModel else {
       preconditionFailure("PyTorchTNNImport: the built model is not a language model")
     }
-    let weights = try SafeTensors.read(contentsOf: stateDictURL)
-    let file = stateDictURL.path
-
-    // Check everything first.
-    var used = Set<String>()
-    var copies: [(Tensor, Tensor)] = []
+    var reader = try StateDictReader(contentsOf: stateDictURL)
     for (name, parameter) in model.namedParameters() {
       guard let source = referenceName(of: name) else {
-        throw CheckpointError(file: file, tensor: name, problem: "no reference name for this parameter")
-      }
-      guard let tensor = weights.tensor(source) else {
         throw CheckpointError(
-          file: file, tensor: source, problem: "missing (needed for \(name), shape \(parameter.shape))")
+          file: reader.file, tensor: name, problem: "no reference name for this parameter")
       }
-      guard tensor.shape == parameter.shape else {
-        throw CheckpointError(
-          file: file, tensor: source,
-          problem: "shape \(tensor.shape) does not match the config's \(parameter.shape)")
-      }
-      used.insert(source)
-      copies.append((tensor, parameter))
+      try reader.fill(parameter, named: name, from: .init(name: source, shape: parameter.shape))
     }
     let mixerConfig = try ConfigReader(ourConfig).object("layers").object("mixer")
     let kernelChannels = try mixerConfig.int("expand_ratio") * model.embedding.width
     let gamma = Float(try mixerConfig.object("kernel").double("gamma"))
     for layer in 0..<model.blocks.count {
       let name = "layers.\(layer).token_mixer.toep.gamma"
-      guard let tensor = weights.tensor(name) else {
-        throw CheckpointError(file: file, tensor: name, problem: "missing (the decay of layer \(layer))")
-      }
-      guard tensor.count == kernelChannels else {
+      guard let stored = reader.weights.tensor(name) else {
         throw CheckpointError(
-          file: file, tensor: name,
-          problem: "has \(tensor.count) values, expected \(kernelChannels) (expand_ratio x dim)")
+          file: reader.file, tensor: name, problem: "missing (the decay of layer \(layer))")
       }
+      guard stored.count == kernelChannels else {
+        throw CheckpointError(
+          file: reader.file, tensor: name,
+          problem: "has \(stored.count) values, expected \(kernelChannels) (expand_ratio x dim)")
+      }
+      let tensor = try reader.tensor(name, shape: stored.shape, for: "the decay of layer \(layer)")
       guard tensor.scalars.allSatisfy({ Swift.abs($0 - gamma) <= 1e-6 }) else {
         throw CheckpointError(
-          file: file, tensor: name,
+          file: reader.file, tensor: name,
           problem: "holds values other than the config's gamma \(gamma); per-channel decays do not import")
       }
-      used.insert(name)
     }
-    let extra = weights.names.filter { !used.contains($0) }
-    guard extra.isEmpty else {
-      throw CheckpointError(
-        file: file, tensor: extra[0],
-        problem:
-          "not part of a TNN language model (\(extra.count) unused: \(extra.prefix(5).joined(separator: ", ")))"
-      )
-    }
-
-    for (source, parameter) in copies {
-      source.withUnsafeBufferPointer { src in
-        parameter.withUnsafeMutableBufferPointer { dst in _ = dst.update(fromContentsOf: src) }
-      }
-    }
+    try reader.finish { count, names in "not part of a TNN language model (\(count) unused: \(names))" }
     return model
   }
 }

@@ -189,13 +189,7 @@ public enum SafariImport {
     )
   }
 
-  /// Where one of our tensors comes from: safari's name, its shape there, and the conversion
-  /// of its values to our layout.
-  struct Source {
-    let name: String
-    let shape: [Int]
-    var convert: (Tensor) -> [Float] = { $0.scalars }
-  }
+  typealias Source = StateDictReader.Source
 
   /// The source of our tensor `name` of shape `shape`, or `nil` when there is no rule.
   static func source(of name: String, shape: [Int]) -> Source? {
@@ -267,32 +261,12 @@ public enum SafariImport {
     guard let model = try ModelBuilder.build(ourConfig, file: configURL.path) as? CausalLanguageModel else {
       preconditionFailure("SafariImport: the built model is not a language model")
     }
-    let weights = try SafeTensors.read(contentsOf: stateDictURL)
-    let file = stateDictURL.path
-    func stored(_ name: String, shape: [Int], for ours: String) throws -> Tensor {
-      guard let tensor = weights.tensor(name) else {
-        throw CheckpointError(
-          file: file, tensor: name, problem: "missing (needed for \(ours), shape \(shape))")
-      }
-      guard tensor.shape == shape else {
-        throw CheckpointError(
-          file: file, tensor: name, problem: "shape \(tensor.shape) does not match the config's \(shape)")
-      }
-      guard tensor.scalars.allSatisfy(\.isFinite) else {
-        throw CheckpointError(file: file, tensor: name, problem: "holds values that are not finite")
-      }
-      return tensor
-    }
-
-    // Check everything first.
-    var used = Set<String>()
-    var copies: [([Float], Tensor)] = []
+    var reader = try StateDictReader(contentsOf: stateDictURL)
     for (name, tensor) in model.namedState() {
       guard let source = source(of: name, shape: tensor.shape) else {
-        throw CheckpointError(file: file, tensor: name, problem: "no safari name for this tensor")
+        throw CheckpointError(file: reader.file, tensor: name, problem: "no safari name for this tensor")
       }
-      copies.append((source.convert(try stored(source.name, shape: source.shape, for: name)), tensor))
-      used.insert(source.name)
+      try reader.fill(tensor, named: name, from: source)
     }
     // Copies safari keeps of one tensor: the tied head, the shared Sin's frequency.
     var twins: [(copy: String, of: String)] = [
@@ -305,29 +279,19 @@ public enum SafariImport {
         twins.append((prefix + "implicit_filter.\(2 * k + 1).freq", prefix + "implicit_filter.1.freq"))
       }
       // Without `bias`, safari keeps the skip's tensor but multiplies it by 0.
-      if filter.skip == nil, weights.tensor(prefix + "bias") != nil { used.insert(prefix + "bias") }
+      if filter.skip == nil { reader.ignore(prefix + "bias") }
     }
     for (copy, original) in twins {
-      guard let reference = weights.tensor(original) else { continue }
-      let tensor = try stored(copy, shape: reference.shape, for: original)
+      guard let reference = reader.weights.tensor(original) else { continue }
+      let tensor = try reader.tensor(copy, shape: reference.shape, for: original)
       guard tensor.scalars == reference.scalars else {
         throw CheckpointError(
-          file: file, tensor: copy,
+          file: reader.file, tensor: copy,
           problem: "differs from \(original), of which safari's model holds a tied copy")
       }
-      used.insert(copy)
     }
-    let extra = weights.names.filter { !used.contains($0) }
-    guard extra.isEmpty else {
-      throw CheckpointError(
-        file: file, tensor: extra[0],
-        problem:
-          "not part of the model the config describes (\(extra.count) unused: \(extra.prefix(5).joined(separator: ", ")))"
-      )
-    }
-
-    for (values, tensor) in copies {
-      tensor.withUnsafeMutableBufferPointer { _ = $0.update(fromContentsOf: values) }
+    try reader.finish { count, names in
+      "not part of the model the config describes (\(count) unused: \(names))"
     }
     return model
   }
