@@ -60,12 +60,13 @@ struct Demo {
     print("LongConvKit demo (\(threads) threads)\n")
     let model = try buildModel()  // first, so a bad config or text file fails before any work
     let text = try corpus()
-    checkConvolution()
+    try checkConvolution()
     try train(model, text: text)
   }
 
-  /// The FFT convolution of a random input against the dense product in Double.
-  func checkConvolution() {
+  /// The FFT convolution of a random input against the dense product in Double; throws when
+  /// the relative error passes 1e-5 (the demo then exits 1, naming the check).
+  func checkConvolution() throws {
     var rng = SeededGenerator(seed: seed &+ 1)
     print("long convolution vs dense Toeplitz product (Double):")
     for (direction, length) in [(ConvolutionDirection.causal, 257), (.bidirectional, 100)] {
@@ -93,6 +94,12 @@ struct Demo {
         String(
           format: "  %-13@ L = %4d   max relative error %.1e", direction.rawValue, length, maxError / maxValue
         ))
+      guard maxError / maxValue <= 1e-5 else {
+        throw UserError(
+          message: String(
+            format: "demo check failed: %@ convolution error %.1e above 1e-5", direction.rawValue,
+            maxError / maxValue))
+      }
     }
     print("")
   }

@@ -100,6 +100,19 @@ extension Demo {
           format: "  %@  %@  %8.0f  %17.1e  %@", name.padding(22), state.padding(20),
           Double(count) / result.seconds, difference, result.tokens == fft.tokens ? "yes" : "no"))
     }
+    // The exact form must give the FFT model's text and logits (Float32 rounding apart).
+    let exactResult = rows[1].2
+    let exactDifference =
+      zip(exactResult.logits, fft.logits).map { a, b in zip(a, b).map { abs($0 - $1) }.max() ?? 0 }.max() ?? 0
+    guard exactResult.tokens == fft.tokens else {
+      throw UserError(
+        message: "demo check failed: the exact recurrent model's text differs from FFT recomputation")
+    }
+    guard exactDifference <= 1e-3 else {
+      throw UserError(
+        message: String(
+          format: "demo check failed: exact logits differ from FFT by %.1e (above 1e-3)", exactDifference))
+    }
     let text = String(decoding: fft.tokens[prompt.count...].map { UInt8($0) }, as: UTF8.self)
     print("\n  prompt: \(String(decoding: prompt.map { UInt8($0) }, as: UTF8.self).debugDescription)")
     print("  greedy continuation: \(text.debugDescription)")
