@@ -12,7 +12,7 @@ import Testing
   @Test func splitSizesMatchTheReference() throws {
     for count in [20, 29, 30, 991, 999, 1000] {
       let data = try TextDataset(bytes: Array(Self.bytes.prefix(count)))
-      // torch_tnn.py: nval = len(raw) // 10; train, val = raw[:-nval], raw[-nval:]
+      // the PyTorch baseline (Benchmarks/torch_baseline.py): nval = len(raw) // 10; train, val = raw[:-nval], raw[-nval:]
       #expect(data.validation.count == count / 10)
       #expect(data.train.count == count - count / 10)
       #expect(data.train + data.validation == Array(Self.bytes.prefix(count)))

@@ -4,7 +4,7 @@ import Testing
 @testable import LongConvTraining
 
 @Suite struct ScheduleTests {
-  /// `torch_tnn.py charlm`: `lr * min(1, step/100) * 0.5 * (1 + cos(pi * step / steps))`.
+  /// `Benchmarks/torch_baseline.py charlm`: `lr * min(1, step/100) * 0.5 * (1 + cos(pi * step / steps))`.
   static func benchmark(_ lr: Double, _ step: Int, _ steps: Int) -> Double {
     lr * min(1.0, Double(step) / 100) * 0.5 * (1 + cos(Double.pi * Double(step) / Double(steps)))
   }
