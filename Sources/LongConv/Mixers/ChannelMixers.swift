@@ -28,7 +28,7 @@ public final class GLU: ChannelMixer {
 /// Two-layer perceptron channel mixer: `y = W2 act(W1 x + b1) + b2`.
 ///
 /// Config (`type: "mlp"`): `hidden_dim` (default: 4 x width), `activation` (an
-/// ``Activation`` name; `"gelu"` by default, `"gelu_tanh"` as safari's `lm_simple` uses).
+/// ``LongConvLayers/Activation`` name; `"gelu"` by default, `"gelu_tanh"` as safari's `lm_simple` uses).
 /// Parameters `l1`, `l2` (safari's `fc1`, `fc2`).
 public final class MLP: ChannelMixer {
   /// `W1`: `D -> hidden`; `W2`: `hidden -> D`.

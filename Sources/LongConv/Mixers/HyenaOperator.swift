@@ -39,7 +39,7 @@
 /// - `order` (`N`; default 2);
 /// - `short_filter_width` (`s`; default 3);
 /// - `outer_mixing` (default false), `post_order_ffn` (default false);
-/// - `activation` (before the output projection; default `"id"`; see ``Activation``).
+/// - `activation` (before the output projection; default `"id"`; see ``LongConvLayers/Activation``).
 ///
 /// safari's `num_heads`, `inner_factor` and `num_blocks` are 1 here: its own forward pass runs
 /// only with those values (it splits the heads' channels by `d_model`), and importers refuse

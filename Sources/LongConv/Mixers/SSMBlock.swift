@@ -17,7 +17,7 @@
 /// - `kernel` (required): the kernel's config object, for example `{ "type": "s4d" }`; it is
 ///   built with the block's width as its channels and the model's direction and max length;
 /// - `output`: `"glu"` (default) or `"linear"`;
-/// - `activation`: an ``Activation`` name (default `"gelu"`).
+/// - `activation`: an ``LongConvLayers/Activation`` name (default `"gelu"`).
 public final class SSMBlock<Kernel: LongConvKernel>: LongConvMixer {
   /// The kernel; its channels are the block's width.
   public let kernel: Kernel

@@ -106,7 +106,7 @@ public final class SequenceClassifier: SequenceModel {
 ///
 /// `pad_vocab_size_multiple` rounds the embedding (and tied head) rows up, as safari's
 /// `SimpleLMHeadModel` does: the padded rows are tokens that never occur, and their logits
-/// take part in the softmax. `init: "gpt2"` re-initialises every ``Linear`` weight of the
+/// take part in the softmax. `init: "gpt2"` re-initialises every ``LongConvLayers/Linear`` weight of the
 /// model (kernels' MLPs included) from `N(0, 0.02)` with zero biases, the embedding from
 /// `N(0, 0.02)`, and the residual output projections (a Hyena operator's `outProj`, an MLP's
 /// `l2`) from `N(0, 0.02 / sqrt(2 num_layers))`: safari's `_init_weights`.
