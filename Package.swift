@@ -59,7 +59,8 @@ let package = Package(
     .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors"]),
     .testTarget(
       name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
-    .testTarget(name: "LongConvTests", dependencies: ["LongConv", "LongConvTestSupport"]),
+    .testTarget(
+      name: "LongConvTests", dependencies: ["LongConv", "LongConvTraining", "LongConvTestSupport"]),
     .testTarget(
       name: "LongConvRecurrenceTests",
       dependencies: ["LongConvRecurrence", "CDecodeKernels", "LongConvTestSupport"]),

@@ -1,34 +1,46 @@
-// associative-recall: one model, three long-convolution kernels, one in-context recall task.
+// associative-recall: safari's associative recall, learned by three long-convolution families,
+// each in the mixer its paper uses.
 //
-// Each row is key-value pairs followed by a query key (`k1 v1 k2 v2 ... kP vP q`); the model
-// must answer with the value paired with `q`. The loss is taken only at that last position:
-// its logits are cut out of `[B, L, vocab]` with `slice` and scored with `crossEntropy`.
+// The task (HazyResearch/safari, `generate_assoc_recall`; `AssociativeRecall` here): a vocabulary
+// of V tokens, 2 of them special, the rest split into keys and values (V = 10: 4 keys, 4 values).
+// Each row draws a fresh key -> value map, then L/2 pairs `k v` with keys drawn with replacement,
+// then the separator `=>` and a query key that occurred: `k1 v1 ... kP vP => q`. The answer is
+// q's value in this row. The model is trained on every position (safari's loss) and measured on
+// the answer only.
 //
-// The same causal language model (dim 64, 2 layers, a GTU token mixer) is trained with a TNN,
-// a Hyena and an S4D kernel: the three configs differ only in the GTU's `kernel` object. The
-// table reports each kernel's parameter count, its accuracy on held-out rows before and after
-// training (chance is 1 / values), and the training time. Few steps on a tiny model: the point
-// is the comparison and the recipe, not a solved task, and the numbers are printed as measured.
+// Each family trains from its shipped config and recipe (`Configs/<family>_recall.json`: model
+// and `training` section): `hyena` is the Hyena operator (order 2, implicit filter) in safari's
+// lm_simple blocks, `s4d` the S4D kernel in its SSM block, `tnn` the TNN kernel in its GTU. The
+// table prints, on held-out rows (another seed):
+//   - accuracy before and after training: the fraction of queries whose highest logit is the
+//     answer;
+//   - shortcut: the accuracy of answering, without looking at the query, the value seen most
+//     often in the row (about 0.5 for V = 10: what a model that has not learned recall plateaus
+//     at);
+//   - chance: 1 / values (0.25 for V = 10).
+// Only an accuracy well above the shortcut means the model looks the query's key up. The numbers
+// are as measured on this run; Benchmarks/RESULTS.md records runs with their wall times.
 //
-//   swift run -c release associative-recall [--steps N] [--length N] [--keys N] [--batch N]
-//                                           [--lr X] [--kernels tnn,hyena,s4d] [--seed S]
-//                                           [--threads N]
+//   swift run -c release associative-recall [--families hyena,s4d,tnn] [--steps N] [--vocab V]
+//                                           [--length L] [--seed S] [--threads N]
 //
-// Defaults: 1500 steps of batch 32 per kernel, length 32 (15 pairs), 16 keys and 16 values,
-// lr 3e-3; held-out accuracy over 1024 rows from another seed. About 2 minutes on two cores.
+// Defaults: all three families, 400 steps each (the recipes' batch, rate and schedule), V = 10,
+// L = 256 (rows of 258 tokens), 512 held-out rows. About 2 minutes per family on one core.
 import Foundation
 import LongConvKit
 
 struct Options {
-  var steps = 1500
-  var length = 32
-  var keys = 16
-  var batch = 32
-  var learningRate: Float = 3e-3
-  var kernels = ["tnn", "hyena", "s4d"]
+  var families = ["hyena", "s4d", "tnn"]
+  var steps: Int? = 400
+  var vocabulary = 10
+  var length = 256
   var seed: UInt64 = 0
   var threads = ProcessInfo.processInfo.activeProcessorCount
 }
+
+let familyNames = [
+  "hyena": "Hyena operator", "s4d": "S4D in its SSM block", "tnn": "TNN in its GTU",
+]
 
 func fail(_ message: String) -> Never {
   FileHandle.standardError.write(Data("associative-recall: \(message)\n".utf8))
@@ -43,33 +55,27 @@ func parse(_ arguments: [String]) -> Options {
     guard i < arguments.count else { fail("\(name) needs a value") }
     return arguments[i]
   }
-  func positive(_ name: String, minimum: Int = 1) -> Int {
+  func integer(_ name: String, minimum: Int) -> Int {
     guard let v = Int(value(name)), v >= minimum else { fail("\(name) needs an integer >= \(minimum)") }
     return v
   }
   while i < arguments.count {
     switch arguments[i] {
-    case "--steps": o.steps = positive("--steps")
-    case "--length": o.length = positive("--length", minimum: 3)
-    case "--keys": o.keys = positive("--keys", minimum: 2)
-    case "--batch": o.batch = positive("--batch")
-    case "--lr":
-      guard let v = Float(value("--lr")), v > 0, v.isFinite else { fail("--lr needs a positive number") }
-      o.learningRate = v
-    case "--kernels":
-      o.kernels = value("--kernels").split(separator: ",").map(String.init)
-      for k in o.kernels where kernelConfigs[k] == nil {
-        fail("--kernels: unknown kernel '\(k)' (choose from tnn, hyena, s4d)")
+    case "--families":
+      o.families = value("--families").split(separator: ",").map(String.init)
+      for f in o.families where familyNames[f] == nil {
+        fail("--families: unknown family '\(f)' (hyena, s4d, tnn)")
       }
-      if o.kernels.isEmpty { fail("--kernels needs at least one kernel") }
-    case "--seed":
-      guard let v = UInt64(value("--seed")) else { fail("--seed needs a non-negative integer") }
-      o.seed = v
-    case "--threads": o.threads = positive("--threads")
+      if o.families.isEmpty { fail("--families needs at least one family") }
+    case "--steps": o.steps = integer("--steps", minimum: 1)
+    case "--vocab": o.vocabulary = integer("--vocab", minimum: 4)
+    case "--length": o.length = integer("--length", minimum: 2)
+    case "--seed": o.seed = UInt64(integer("--seed", minimum: 0))
+    case "--threads": o.threads = integer("--threads", minimum: 1)
     case "-h", "--help":
       print(
-        "usage: associative-recall [--steps N] [--length N] [--keys N] [--batch N] [--lr X] "
-          + "[--kernels tnn,hyena,s4d] [--seed S] [--threads N]")
+        "usage: associative-recall [--families hyena,s4d,tnn] [--steps N] [--vocab V] [--length L] "
+          + "[--seed S] [--threads N]")
       exit(0)
     default: fail("unknown option '\(arguments[i])' (try --help)")
     }
@@ -78,49 +84,26 @@ func parse(_ arguments: [String]) -> Options {
   return o
 }
 
-/// The GTU's kernel object for each kernel; everything else in the config is shared.
-let kernelConfigs = [
-  "tnn": #"{"type": "tnn", "rpe_width": 32, "rpe_layers": 1, "gamma": 0.99}"#,
-  "hyena": #"{"type": "hyena", "emb_dim": 9, "filter_width": 32, "num_inner_layers": 1}"#,
-  "s4d": #"{"type": "s4d", "state_size": 32}"#,
-]
-
-func config(kernel: String, vocabulary: Int, length: Int, seed: UInt64) -> String {
-  """
-  {"model": "causal_lm", "vocab_size": \(vocabulary), "dim": 64, "num_layers": 2, "max_length": \(length),
-   "seed": \(seed),
-   "layers": {"norm": "simple_rms_norm", "prenorm": true,
-              "mixer": {"type": "gtu", "expand_ratio": 2, "kernel": \(kernelConfigs[kernel]!)},
-              "channel_mixer": {"type": "glu"}}}
-  """
+/// `Configs/` of the package: from this file's path, else under the working directory.
+func configsDirectory() -> URL {
+  let fromSource = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .appendingPathComponent("../../Configs").standardized
+  if FileManager.default.fileExists(atPath: fromSource.path) { return fromSource }
+  return URL(fileURLWithPath: "Configs")
 }
 
-/// Logits `[B, vocabulary]` at the last (scored) position of each row.
-func lastLogits(_ model: CausalLanguageModel, _ batch: MaskedSequenceBatch) throws -> Tensor {
-  let (b, l) = (batch.size, batch.length)
-  return try model.logits(batch.inputs, batch: b, length: l).slice(axis: 1, l - 1..<l)
-    .reshaped([b, model.vocabulary])
-}
-
-/// The answers: the targets at the last position of each row (the only scored one).
-func answers(_ batch: MaskedSequenceBatch) -> [Int] {
-  (0..<batch.size).map { b in
-    precondition(
-      batch.scoredPositions[b] == [batch.length - 1], "associative recall scores the last position")
-    return batch.targets[b * batch.length + batch.length - 1]
-  }
-}
-
-/// The fraction of rows whose highest logit is the right value.
-func accuracy(_ model: CausalLanguageModel, on batches: [MaskedSequenceBatch]) throws -> Double {
+/// The shortcut's accuracy on `batches`: answer each query with the value its row shows most
+/// often (the smallest such value on ties), never looking at the query.
+func shortcutAccuracy(_ batches: [MaskedSequenceBatch], vocabulary: InContextVocabulary) -> Double {
   var right = 0
   var total = 0
-  for batch in batches {
-    let logits = try Tensor.withoutRecording { try lastLogits(model, batch) }.scalars
-    let v = model.vocabulary
-    for (b, answer) in answers(batch).enumerated() {
-      let row = Array(logits[b * v..<(b + 1) * v])
-      if row.indices.max(by: { row[$0] < row[$1] }) == answer { right += 1 }
+  for b in batches {
+    for row in 0..<b.size {
+      let tokens = b.inputs[row * b.length..<(row + 1) * b.length]
+      var counts = [Int: Int]()
+      for t in tokens where vocabulary.values.contains(t) { counts[t, default: 0] += 1 }
+      let guess = counts.max { $0.value < $1.value || ($0.value == $1.value && $0.key > $1.key) }?.key
+      if guess == b.targets[row * b.length + b.length - 1] { right += 1 }
       total += 1
     }
   }
@@ -129,64 +112,59 @@ func accuracy(_ model: CausalLanguageModel, on batches: [MaskedSequenceBatch]) t
 
 func run(_ options: Options) throws {
   ComputeThreads.count = options.threads
-  var heldOutTask = try AssociativeRecall(
-    seed: options.seed &+ 1000, keyCount: options.keys, valueCount: options.keys)
-  let heldOut = try (0..<16).map { _ in try heldOutTask.batch(size: 64, length: options.length) }
-  let pairs = (options.length - 1) / 2
+  let rowLength = AssociativeRecall.rowLength(inputLength: options.length)
+  let vocabulary = try InContextVocabulary(size: options.vocabulary, task: "associative recall")
+  let validationSeed = options.seed &+ 1
+  var held = try AssociativeRecall(vocabularySize: options.vocabulary, seed: validationSeed)
+  let heldOut = try (0..<16).map { _ in try held.batch(size: 32, length: rowLength) }
+  let shortcut = shortcutAccuracy(heldOut, vocabulary: vocabulary)
+  let chance = 1 / Double(vocabulary.values.count)
   print(
-    "associative recall: length \(options.length) (\(pairs) pairs, then the query), \(options.keys) keys, "
-      + "\(options.keys) values; chance accuracy \(String(format: "%.3f", 1 / Double(options.keys)))")
-  print(
-    "training \(options.steps) steps of batch \(options.batch) per kernel; accuracy on "
-      + "\(heldOut.count * 64) held-out rows\n")
+    "associative recall: V = \(options.vocabulary) (\(vocabulary.keys.count) keys, \(vocabulary.values.count) values), "
+      + "L = \(options.length) (rows of \(rowLength) tokens); 512 held-out rows")
+  print(String(format: "shortcut (most frequent value) %.3f, chance %.3f\n", shortcut, chance))
 
   var rows: [String] = []
-  for kernel in options.kernels {
-    var task = try AssociativeRecall(seed: options.seed, keyCount: options.keys, valueCount: options.keys)
-    let json = config(
-      kernel: kernel, vocabulary: task.vocabularySize, length: options.length, seed: options.seed)
-    guard
-      let model = try ModelBuilder.build(JSONValue.parse(Data(json.utf8), source: "\(kernel) config"))
-        as? CausalLanguageModel
-    else { fail("the \(kernel) config does not describe a causal_lm") }
-    let optimizer = AdamW(
-      groups: defaultGroups(for: model, weightDecay: 0.01), learningRate: options.learningRate)
-    let schedule = WarmupCosine(
-      peak: options.learningRate, warmupSteps: max(1, options.steps / 10), totalSteps: options.steps)
-    let before = try accuracy(model, on: heldOut)
-    print("\(kernel): \(model.parameterCount) parameters; step, training loss (mean of the last steps)")
-    let started = Date()
-    var running = 0.0
-    var count = 0
-    var line = ""
-    for step in 1...options.steps {
-      optimizer.learningRate = schedule.rate(at: step)
-      let batch = try task.batch(size: options.batch, length: options.length)
-      let loss = try lastLogits(model, batch).crossEntropy(targets: answers(batch))
-      loss.backward()
-      _ = clipGradientNorm(optimizer.parameters, maxNorm: 1)
-      optimizer.step()
-      optimizer.zeroGradients()
-      running += Double(loss.scalar)
-      count += 1
-      if step * 6 / options.steps != (step - 1) * 6 / options.steps {
-        line += String(format: "  %d: %.3f", step, running / Double(count))
-        running = 0
-        count = 0
-      }
+  for family in options.families {
+    let url = configsDirectory().appendingPathComponent("\(family)_recall.json")
+    guard case .object(var config) = try JSONValue.read(contentsOf: url) else {
+      fail("\(url.path): not an object")
     }
+    config["vocab_size"] = .number(Double(options.vocabulary))
+    config["max_length"] = .number(Double(rowLength))
+    config["seed"] = .number(Double(options.seed))
+    var recipe = try TrainingOptions.recipe(in: .object(config), file: url.path)
+    if let steps = options.steps {
+      recipe.steps = steps
+      recipe.warmupSteps = min(recipe.warmupSteps, steps)
+    }
+    recipe.logEvery = max(1, recipe.steps / 4)
+    recipe.checkpointEvery = recipe.steps
+    let model = try ModelBuilder.build(.object(config), file: url.path)
+    let objective = try MaskedTaskObjective(
+      task: AssociativeRecall(vocabularySize: options.vocabulary, seed: options.seed),
+      validationTask: AssociativeRecall(vocabularySize: options.vocabulary, seed: validationSeed),
+      batch: recipe.batch, length: rowLength, lossPositions: recipe.lossPositions, validationRows: 512)
+    let before = try objective.validate(model)!.accuracy!
+    print("\(family) (\(familyNames[family]!)): \(model.parameterCount) parameters, \(recipe.steps) steps")
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent(
+      "associative-recall-\(family)-\(UUID().uuidString)")
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let trainer = try Trainer(model: model, objective: objective, options: recipe, directory: directory)
+    let started = Date()
+    try trainer.run(progress: false)
     let seconds = Date().timeIntervalSince(started)
-    print(line)
-    let after = try accuracy(model, on: heldOut)
-    print(String(format: "  held-out accuracy %.3f -> %.3f in %.1f s\n", before, after, seconds))
+    let after = try objective.validate(model)!.accuracy!
+    print(String(format: "  held-out accuracy %.3f -> %.3f in %.0f s\n", before, after, seconds))
     rows.append(
-      kernel.padding(toLength: 7, withPad: " ", startingAt: 0)
-        + String(
-          format: "%10d   %15.3f   %14.3f   %7.1f", model.parameterCount, before, after, seconds))
+      String(
+        format: "%@ %10d   %6.3f   %6.3f   %8.3f   %6.3f   %7.0f",
+        family.padding(toLength: 6, withPad: " ", startingAt: 0), model.parameterCount, before, after,
+        shortcut,
+        chance, seconds))
   }
-  print("kernel  parameters   accuracy before   accuracy after   seconds")
+  print("family  parameters   before    after   shortcut   chance   seconds")
   for row in rows { print(row) }
-  print(String(format: "(chance: %.3f)", 1 / Double(options.keys)))
 }
 
 do {

@@ -1,6 +1,21 @@
 import Foundation
 import LongConv
 
+/// What a validation measured: the loss and, for objectives with answers to get right, the
+/// accuracy.
+public struct ValidationResult: Sendable, Equatable {
+  /// Mean cross-entropy in nats.
+  public var loss: Double
+  /// Fraction of answers whose highest logit is the right token (or class), or `nil`.
+  public var accuracy: Double?
+
+  /// A result.
+  public init(loss: Double, accuracy: Double? = nil) {
+    self.loss = loss
+    self.accuracy = accuracy
+  }
+}
+
 /// What a model is trained on: the loss of the next training batch and, optionally, a
 /// validation loss. Batches come from a seeded stream, so replaying `skip(batches:)` from the
 /// same seed puts the data at the same position (how training resumes exactly).
@@ -11,6 +26,9 @@ public protocol TrainingObjective {
   mutating func skip(batches: Int) throws
   /// A validation loss (no graph recorded), or `nil` when the objective has none.
   func validationLoss(_ model: any SequenceModel) throws -> Double?
+  /// The validation loss and, where the objective has one, the accuracy (no graph recorded);
+  /// `nil` when the objective has no validation. Defaults to ``validationLoss(_:)`` alone.
+  func validate(_ model: any SequenceModel) throws -> ValidationResult?
   /// Throws ``TrainingError/wrongModel(_:)`` when `model` cannot be trained on this objective
   /// (wrong kind of model, a vocabulary smaller than the data's, a wrong class count).
   func check(_ model: any SequenceModel) throws
@@ -19,6 +37,11 @@ public protocol TrainingObjective {
 extension TrainingObjective {
   /// Accepts every model.
   public func check(_ model: any SequenceModel) throws {}
+
+  /// ``validationLoss(_:)`` without an accuracy.
+  public func validate(_ model: any SequenceModel) throws -> ValidationResult? {
+    try validationLoss(model).map { ValidationResult(loss: $0) }
+  }
 }
 
 /// Checks that `model` is a causal language model whose vocabulary holds `tokens` tokens.
@@ -81,48 +104,71 @@ public struct TextObjective: TrainingObjective {
   }
 }
 
-/// A synthetic task whose batches score only some positions.
+/// A synthetic task whose rows carry answers at some positions.
 public protocol MaskedSequenceTask {
   /// Tokens the task uses; the model's vocabulary must hold them.
   var vocabularySize: Int { get }
-  /// `size` rows of `length` tokens and their scored positions; throws ``SyntheticTaskError`` for a size or
+  /// `size` rows of `length` tokens and their answer positions; throws ``SyntheticTaskError`` for a size or
   /// length the task cannot lay out.
   mutating func batch(size: Int, length: Int) throws -> MaskedSequenceBatch
 }
 
 extension AssociativeRecall: MaskedSequenceTask {}
+extension InductionHead: MaskedSequenceTask {}
+extension DistinctKeyRecall: MaskedSequenceTask {}
 extension SelectiveCopying: MaskedSequenceTask {}
 
-/// A causal language model on a synthetic task with scored positions (associative recall,
-/// selective copying): cross-entropy only where the task scores. Validation uses one batch of
-/// a second task instance (another seed), the same every time.
+/// A causal language model on a synthetic task with answer positions (associative recall,
+/// induction head, selective copying).
+///
+/// Training takes the mean cross-entropy over the positions ``lossPositions`` selects: every
+/// position (safari's synthetics) or the answers only. Validation uses `validationRows` rows of a
+/// second task instance (another seed), drawn once and the same at every call, and measures on
+/// the answer positions only: the mean cross-entropy of the answers and the fraction whose
+/// highest logit is the answer (safari's `accuracy_ignore_index` on test rows whose other
+/// labels are masked).
 public struct MaskedTaskObjective: TrainingObjective {
   var task: any MaskedSequenceTask
-  let validationTask: any MaskedSequenceTask
+  /// The held-out rows, in batches of at most `batch`.
+  let validationBatches: [MaskedSequenceBatch]
   /// Rows per batch and tokens per row.
   public let batch: Int, length: Int
+  /// The positions the training loss covers.
+  public let lossPositions: LossPositions
 
-  /// Batches of `task` for training and of `validationTask` for validation.
-  public init(task: any MaskedSequenceTask, validationTask: any MaskedSequenceTask, batch: Int, length: Int) {
+  /// Batches of `task` for training (loss over `lossPositions`) and `validationRows` rows of
+  /// `validationTask` (default: one batch) for validation.
+  public init(
+    task: any MaskedSequenceTask, validationTask: any MaskedSequenceTask, batch: Int, length: Int,
+    lossPositions: LossPositions = .answers, validationRows: Int? = nil
+  ) throws {
     self.task = task
-    self.validationTask = validationTask
     self.batch = batch
     self.length = length
+    self.lossPositions = lossPositions
+    var held = validationTask
+    var batches: [MaskedSequenceBatch] = []
+    var remaining = validationRows ?? batch
+    while remaining > 0 {
+      let size = min(batch, remaining)
+      batches.append(try held.batch(size: size, length: length))
+      remaining -= size
+    }
+    validationBatches = batches
   }
 
-  static func loss(_ model: any SequenceModel, _ b: MaskedSequenceBatch) throws -> Tensor {
+  /// Logits `[size * length, vocabulary]` of batch `b`.
+  static func logits(_ model: any SequenceModel, _ b: MaskedSequenceBatch) throws -> Tensor {
     let lm = try languageModel(model)
-    let logits = try lm.logits(b.inputs, batch: b.size, length: b.length)
-    var rows: [Int] = []
-    var targets: [Int] = []
-    for (row, positions) in b.scoredPositions.enumerated() {
-      for p in positions {
-        rows.append(row * b.length + p)
-        targets.append(b.targets[row * b.length + p])
-      }
-    }
-    return logits.reshaped([b.size * b.length, lm.vocabulary]).gather(rows: rows).crossEntropy(
-      targets: targets)
+    return try lm.logits(b.inputs, batch: b.size, length: b.length).reshaped([
+      b.size * b.length, lm.vocabulary,
+    ])
+  }
+
+  /// Mean cross-entropy over the flat positions `indices` of `b`'s rows.
+  static func loss(_ logits: Tensor, _ b: MaskedSequenceBatch, indices: [Int]) -> Tensor {
+    if indices.count == b.size * b.length { return logits.crossEntropy(targets: b.targets) }
+    return logits.gather(rows: indices).crossEntropy(targets: indices.map { b.targets[$0] })
   }
 
   /// Requires a causal language model whose vocabulary holds the task's ``MaskedSequenceTask/vocabularySize``
@@ -131,11 +177,11 @@ public struct MaskedTaskObjective: TrainingObjective {
     try requireLanguageModel(model, vocabulary: task.vocabularySize, data: "\(type(of: task))")
   }
 
-  /// Mean cross-entropy in nats (recorded) over the scored positions of the next `batch x length` task batch,
+  /// Mean cross-entropy in nats (recorded) over the ``lossPositions`` of the next `batch x length` task batch,
   /// and the token count `batch * length`.
   public mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int) {
     let b = try task.batch(size: batch, length: length)
-    return (try Self.loss(model, b), batch * length)
+    return (Self.loss(try Self.logits(model, b), b, indices: b.lossIndices(lossPositions)), batch * length)
   }
 
   /// Draws and discards `batches` task batches.
@@ -143,12 +189,47 @@ public struct MaskedTaskObjective: TrainingObjective {
     for _ in 0..<batches { _ = try task.batch(size: batch, length: length) }
   }
 
-  /// Mean cross-entropy in nats over the scored positions of the validation task's first batch (the same
-  /// batch every call), without recording.
-  public func validationLoss(_ model: any SequenceModel) throws -> Double? {
-    var held = validationTask
-    let b = try held.batch(size: batch, length: length)
-    return Double(try Tensor.withoutRecording { try Self.loss(model, b) }.scalar)
+  /// The loss of ``validate(_:)``.
+  public func validationLoss(_ model: any SequenceModel) throws -> Double? { try validate(model)?.loss }
+
+  /// Over the answer positions of the validation rows, without recording: the mean cross-entropy
+  /// in nats and the fraction of answers whose highest logit (first on ties) is the target.
+  public func validate(_ model: any SequenceModel) throws -> ValidationResult? {
+    var total = (loss: 0.0, right: 0, count: 0)
+    for b in validationBatches {
+      let scores = try Tensor.withoutRecording { Self.answerScores(try Self.logits(model, b), b) }
+      total = (total.loss + scores.loss, total.right + scores.right, total.count + scores.count)
+    }
+    guard total.count > 0 else { return nil }
+    return ValidationResult(
+      loss: total.loss / Double(total.count), accuracy: Double(total.right) / Double(total.count))
+  }
+
+  /// On the answer positions of `b` only, from its logits `[size * length, vocabulary]`: the
+  /// summed cross-entropy in nats, the answers whose highest logit (first on ties) is the target,
+  /// and the number of answers. Every other position is ignored.
+  public static func answerScores(_ logits: Tensor, _ b: MaskedSequenceBatch) -> (
+    loss: Double, right: Int, count: Int
+  ) {
+    let indices = b.lossIndices(.answers)
+    guard !indices.isEmpty else { return (0, 0, 0) }
+    let targets = indices.map { b.targets[$0] }
+    let answers = logits.gather(rows: indices)
+    let loss = Double(answers.crossEntropy(targets: targets).scalar) * Double(indices.count)
+    let right = zip(argmaxRows(answers), targets).filter { $0 == $1 }.count
+    return (loss, right, indices.count)
+  }
+}
+
+/// The column of the largest entry of each row of a `[rows, columns]` tensor (the first on ties).
+func argmaxRows(_ matrix: Tensor) -> [Int] {
+  let columns = matrix.shape[1]
+  return matrix.scalars.withUnsafeBufferPointer { x in
+    (0..<matrix.shape[0]).map { r in
+      var best = 0
+      for c in 1..<columns where x[r * columns + c] > x[r * columns + best] { best = c }
+      return best
+    }
   }
 }
 

@@ -83,3 +83,50 @@ public struct InverseSquareRoot: LearningRateSchedule {
     return Float(Double(peak) * (Double(warmupSteps) / Double(step)).squareRoot())
   }
 }
+
+/// Linear warmup, then linear decay to 0 (`transformers.get_linear_schedule_with_warmup`,
+/// safari's `linear_warmup`): `peak * step / warmupSteps` up to `warmupSteps`, then
+/// `peak * (totalSteps - step) / (totalSteps - warmupSteps)`, and 0 from `totalSteps` on.
+/// Without warmup the decay starts at `peak` on step 0. A negative step counts as 0.
+public struct LinearWarmupDecay: LearningRateSchedule {
+  /// The peak rate, reached at `warmupSteps`; the warmup length; the step where the rate reaches 0.
+  public var peak: Float, warmupSteps: Int, totalSteps: Int
+
+  /// A schedule with `0 <= warmupSteps <= totalSteps` and `totalSteps >= 1`.
+  public init(peak: Float, warmupSteps: Int, totalSteps: Int) {
+    precondition(
+      warmupSteps >= 0 && totalSteps >= 1 && warmupSteps <= totalSteps,
+      "LinearWarmupDecay: need 0 <= warmupSteps <= totalSteps, totalSteps >= 1")
+    self.peak = peak
+    self.warmupSteps = warmupSteps
+    self.totalSteps = totalSteps
+  }
+
+  /// The formula above at `step`, in Double.
+  public func rate(at step: Int) -> Float {
+    let step = Swift.max(step, 0)
+    if step < warmupSteps { return Float(Double(peak) * Double(step) / Double(warmupSteps)) }
+    if step >= totalSteps { return 0 }
+    return Float(Double(peak) * Double(totalSteps - step) / Double(totalSteps - warmupSteps))
+  }
+}
+
+/// Linear warmup, then constant: `peak * min(1, step / warmupSteps)` (`peak` throughout
+/// without warmup). A negative step counts as 0.
+public struct WarmupConstant: LearningRateSchedule {
+  /// The rate after warmup and the warmup length in steps (0: none).
+  public var peak: Float, warmupSteps: Int
+
+  /// A schedule with `warmupSteps >= 0`.
+  public init(peak: Float, warmupSteps: Int) {
+    precondition(warmupSteps >= 0, "WarmupConstant: warmupSteps must be >= 0")
+    self.peak = peak
+    self.warmupSteps = warmupSteps
+  }
+
+  /// `peak * min(1, step / warmupSteps)`, in Double.
+  public func rate(at step: Int) -> Float {
+    if warmupSteps == 0 { return peak }
+    return Float(Double(peak) * Swift.min(1, Double(Swift.max(step, 0)) / Double(warmupSteps)))
+  }
+}

@@ -22,37 +22,16 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
   }
 }
 
-/// The knobs of a training run. Defaults are the character-LM recipe of the benchmarks.
-public struct TrainingOptions: Sendable, Equatable {
-  /// Optimizer steps in the run.
-  public var steps = 1500
-  /// Peak learning rate of the warmup-cosine schedule.
-  public var learningRate: Float = 2e-3
-  /// Linear warmup steps.
-  public var warmupSteps = 100
-  /// AdamW weight decay (not on norms, biases and decays).
-  public var weightDecay: Float = 0.1
-  /// AdamW moment decays.
-  public var beta1: Float = 0.9, beta2: Float = 0.98
-  /// Global gradient-norm clipping (`0` turns it off).
-  public var clip: Float = 1.0
-  /// Steps between validations.
-  public var validateEvery = 100
-  /// Steps between checkpoints (and one at the end).
-  public var checkpointEvery = 500
-  /// Progress is drawn every step on a terminal; otherwise a line every `logEvery` steps.
-  public var logEvery = 100
-  /// The defaults above.
-  public init() {}
-}
-
-/// Trains a model on an objective with AdamW (default parameter groups), the warmup-cosine
-/// schedule and gradient clipping, writing into `directory`:
+/// Trains a model on an objective with AdamW (default parameter groups), the options' schedule
+/// (``TrainingOptions/makeSchedule()``) and gradient clipping, writing into `directory`:
 /// - `metrics.jsonl`: one JSON object per step (`step`, `loss`, `lr`, `grad_norm`,
-///   `tokens_per_s`) and per validation (`step`, `val_loss`);
-/// - `checkpoint/`: the model, `optimizer.safetensors` and `trainer.json` (the step), written
-///   atomically every `checkpointEvery` steps and at the end;
-/// - `loss.svg`: the loss curve, redrawn at each validation and at the end.
+///   `tokens_per_s`) and per validation (`step`, `val_loss`, and `val_accuracy` when the
+///   objective measures one);
+/// - `checkpoint/`: the model, `optimizer.safetensors`, `trainer.json` (the step) and
+///   `training.json` (the resolved ``TrainingOptions/json``), written atomically every
+///   `checkpointEvery` steps and at the end;
+/// - `loss.svg`: the loss curve, and `accuracy.svg` (validation accuracy against the step) when
+///   the objective measures one, redrawn at each validation and at the end.
 ///
 /// Resuming reloads the checkpoint and replays the objective's seeded batch stream to the same
 /// position, so `N` steps, a stop and `N` more end with exactly the parameters of `2N` steps
@@ -69,11 +48,12 @@ public final class Trainer {
   public let directory: URL
   /// AdamW over ``defaultGroups(for:weightDecay:ssmLearningRateScale:extraNoDecay:)``.
   public let optimizer: AdamW
-  let schedule: WarmupCosine
+  let schedule: any LearningRateSchedule
   /// Steps completed.
   public private(set) var step = 0
   var losses: [(step: Int, loss: Double)] = []
   var validations: [(step: Int, loss: Double)] = []
+  var accuracies: [(step: Int, accuracy: Double)] = []
 
   /// `directory/checkpoint`.
   public var checkpointDirectory: URL { directory.appendingPathComponent("checkpoint") }
@@ -86,6 +66,7 @@ public final class Trainer {
     throws
   {
     try objective.check(model)  // before any file is written
+    try options.check()
     self.model = model
     self.objective = objective
     self.options = options
@@ -93,8 +74,7 @@ public final class Trainer {
     optimizer = AdamW(
       groups: defaultGroups(for: model, weightDecay: options.weightDecay), learningRate: options.learningRate,
       beta1: options.beta1, beta2: options.beta2)
-    schedule = WarmupCosine(
-      peak: options.learningRate, warmupSteps: options.warmupSteps, totalSteps: options.steps)
+    schedule = options.makeSchedule()
     try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
   }
 
@@ -123,7 +103,11 @@ public final class Trainer {
     }
     trainer.step = Int(savedStep)
     try trainer.objective.skip(batches: trainer.step)
-    trainer.losses = trainer.readMetrics(upTo: trainer.step)
+    trainer.losses = trainer.readMetrics(upTo: trainer.step, key: "loss").map { ($0.step, $0.value) }
+    trainer.validations = trainer.readMetrics(upTo: trainer.step, key: "val_loss").map { ($0.step, $0.value) }
+    trainer.accuracies = trainer.readMetrics(upTo: trainer.step, key: "val_accuracy").map {
+      ($0.step, $0.value)
+    }
     return trainer
   }
 
@@ -164,11 +148,18 @@ public final class Trainer {
         last: last)
 
       if step % options.validateEvery == 0 || step == options.steps {
-        if let validation = try objective.validationLoss(model) {
-          validations.append((step, validation))
-          appendMetrics("{\"step\": \(step), \"val_loss\": \(validation)}")
+        if let validation = try objective.validate(model) {
+          validations.append((step, validation.loss))
+          var line = "{\"step\": \(step), \"val_loss\": \(validation.loss)"
+          var text = String(format: "step %d: validation loss %.4f", step, validation.loss)
+          if let accuracy = validation.accuracy {
+            accuracies.append((step, accuracy))
+            line += ", \"val_accuracy\": \(accuracy)"
+            text += String(format: ", accuracy %.4f", accuracy)
+          }
+          appendMetrics(line + "}")
           if progress { print("") }
-          print(String(format: "step %d: validation loss %.4f", step, validation))
+          print(text)
           fflush(nil)
         }
         try? plot()
@@ -188,7 +179,8 @@ public final class Trainer {
     for (name, values) in optimizer.state { tensors[name] = Tensor(values) }
     let trainerState = JSONValue.object(["step": .number(Double(step))]).serialized()
     try Checkpoint.save(
-      model, to: checkpointDirectory, extraFiles: ["trainer.json": trainerState],
+      model, to: checkpointDirectory,
+      extraFiles: ["trainer.json": trainerState, "training.json": options.json.serialized()],
       extraTensorFiles: ["optimizer.safetensors": tensors])
   }
 
@@ -203,17 +195,26 @@ public final class Trainer {
     }
   }
 
-  /// Training losses logged up to `step` (for the plot after a resume).
-  func readMetrics(upTo last: Int) -> [(step: Int, loss: Double)] {
+  /// The values of `key` logged up to `step` (for the plots after a resume).
+  func readMetrics(upTo last: Int, key: String) -> [(step: Int, value: Double)] {
     guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return [] }
-    var out: [(step: Int, loss: Double)] = []
+    var out: [(step: Int, value: Double)] = []
     for line in text.split(separator: "\n") {
       guard case .object(let f)? = try? JSONValue.parse(Data(line.utf8), source: "metrics"),
-        case .number(let s)? = f["step"], case .number(let l)? = f["loss"], Int(s) <= last
+        case .number(let s)? = f["step"], case .number(let v)? = f[key], Int(s) <= last
       else { continue }
-      out.append((Int(s), l))
+      out.append((Int(s), v))
     }
     return out
+  }
+
+  /// The recipe a run in `directory` saved with its checkpoint (`checkpoint/training.json`), or
+  /// `nil` when there is none (a checkpoint written before recipes were saved).
+  public static func savedOptions(in directory: URL) throws -> TrainingOptions? {
+    let url = Checkpoint.location(of: directory.appendingPathComponent("checkpoint"))
+      .appendingPathComponent("training.json")
+    guard FileManager.default.fileExists(atPath: url.path) else { return nil }
+    return try TrainingOptions(config: ConfigReader(JSONValue.read(contentsOf: url), file: url.path))
   }
 
   /// One progress update: a redrawn bar on a terminal, a plain line every `logEvery` steps otherwise.
@@ -244,7 +245,8 @@ public final class Trainer {
       : String(format: "%d:%02d", s / 60, s % 60)
   }
 
-  /// `loss.svg`: training loss (grey) and validation loss (points) against the step.
+  /// `loss.svg`: training loss (grey) and validation loss (points) against the step; and
+  /// `accuracy.svg`, validation accuracy against the step, when there is one.
   public func plot() throws {
     guard let first = losses.first else { return }
     let all = losses.map(\.loss) + validations.map(\.loss)
@@ -260,5 +262,25 @@ public final class Trainer {
       svg.circle(x: area.px(Double(v.step)), y: area.py(v.loss), radius: 3, fill: "#c33")
     }
     try svg.write(to: directory.appendingPathComponent("loss.svg"))
+    if !accuracies.isEmpty {
+      try Self.accuracyPlot(accuracies, title: "validation accuracy on the answers")
+        .write(to: directory.appendingPathComponent("accuracy.svg"))
+    }
+  }
+
+  /// Accuracy (0 to 1) against the step: a line through the points, each marked.
+  public static func accuracyPlot(_ points: [(step: Int, accuracy: Double)], title: String) -> SVGDocument {
+    let steps = points.map(\.step)
+    let area = PlotArea(
+      x: 56, y: 40, width: 560, height: 280,
+      xRange: Double(min(0, steps.min() ?? 0))...Double(max(steps.max() ?? 1, 1)), yRange: 0...1)
+    var svg = SVGDocument(width: 640, height: 360)
+    svg.text(title, x: area.x, y: 18)
+    area.drawAxes(in: &svg, xLabel: "step", yLabel: "", format: { String(format: "%.2f", $0) })
+    svg.polyline(points.map { (area.px(Double($0.step)), area.py($0.accuracy)) }, stroke: "#c33")
+    for p in points {
+      svg.circle(x: area.px(Double(p.step)), y: area.py(p.accuracy), radius: 3, fill: "#c33")
+    }
+    return svg
   }
 }

@@ -50,4 +50,13 @@ struct Arguments {
     }
     return value
   }
+
+  /// A non-negative integer option, or `nil` when absent.
+  func nonNegativeInteger(_ name: String, command: String) throws -> Int? {
+    guard let text = values[name] else { return nil }
+    guard let value = Int(text), value >= 0 else {
+      throw UsageError(message: "\(command): \(name) needs an integer >= 0, got '\(text)'")
+    }
+    return value
+  }
 }

@@ -4,86 +4,142 @@ import LongConvKit
 /// `longconv train`: trains a model from a config on a text file or a synthetic task.
 enum TrainCommand {
   static let help = """
-    usage: longconv train --config FILE (--text FILE | --task recall|copy|listops) --out DIR
-                          [--steps N] [--batch N] [--length N] [--lr X] [--seed S]
-                          [--validate-every N] [--checkpoint-every N] [--resume]
+    usage: longconv train --config FILE (--text FILE | --task TASK) --out DIR
+                          [--vocab V] [--length N] [--seed S] [--threads N] [--resume]
+                          [--steps N] [--batch N] [--lr X] [--warmup N]
+                          [--schedule cosine|warmup_cosine|linear|constant] [--weight-decay X]
+                          [--clip X] [--loss-positions all|answers] [--validate-every N]
+                          [--validation-rows N] [--checkpoint-every N]
 
-    Trains with AdamW (weight decay 0.1 off norms, biases and decay parameters), 100 warmup
-    steps then cosine, gradient clipping at 1.0. Writes DIR/metrics.jsonl, DIR/loss.svg and
-    DIR/checkpoint (atomically, every --checkpoint-every steps and at the end). --resume
-    continues from DIR/checkpoint with the same arguments and ends exactly where one
-    uninterrupted run would. Defaults: 1500 steps, batch 16, length 256, lr 2e-3, seed 0.
-    Text: bytes, last 10% for validation. Tasks: recall and copy need a causal_lm whose
-    vocabulary holds the task's tokens (129 and 18); listops needs a classifier with 10 classes
-    and a vocabulary of at least 17.
+    Trains with AdamW (weight decay off norms, biases and decay parameters), a learning-rate
+    schedule and gradient clipping. The recipe comes from the config's "training" object
+    (docs/CONFIG.md), every key of which the options in the last three lines override; without
+    one: 1500 steps, batch 16, lr 2e-3, 100 warmup steps then cosine, weight decay 0.1,
+    clipping at 1.0, validation every 100 steps. Writes DIR/metrics.jsonl (validation lines
+    carry "val_accuracy" for the tasks with answers), DIR/loss.svg, DIR/accuracy.svg and
+    DIR/checkpoint (atomically, every --checkpoint-every steps and at the end), with the
+    resolved recipe in DIR/checkpoint/training.json. --resume continues from DIR/checkpoint
+    with its saved recipe (options given again override it) and the same data options, and
+    ends exactly where one uninterrupted run would.
+
+    Data (--seed S draws the training rows; validation rows come from seed S + 1):
+      --text FILE      bytes, last 10% for validation; --length N tokens per row (default 256)
+      --task recall    safari's associative recall: --vocab V tokens (default 10: 4 keys,
+                       4 values, 2 special), --length L = safari's input_seq_len (default 256):
+                       L/2 key-value pairs, the separator and the query, rows of 2(L/2)+2 tokens
+      --task induction safari's induction head: --vocab V (default 20), --length L (default
+                       256): L tokens with one separator-token pair, then the separator; rows
+                       of L+1 tokens
+      --task recall-distinct   the toolkit's first recall task (distinct keys, 64 keys and
+                       64 values, a pad; 129 tokens); --length N tokens per row
+      --task copy      selective copying (18 tokens); --length N tokens per row
+      --task listops   ListOps, for a classifier with 10 classes; --length N tokens per row
+    On the tasks with answers (recall, induction, recall-distinct, copy) the training loss
+    covers --loss-positions (default all: every position, as safari trains); validation loss
+    and accuracy are measured on the answers of --validation-rows held-out rows (default 512).
     """
+
+  static let recipeOptions = Set(TrainingOptions.commandLineKeys.keys)
 
   static func run(_ arguments: [String]) throws {
     let command = "train"
     let args = try Arguments(
       arguments, command: command,
-      options: [
-        "--config", "--text", "--task", "--out", "--steps", "--batch", "--length", "--lr", "--seed",
-        "--validate-every", "--checkpoint-every",
-      ], switches: ["--resume"])
+      options: recipeOptions.union([
+        "--config", "--text", "--task", "--out", "--vocab", "--length", "--seed", "--threads",
+      ]), switches: ["--resume"])
     if args.wantsHelp {
       print(help)
       return
     }
     let out = URL(fileURLWithPath: try args.required("--out", command: command))
-    var options = TrainingOptions()
-    options.steps = try args.positiveInteger("--steps", command: command) ?? options.steps
-    options.validateEvery =
-      try args.positiveInteger("--validate-every", command: command) ?? options.validateEvery
-    options.checkpointEvery =
-      try args.positiveInteger("--checkpoint-every", command: command) ?? options.checkpointEvery
-    if let lr = args.string("--lr") {
-      guard let value = Float(lr), value > 0, value.isFinite else {
-        throw UsageError(message: "train: --lr needs a positive number, got '\(lr)'")
-      }
-      options.learningRate = value
-    }
-    let batch = try args.positiveInteger("--batch", command: command) ?? 16
-    let length = try args.positiveInteger("--length", command: command) ?? 256
-    let seed = UInt64(try args.positiveInteger("--seed", command: command) ?? 0)
-
-    let objective: any TrainingObjective
-    switch (args.string("--text"), args.string("--task")) {
-    case (let text?, nil):
-      let data = try TextDataset(contentsOf: URL(fileURLWithPath: text))
-      objective = TextObjective(data: data, batch: batch, length: length, seed: seed)
-    case (nil, "recall"?):
-      objective = MaskedTaskObjective(
-        task: try AssociativeRecall(seed: seed), validationTask: try AssociativeRecall(seed: seed &+ 1),
-        batch: batch, length: length)
-    case (nil, "copy"?):
-      objective = MaskedTaskObjective(
-        task: try SelectiveCopying(seed: seed), validationTask: try SelectiveCopying(seed: seed &+ 1),
-        batch: batch, length: length)
-    case (nil, "listops"?):
-      objective = try ListOpsObjective(seed: seed, batch: batch, length: length)
-    case (nil, let task?):
-      throw UsageError(message: "train: unknown task '\(task)' (recall, copy or listops)")
-    case (nil, nil), (_?, _?):
-      throw UsageError(message: "train: give exactly one of --text FILE and --task NAME")
+    if let threads = try args.positiveInteger("--threads", command: command) {
+      ComputeThreads.count = threads
     }
 
+    // The recipe: defaults, then the saved one (resume) or the config's, then the options.
+    let resume = args.flag("--resume")
+    let configURL = args.string("--config").map { URL(fileURLWithPath: $0) }
+    let configJSON = try configURL.map { try JSONValue.read(contentsOf: $0) }
+    var options: TrainingOptions
+    if resume, let saved = try Trainer.savedOptions(in: out) {
+      options = saved
+    } else if let configJSON {
+      options = try TrainingOptions.recipe(in: configJSON, file: configURL?.path)
+    } else {
+      options = TrainingOptions()
+    }
+    do {
+      options = try options.overriding(
+        commandLine: Dictionary(
+          uniqueKeysWithValues: recipeOptions.compactMap { o in args.string(o).map { (o, $0) } }))
+    } catch let error as ConfigError {
+      throw UsageError(message: "train: \(error)")
+    }
+    try options.check()
+
+    let objective = try makeObjective(args, options: options, command: command)
     let trainer: Trainer
-    if args.flag("--resume") {
+    if resume {
       trainer = try Trainer.resuming(from: out, objective: objective, options: options)
       print("resuming at step \(trainer.step) of \(options.steps)")
     } else {
-      let configPath = try args.required("--config", command: command)
-      let model = try ModelBuilder.build(contentsOf: URL(fileURLWithPath: configPath))
+      guard let configJSON else { throw UsageError(message: "train: --config is required") }
+      let model = try ModelBuilder.build(configJSON, file: configURL?.path)
       if FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint").path) {
         throw UserError(
           message: "\(out.path): holds a checkpoint already; pass --resume to continue it, or another --out")
       }
       trainer = try Trainer(model: model, objective: objective, options: options, directory: out)
       print("training \(model.parameterCount) parameters for \(options.steps) steps into \(out.path)")
+      print("recipe: \(String(decoding: options.json.serialized(), as: UTF8.self))")
       fflush(nil)
     }
     try trainer.run()
-    print("done: checkpoint in \(trainer.checkpointDirectory.path), metrics and loss.svg in \(out.path)")
+    print("done: checkpoint in \(trainer.checkpointDirectory.path), metrics and plots in \(out.path)")
+  }
+
+  /// The data and loss the arguments describe.
+  static func makeObjective(_ args: Arguments, options: TrainingOptions, command: String) throws
+    -> any TrainingObjective
+  {
+    let length = try args.positiveInteger("--length", command: command) ?? 256
+    let vocabulary = try args.positiveInteger("--vocab", command: command)
+    let seed = UInt64(try args.nonNegativeInteger("--seed", command: command) ?? 0)
+    let task = args.string("--task")
+    if vocabulary != nil, task != "recall", task != "induction" {
+      throw UsageError(message: "train: --vocab is for --task recall or induction")
+    }
+    func masked(_ make: (UInt64) throws -> any MaskedSequenceTask, rowLength: Int) throws
+      -> any TrainingObjective
+    {
+      try MaskedTaskObjective(
+        task: make(seed), validationTask: make(seed &+ 1), batch: options.batch, length: rowLength,
+        lossPositions: options.lossPositions, validationRows: options.validationRows)
+    }
+    switch (args.string("--text"), task) {
+    case (let text?, nil):
+      let data = try TextDataset(contentsOf: URL(fileURLWithPath: text))
+      return TextObjective(data: data, batch: options.batch, length: length, seed: seed)
+    case (nil, "recall"?):
+      return try masked(
+        { try AssociativeRecall(vocabularySize: vocabulary ?? 10, seed: $0) },
+        rowLength: AssociativeRecall.rowLength(inputLength: length))
+    case (nil, "induction"?):
+      return try masked(
+        { try InductionHead(vocabularySize: vocabulary ?? 20, seed: $0) },
+        rowLength: InductionHead.rowLength(inputLength: length))
+    case (nil, "recall-distinct"?):
+      return try masked({ try DistinctKeyRecall(seed: $0) }, rowLength: length)
+    case (nil, "copy"?):
+      return try masked({ try SelectiveCopying(seed: $0) }, rowLength: length)
+    case (nil, "listops"?):
+      return try ListOpsObjective(seed: seed, batch: options.batch, length: length)
+    case (nil, let task?):
+      throw UsageError(
+        message: "train: unknown task '\(task)' (recall, induction, recall-distinct, copy or listops)")
+    case (nil, nil), (_?, _?):
+      throw UsageError(message: "train: give exactly one of --text FILE and --task NAME")
+    }
   }
 }

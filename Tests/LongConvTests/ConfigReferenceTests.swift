@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvTraining
 import Testing
 
 /// `docs/CONFIG.md` against the code: every key a component reads is documented, every
@@ -137,6 +138,24 @@ import Testing
     }
     // Over all configs (language models and the classifier), every documented key is read.
     compare("model", documented: documented, resolved: union, given: Set(union.keys))
+  }
+
+  @Test func trainingKeysMatchTheirTable() throws {
+    let documented = try Self.reference()["Training"]?[""]
+    // An empty section: every key takes its default.
+    let config = try Self.reader("{}")
+    _ = try TrainingOptions(config: config)
+    compare("training", documented: documented, resolved: Self.object(config.resolved), given: [])
+    // What the trainer writes is what it reads.
+    #expect(Set(Self.object(TrainingOptions().json).keys) == Set(Self.object(config.resolved).keys))
+    // Every shipped recipe reads.
+    let directory = Self.root.appendingPathComponent("Configs")
+    for name in try FileManager.default.contentsOfDirectory(atPath: directory.path)
+    where name.hasSuffix(".json") {
+      let url = directory.appendingPathComponent(name)
+      let options = try TrainingOptions.recipe(in: JSONValue.read(contentsOf: url), file: url.path)
+      try options.check()
+    }
   }
 
   @Test func everyRegisteredKernelMatchesItsTable() throws {

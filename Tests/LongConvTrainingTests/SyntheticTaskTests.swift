@@ -10,37 +10,37 @@ import Testing
     stride(from: 0, to: flat.count, by: length).map { Array(flat[$0..<($0 + length)]) }
   }
 
-  /// Checks what every masked batch shares: sizes, shifted targets, the mask.
+  /// Checks what every masked batch shares: sizes, shifted targets, the answer mask.
   static func checkShape(_ batch: MaskedSequenceBatch, size: Int, length: Int, vocabulary: Int) {
     #expect(batch.inputs.count == size * length)
     #expect(batch.targets.count == size * length)
-    #expect(batch.mask.count == size * length)
-    #expect(batch.scoredPositions.count == size)
+    #expect(batch.answerMask.count == size * length)
+    #expect(batch.answerPositions.count == size)
     #expect(batch.inputs.allSatisfy { (0..<vocabulary).contains($0) })
     #expect(batch.targets.allSatisfy { (0..<vocabulary).contains($0) })
     let inputs = rows(batch.inputs, length: length)
     let targets = rows(batch.targets, length: length)
-    let masks = rows(batch.mask, length: length)
+    let masks = rows(batch.answerMask, length: length)
     for b in 0..<size {
       #expect(Array(inputs[b].dropFirst()) == Array(targets[b].dropLast()))
       let fromMask = masks[b].indices.filter { masks[b][$0] == 1 }
-      #expect(fromMask == batch.scoredPositions[b])
+      #expect(fromMask == batch.answerPositions[b])
       #expect(masks[b].allSatisfy { $0 == 0 || $0 == 1 })
     }
   }
 
-  // MARK: Associative recall
+  // MARK: Distinct-key recall
 
-  @Test func recallAnswersMatchAScanOfThePairs() throws {
+  @Test func distinctKeyRecallAnswersMatchAScanOfThePairs() throws {
     for length in [3, 4, 9, 64, 257] {
       for keyCount in [4, 64] {
-        var task = try AssociativeRecall(seed: 11, keyCount: keyCount, valueCount: 8)
+        var task = try DistinctKeyRecall(seed: 11, keyCount: keyCount, valueCount: 8)
         let batch = try task.batch(size: 6, length: length)
         let vocabulary = keyCount + 8 + 1
         #expect(task.vocabularySize == vocabulary)
         Self.checkShape(batch, size: 6, length: length, vocabulary: vocabulary)
         for (b, row) in Self.rows(batch.inputs, length: length).enumerated() {
-          #expect(batch.scoredPositions[b] == [length - 1])
+          #expect(batch.answerPositions[b] == [length - 1])
           // Independent reading: skip a leading pad, walk the pairs, look the query up.
           var body = row[...]
           if length % 2 == 0 {
@@ -66,18 +66,18 @@ import Testing
     }
   }
 
-  @Test func recallIsDeterministicPerSeed() throws {
+  @Test func distinctKeyRecallIsDeterministicPerSeed() throws {
     func draw(_ seed: UInt64) throws -> MaskedSequenceBatch {
-      var task = try AssociativeRecall(seed: seed)
+      var task = try DistinctKeyRecall(seed: seed)
       return try task.batch(size: 4, length: 33)
     }
     #expect(try draw(5) == draw(5))
     #expect(try draw(5) != draw(6))
-    var task = try AssociativeRecall(seed: 5)
+    var task = try DistinctKeyRecall(seed: 5)
     let first = try task.batch(size: 4, length: 33)
     #expect(try task.batch(size: 4, length: 33) != first)  // the stream moves on
     #expect(throws: SyntheticTaskError.self) { try task.batch(size: 1, length: 2) }
-    #expect(throws: SyntheticTaskError.self) { try AssociativeRecall(seed: 0, keyCount: 0) }
+    #expect(throws: SyntheticTaskError.self) { try DistinctKeyRecall(seed: 0, keyCount: 0) }
   }
 
   // MARK: Selective copying
@@ -100,8 +100,8 @@ import Testing
         let scattered = row[..<separatorAt].filter { $0 != blank }
         #expect(scattered.count == copyCount)
         #expect(scattered.allSatisfy { (0..<10).contains($0) })
-        #expect(batch.scoredPositions[b] == Array(separatorAt..<length))
-        #expect(batch.scoredPositions[b].map { targets[b][$0] } == scattered)
+        #expect(batch.answerPositions[b] == Array(separatorAt..<length))
+        #expect(batch.answerPositions[b].map { targets[b][$0] } == scattered)
         #expect(Array(row[(separatorAt + 1)...]) == Array(scattered.dropLast()))  // teacher forcing
       }
     }

@@ -9,6 +9,7 @@ public final class ConfigReader {
   private let values: [String: JSONValue]
   private var read: [String: JSONValue] = [:]
   private var children: [String: ConfigReader] = [:]
+  private var ignored: Set<String> = []
 
   /// A reader for `value`, which must be an object.
   public init(_ value: JSONValue, path: String = "", file: String? = nil) throws {
@@ -125,9 +126,16 @@ public final class ConfigReader {
     return child
   }
 
+  /// Leaves `key` to another reader: it is neither an unknown key nor part of ``resolved``
+  /// (a model config's `training` section, which the trainer reads).
+  public func ignore(_ key: String) { ignored.insert(key) }
+
+  /// The value at `key` as written, or `nil` when absent (for handing a section to another reader).
+  public func raw(_ key: String) -> JSONValue? { value(key) }
+
   /// Throws for any key that no accessor read: a misspelt key is an error, not a silent default.
   public func rejectUnknownKeys() throws {
-    for key in values.keys.sorted() where read[key] == nil && children[key] == nil {
+    for key in values.keys.sorted() where read[key] == nil && children[key] == nil && !ignored.contains(key) {
       throw error(key, "unknown key")
     }
     for child in children.values { try child.rejectUnknownKeys() }

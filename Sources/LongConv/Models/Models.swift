@@ -100,7 +100,8 @@ public final class SequenceClassifier: SequenceModel {
 ///     "norm_epsilon": 1e-8,           // default: the norm's own
 ///     "mixer": { "type": "gtu", "kernel": { "type": "tnn" } },
 ///     "channel_mixer": { "type": "glu" }
-///   }
+///   },
+///   "training": { "steps": 1500 }     // optional recipe, read by `longconv train` (not here)
 /// }
 /// ```
 ///
@@ -137,6 +138,7 @@ public enum ModelBuilder {
     let prenorm = try layers.bool("prenorm", default: true)
     let mixerConfig = try layers.object("mixer")
     let channelConfig = try layers.object("channel_mixer", optional: true)
+    top.ignore("training")  // the recipe: LongConvTraining's TrainingOptions reads it
 
     var generator = SeededGenerator(seed: UInt64(seed))
     let context = MixerContext(

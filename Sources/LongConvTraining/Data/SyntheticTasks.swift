@@ -17,53 +17,12 @@ public struct SyntheticTaskError: Error, Equatable, CustomStringConvertible {
   public var description: String { "\(task): \(problem)" }
 }
 
-/// A batch for a causal language model whose loss is taken only on some positions.
-///
-/// `inputs`, `targets` and `mask` are row-major `[size * length]`; `targets[i]` is the token that
-/// follows `inputs[i]` in the generated sequence, so `targets` is `inputs` shifted by one with
-/// one more token at the end. `mask` is 1 at the scored positions and 0 elsewhere;
-/// `scoredPositions[b]` lists the scored positions of row `b` (indices within the row).
-public struct MaskedSequenceBatch: Sendable, Equatable {
-  /// Rows.
-  public var size: Int
-  /// Tokens per row.
-  public var length: Int
-  /// `[size * length]` input tokens, row-major.
-  public var inputs: [Int]
-  /// `[size * length]`: the next token of each input.
-  public var targets: [Int]
-  /// `[size * length]`: 1 where the loss is taken, 0 elsewhere.
-  public var mask: [Float]
-  /// The scored positions of each row.
-  public var scoredPositions: [[Int]]
+// MARK: - Distinct-key recall
 
-  init(size: Int, length: Int) {
-    self.size = size
-    self.length = length
-    inputs = []
-    targets = []
-    mask = []
-    scoredPositions = []
-    inputs.reserveCapacity(size * length)
-    targets.reserveCapacity(size * length)
-    mask.reserveCapacity(size * length)
-  }
-
-  /// Appends a row from its `length + 1` tokens, scoring the given input positions.
-  mutating func append(sequence: [Int], scored: [Int]) {
-    precondition(sequence.count == length + 1)
-    inputs += sequence.dropLast()
-    targets += sequence.dropFirst()
-    var rowMask = [Float](repeating: 0, count: length)
-    for p in scored { rowMask[p] = 1 }
-    mask += rowMask
-    scoredPositions.append(scored)
-  }
-}
-
-// MARK: - Associative recall
-
-/// Associative recall: key-value pairs, then a query key; the model must produce its value.
+/// Recall with distinct keys (the toolkit's first recall task, `longconv train --task
+/// recall-distinct`): key-value pairs, then a query key; the model must produce its value.
+/// Unlike ``AssociativeRecall`` (safari's task) keys do not repeat while unused ones remain,
+/// keys and values have separate vocabularies, and the row has no separator before the query.
 ///
 /// Vocabulary (``vocabularySize`` `= keyCount + valueCount + 1`):
 /// keys `0 ..< keyCount`, values `keyCount ..< keyCount + valueCount`, padding `keyCount + valueCount`.
@@ -71,9 +30,9 @@ public struct MaskedSequenceBatch: Sendable, Equatable {
 /// A row of `length` input tokens is `[pad] k1 v1 k2 v2 … kP vP q` with `P = (length - 1) / 2`
 /// pairs (one leading pad when `length` is even). Within a row each key has one value; the keys
 /// are distinct when `P <= keyCount` (otherwise every key appears before any repeats). The query
-/// `q` is one of the row's keys. Only the last position, `length - 1` (input `q`), is scored: its
-/// target is the value paired with `q`. Other targets are the next tokens of the row (mask 0).
-public struct AssociativeRecall: Sendable {
+/// `q` is one of the row's keys. The answer is at the last position, `length - 1` (input `q`): its
+/// target is the value paired with `q`. Other targets are the next tokens of the row.
+public struct DistinctKeyRecall: Sendable {
   /// Distinct keys.
   public let keyCount: Int
   /// Distinct values.
@@ -90,7 +49,7 @@ public struct AssociativeRecall: Sendable {
   public init(seed: UInt64, keyCount: Int = 64, valueCount: Int = 64) throws {
     guard keyCount >= 1, valueCount >= 1 else {
       throw SyntheticTaskError(
-        task: "associative recall", problem: "key and value counts must be positive")
+        task: "distinct-key recall", problem: "key and value counts must be positive")
     }
     self.keyCount = keyCount
     self.valueCount = valueCount
@@ -99,14 +58,14 @@ public struct AssociativeRecall: Sendable {
 
   /// `size` rows of `length >= 3` tokens (at least one pair and the query).
   public mutating func batch(size: Int, length: Int) throws -> MaskedSequenceBatch {
-    try checkSize(size, task: "associative recall")
+    try checkSize(size, task: "distinct-key recall")
     guard length >= 3 else {
       throw SyntheticTaskError(
-        task: "associative recall", problem: "length must be at least 3, got \(length)")
+        task: "distinct-key recall", problem: "length must be at least 3, got \(length)")
     }
     var batch = MaskedSequenceBatch(size: size, length: length)
     for _ in 0..<size {
-      batch.append(sequence: row(length: length), scored: [length - 1])
+      batch.append(sequence: row(length: length), answers: [length - 1])
     }
     return batch
   }
@@ -137,7 +96,7 @@ public struct AssociativeRecall: Sendable {
 ///
 /// A row of `length` input tokens is a region of `R = length - copyCount` tokens holding
 /// `copyCount` data tokens at random positions (in order) and blanks elsewhere, the separator,
-/// then the first `copyCount - 1` copied tokens (teacher forcing). The scored positions are
+/// then the first `copyCount - 1` copied tokens (teacher forcing). The answer positions are
 /// `R ..< length` (the separator and after): their targets are the copied tokens in order.
 /// Needs `length >= 2 * copyCount`.
 public struct SelectiveCopying: Sendable {
@@ -182,7 +141,7 @@ public struct SelectiveCopying: Sendable {
       for (p, t) in zip(positions, tokens) { sequence[p] = t }
       sequence.append(separatorToken)
       sequence += tokens
-      batch.append(sequence: sequence, scored: Array(region..<length))
+      batch.append(sequence: sequence, answers: Array(region..<length))
     }
     return batch
   }
@@ -333,7 +292,7 @@ public struct ListOps: Sendable {
   }
 }
 
-private func checkSize(_ size: Int, task: String) throws {
+func checkSize(_ size: Int, task: String) throws {
   guard size >= 1 else {
     throw SyntheticTaskError(task: task, problem: "batch size must be positive, got \(size)")
   }
