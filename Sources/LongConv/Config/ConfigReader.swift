@@ -105,9 +105,9 @@ public final class ConfigReader {
     return result
   }
 
-  /// The raw value of `key` (`nil` when absent or null), marked as read: for keys a reader
+  /// The value of `key` (`nil` when absent or null), marked as read: for keys a reader
   /// accepts whatever they hold (a training-only setting of another framework's config).
-  public func raw(_ key: String) -> JSONValue? {
+  public func accept(_ key: String) -> JSONValue? {
     let v = value(key)
     read[key] = v ?? .null
     return v

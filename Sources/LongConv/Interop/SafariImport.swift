@@ -47,7 +47,7 @@ public enum SafariImport {
       top = try top.object("model")
     }
     let model = top
-    if let name = model.raw("_name_") {
+    if let name = model.accept("_name_") {
       guard name == .string("lm_simple") else {
         throw model.error(
           "_name_", "only safari's lm_simple (SimpleLMHeadModel) imports, got \(name.kindDescription) \(name)"
@@ -56,20 +56,20 @@ public enum SafariImport {
     }
     let dim = try model.int("d_model", minimum: 1)
     let layers = try model.int("n_layer", minimum: 0)
-    let inner = model.raw("d_inner") == nil ? 4 * dim : try model.int("d_inner", minimum: 1)
+    let inner = model.accept("d_inner") == nil ? 4 * dim : try model.int("d_inner", minimum: 1)
     let vocabulary = try model.int("vocab_size", minimum: 1)
     let padMultiple = try model.int("pad_vocab_size_multiple", default: 1, minimum: 1)
     let epsilon = try model.double("layer_norm_epsilon", default: 1e-5, range: 0...1)
-    if let attention = model.raw("attn_layer_idx"), attention != .array([]) {
+    if let attention = model.accept("attn_layer_idx"), attention != .array([]) {
       throw model.error("attn_layer_idx", "attention layers are not part of the toolkit (got \(attention))")
     }
-    _ = model.raw("attn_cfg")
+    _ = model.accept("attn_cfg")
     if try model.int("max_position_embeddings", default: 0, minimum: 0) != 0 {
       throw model.error(
         "max_position_embeddings", "position embeddings are not part of the toolkit; only 0 imports")
     }
     for key in ["resid_dropout", "embed_dropout", "initializer_cfg", "residual_in_fp32", "device", "dtype"] {
-      _ = model.raw(key)
+      _ = model.accept(key)
     }
     let layer = try model.object("layer")
     let layerName = try layer.string("_name_", allowed: layerNames)
@@ -139,7 +139,7 @@ public enum SafariImport {
       "post_order_ffn": .bool(try layer.bool("post_order_ffn", default: false)),
       "activation": .string(activation.rawValue), "kernel": .object(kernel),
     ]
-    for key in acceptedLayerKeys { _ = layer.raw(key) }
+    for key in acceptedLayerKeys { _ = layer.accept(key) }
     return (.object(mixer), maxLength)
   }
 
@@ -162,7 +162,7 @@ public enum SafariImport {
         "transposed",
         "lm_simple feeds (batch, length, features): only false imports (safari's S4D defaults to true)")
     }
-    if let postact = layer.raw("postact") {
+    if let postact = layer.accept("postact") {
       throw layer.error(
         "postact", "an activation after the output projection is not implemented (got \(postact))")
     }
@@ -180,7 +180,7 @@ public enum SafariImport {
       "dt_min": .number(try layer.double("dt_min", default: 1e-3)),
       "dt_max": .number(try layer.double("dt_max", default: 1e-1)),
     ]
-    for key in acceptedLayerKeys { _ = layer.raw(key) }
+    for key in acceptedLayerKeys { _ = layer.accept(key) }
     return (
       .object([
         "type": .string("ssm"), "output": .string("linear"), "activation": .string(activation.rawValue),
