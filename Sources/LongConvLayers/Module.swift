@@ -1,28 +1,91 @@
 import LongConvTensors
 
-/// A layer or model: an object whose trainable parameters are found by reflection.
+/// A layer or model: an object whose parameters and buffers are found by reflection.
 ///
 /// Every stored property that is a parameter tensor (``LongConvTensors/Tensor/requiresGradient``), a
 /// `Module`, an optional of either, or an array of modules contributes its parameters under
-/// its property name, joined with dots (`blocks.0.mixer.inU.weight`). A type written from
+/// its property name, joined with dots (`blocks.0.mixer.uProj.weight`). A type written from
 /// existing ops and parameter tensors therefore needs no extra code to be trained or saved.
-/// Constant tensors are not parameters. A constant that belongs to the model's state (the
-/// positional features a checkpoint may hold, say) is declared `@Buffer`: checkpoints save and
-/// load it beside the parameters under its property name, and it is trained only when its
-/// tensor requires a gradient (then it is listed as a parameter, not a buffer).
+///
+/// Two property wrappers name state that a plain property cannot:
+/// - `@Buffer` marks a constant that belongs to the model's state (a fixed decay, the
+///   positional features a checkpoint may hold): checkpoints save and load it beside the
+///   parameters, and it is trained only when its tensor requires a gradient (it is then listed
+///   as a parameter, not a buffer);
+/// - `@Parameter(key:)` and `@Buffer(key:)` store a tensor under a key other than its Swift
+///   name, so a property can say what it holds while checkpoints keep the names of the
+///   reference implementation (`@Parameter(key: "D") var skipWeight`).
+///
+/// Other constant tensors (caches, derived values) are not state. ``Module/freeze(_:)`` keeps
+/// chosen parameters out of training (``Module/trainableParameters()``) without removing
+/// them from checkpoints.
 public protocol Module: AnyObject {
   /// Parameters by dotted name, in declaration order. The default walks stored properties.
   func namedParameters() -> [(name: String, tensor: Tensor)]
 }
 
-/// A tensor that is part of a module's saved state (see ``Module``): a buffer while its
-/// tensor is constant, a parameter when it requires a gradient.
+/// What ``Parameter`` and ``Buffer`` wrap: a tensor, or an optional one (absent state is not
+/// listed).
+public protocol ModuleStateValue {
+  /// The tensor, if there is one.
+  var stateTensor: Tensor? { get }
+}
+
+extension Tensor: ModuleStateValue {
+  /// Itself.
+  public var stateTensor: Tensor? { self }
+}
+
+extension Optional: ModuleStateValue where Wrapped == Tensor {
+  /// The wrapped tensor, or `nil`.
+  public var stateTensor: Tensor? { self }
+}
+
+/// A parameter stored under `key` instead of its property name (see ``Module``).
 @propertyWrapper
-public struct Buffer: @unchecked Sendable {
-  /// The tensor.
-  public var wrappedValue: Tensor
-  /// Wraps `wrappedValue`.
-  public init(wrappedValue: Tensor) { self.wrappedValue = wrappedValue }
+public struct Parameter<Value: ModuleStateValue>: @unchecked Sendable {
+  /// The tensor (or optional tensor).
+  public var wrappedValue: Value
+  /// The name checkpoints use, or `nil` for the property's own name.
+  public let key: String?
+  /// Wraps `wrappedValue`, stored under `key`.
+  public init(wrappedValue: Value, key: String? = nil) {
+    self.wrappedValue = wrappedValue
+    self.key = key
+  }
+}
+
+/// A tensor that is part of a module's saved state (see ``Module``): a buffer while its
+/// tensor is constant, a parameter when it requires a gradient; stored under `key` when given.
+@propertyWrapper
+public struct Buffer<Value: ModuleStateValue>: @unchecked Sendable {
+  /// The tensor (or optional tensor).
+  public var wrappedValue: Value
+  /// The name checkpoints use, or `nil` for the property's own name.
+  public let key: String?
+  /// Wraps `wrappedValue`, stored under `key`.
+  public init(wrappedValue: Value, key: String? = nil) {
+    self.wrappedValue = wrappedValue
+    self.key = key
+  }
+}
+
+/// ``Parameter`` and ``Buffer`` seen by the reflection.
+protocol ModuleStateWrapper {
+  var key: String? { get }
+  var stateTensor: Tensor? { get }
+  /// Whether a constant tensor in it is a buffer (else it is not state at all).
+  var holdsBuffer: Bool { get }
+}
+
+extension Parameter: ModuleStateWrapper {
+  var stateTensor: Tensor? { wrappedValue.stateTensor }
+  var holdsBuffer: Bool { false }
+}
+
+extension Buffer: ModuleStateWrapper {
+  var stateTensor: Tensor? { wrappedValue.stateTensor }
+  var holdsBuffer: Bool { true }
 }
 
 extension Module {
@@ -34,6 +97,28 @@ extension Module {
   /// The constant `@Buffer` tensors by dotted name, in declaration order.
   public func namedBuffers() -> [(name: String, tensor: Tensor)] {
     ModuleReflection.buffers(of: self, prefix: "")
+  }
+
+  /// The parameters that train: ``namedParameters()`` without the frozen ones.
+  public func trainableParameters() -> [(name: String, tensor: Tensor)] {
+    namedParameters().filter { !$0.tensor.isFrozen }
+  }
+
+  /// Keeps the parameters whose names are in `names` (all when `nil`) out of training: they
+  /// receive no gradient and optimizers built from ``trainableParameters()`` leave them alone.
+  /// Throws ``ModuleError/unknownParameter(_:)`` for a name the module does not have.
+  public func freeze(_ names: [String]? = nil) throws { try setFrozen(true, names) }
+
+  /// Undoes ``freeze(_:)`` for `names` (all when `nil`).
+  public func unfreeze(_ names: [String]? = nil) throws { try setFrozen(false, names) }
+
+  private func setFrozen(_ frozen: Bool, _ names: [String]?) throws {
+    let parameters = namedParameters()
+    let chosen = Set(names ?? parameters.map(\.name))
+    if let unknown = chosen.subtracting(parameters.map(\.name)).sorted().first {
+      throw ModuleError.unknownParameter(unknown)
+    }
+    for (name, tensor) in parameters where chosen.contains(name) { tensor.isFrozen = frozen }
   }
 
   /// What a checkpoint holds: the parameters, then the buffers.
@@ -52,6 +137,19 @@ extension Module {
 
   /// Forgets every parameter's gradient.
   public func zeroGradients() { for p in parameters { p.zeroGradient() } }
+}
+
+/// A request a module cannot serve.
+public enum ModuleError: Error, Equatable, CustomStringConvertible {
+  /// No parameter has this name.
+  case unknownParameter(String)
+
+  /// The name and the problem.
+  public var description: String {
+    switch self {
+    case .unknownParameter(let name): "no parameter named \(name)"
+    }
+  }
 }
 
 enum ModuleReflection {
@@ -93,11 +191,18 @@ enum ModuleReflection {
     var found: [(name: String, tensor: Tensor)] = []
     for child in Mirror(reflecting: value).children {
       guard let label = child.label else { continue }
-      // Lazy storage and property-wrapper backing stores carry a `$__lazy_storage_$` or `_` prefix.
-      let name =
-        label.hasPrefix("$__lazy_storage_$_")
-        ? String(label.dropFirst(18))
-        : child.value is Buffer && label.hasPrefix("_") ? String(label.dropFirst()) : label
+      if let wrapper = child.value as? any ModuleStateWrapper {
+        // A wrapper's backing store is `_name`; its key, when given, replaces the name.
+        guard let tensor = wrapper.stateTensor else { continue }
+        let name = prefix + (wrapper.key ?? String(label.dropFirst()))
+        let isParameter = tensor.requiresGradient
+        if kind == .parameters ? isParameter : (!isParameter && wrapper.holdsBuffer) {
+          found.append((name, tensor))
+        }
+        continue
+      }
+      // Lazy storage carries a `$__lazy_storage_$_` prefix.
+      let name = label.hasPrefix("$__lazy_storage_$_") ? String(label.dropFirst(18)) : label
       collect(child.value, name: prefix + name, kind: kind, into: &found)
     }
     return found
@@ -109,10 +214,6 @@ enum ModuleReflection {
     switch value {
     case let tensor as Tensor:
       if kind == .parameters && tensor.requiresGradient { found.append((name, tensor)) }
-    case let buffer as Buffer:
-      if buffer.wrappedValue.requiresGradient == (kind == .parameters) {
-        found.append((name, buffer.wrappedValue))
-      }
     case let module as Module:
       let inner = kind == .parameters ? module.namedParameters() : module.namedBuffers()
       found += inner.map { (name + "." + $0.name, $0.tensor) }

@@ -19,21 +19,22 @@ import LongConvTensors
 /// The default `ssmLearningRateScale` of 0.1 follows the S4 repository's `s4d.py` example,
 /// where the model trains at 0.01 and the SSM parameters at 0.001 without weight decay. The S4
 /// recipe uses a fixed rate (`min(0.001, lr)`) instead; for that, pass `0.001 / peak`.
-/// Empty groups are left out; within a group parameters keep the model's order and names.
+/// Frozen parameters (``LongConvLayers/Module/freeze(_:)``) are left out, and so are empty
+/// groups; within a group parameters keep the model's order and names.
 public func defaultGroups(
   for model: any Module, weightDecay: Float, ssmLearningRateScale: Float = 0.1,
   extraNoDecay: (String) -> Bool = { _ in false }
 ) -> [ParameterGroup] {
   var ssmStorages = Set<ObjectIdentifier>()
   var noDecayStorages = Set<ObjectIdentifier>()
-  KernelParameterWalk.visit(model) { module in
+  for (_, module) in model.namedModules() {
     switch module {
     case let kernel as S4DKernel:
       for t in [kernel.logDt, kernel.logAReal, kernel.aImag] {
         ssmStorages.insert(ObjectIdentifier(t.storage))
       }
-    case let kernel as TNNKernel where kernel.decay == .learned:
-      noDecayStorages.insert(ObjectIdentifier(kernel.gamma.storage))
+    case let kernel as TNNKernel:
+      if let logit = kernel.decayLogit { noDecayStorages.insert(ObjectIdentifier(logit.storage)) }
     case let kernel as EMAKernel:
       for t in [kernel.delta, kernel.alpha] { noDecayStorages.insert(ObjectIdentifier(t.storage)) }
     default: break
@@ -43,7 +44,7 @@ public func defaultGroups(
   var decay: [(String, Tensor)] = []
   var noDecay: [(String, Tensor)] = []
   var ssm: [(String, Tensor)] = []
-  for (name, tensor) in model.namedParameters() {
+  for (name, tensor) in model.trainableParameters() {
     let last = name.split(separator: ".").last.map(String.init) ?? name
     let id = ObjectIdentifier(tensor.storage)
     if ssmStorages.contains(id) || ssmNames.contains(last) {
@@ -68,29 +69,4 @@ public func defaultGroups(
   add("no_decay", noDecay, scale: 1, decay: 0)
   add("ssm", ssm, scale: ssmLearningRateScale, decay: 0)
   return groups
-}
-
-/// Visits every module reachable from a model through stored properties (modules, optionals
-/// and arrays of modules), the same paths ``Module/namedParameters()`` follows by default.
-enum KernelParameterWalk {
-  static func visit(_ module: any Module, _ body: (any Module) -> Void) {
-    var seen = Set<ObjectIdentifier>()
-    walk(module, &seen, body)
-  }
-
-  private static func walk(_ value: Any, _ seen: inout Set<ObjectIdentifier>, _ body: (any Module) -> Void) {
-    switch value {
-    case let module as any Module:
-      guard seen.insert(ObjectIdentifier(module)).inserted else { return }
-      body(module)
-      for child in Mirror(reflecting: module).children { walk(child.value, &seen, body) }
-    case let modules as [any Module]:
-      for m in modules { walk(m, &seen, body) }
-    default:
-      let mirror = Mirror(reflecting: value)
-      if mirror.displayStyle == .optional, let inner = mirror.children.first?.value {
-        walk(inner, &seen, body)
-      }
-    }
-  }
 }

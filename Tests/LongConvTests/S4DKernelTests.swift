@@ -84,8 +84,10 @@ struct S4DKernelTests {
       try k.coefficients(length: length), SSMReference.kernel(of: system, length: length).flatMap { $0 },
       tolerance: 1e-4, "state space with \(groups) pole groups")
     checkGradients("s4d shared poles", inputs: [k.logDt, k.logAReal, k.aImag, k.cReal, k.cImag]) { p in
-      try! S4DKernel(logDt: p[0], logAReal: p[1], aImag: p[2], cReal: p[3], cImag: p[4], D: k.D)
-        .coefficients(length: 5)
+      try! S4DKernel(
+        logDt: p[0], logAReal: p[1], aImag: p[2], cReal: p[3], cImag: p[4], skipWeight: k.skipWeight
+      )
+      .coefficients(length: 5)
     }
   }
 
@@ -121,8 +123,10 @@ struct S4DKernelTests {
     checkGradients(
       "s4d coefficients", inputs: [k.logDt, k.logAReal, k.aImag, k.cReal, k.cImag]
     ) { p in
-      try! S4DKernel(logDt: p[0], logAReal: p[1], aImag: p[2], cReal: p[3], cImag: p[4], D: k.D)
-        .coefficients(length: 6)
+      try! S4DKernel(
+        logDt: p[0], logAReal: p[1], aImag: p[2], cReal: p[3], cImag: p[4], skipWeight: k.skipWeight
+      )
+      .coefficients(length: 6)
     }
   }
 
@@ -132,10 +136,13 @@ struct S4DKernelTests {
     let x = uniformTensor([1, 5, 2], seed: 5)
     checkGradients(
       "s4d bidirectional convolve",
-      inputs: [x, k.logDt, k.logAReal, k.aImag, k.cReal, k.cImag, k.D, k.cRealBackward!, k.cImagBackward!]
+      inputs: [
+        x, k.logDt, k.logAReal, k.aImag, k.cReal, k.cImag, k.skipWeight, k.cRealBackward!, k.cImagBackward!,
+      ]
     ) { p in
       try! S4DKernel(
-        logDt: p[1], logAReal: p[2], aImag: p[3], cReal: p[4], cImag: p[5], D: p[6], cRealBackward: p[7],
+        logDt: p[1], logAReal: p[2], aImag: p[3], cReal: p[4], cImag: p[5], skipWeight: p[6],
+        cRealBackward: p[7],
         cImagBackward: p[8]
       ).convolve(p[0])
     }
@@ -148,7 +155,7 @@ struct S4DKernelTests {
     let x = uniformTensor([batch, length, channels], seed: 11)
     let y = try k.convolve(x)
     let xs = x.doubles
-    let skip = k.D.doubles
+    let skip = k.skipWeight.doubles
     var expected = [Double](repeating: 0, count: xs.count)
     for b in 0..<batch {
       for c in 0..<channels {
@@ -172,7 +179,7 @@ struct S4DKernelTests {
   func stateSpaceReproducesKernel() throws {
     let k = makeKernel(initialization: .inv, seed: 7)
     let system = try #require(k.stateSpace())
-    #expect(system.skip == k.D.doubles)
+    #expect(system.skip == k.skipWeight.doubles)
     for c in 0..<k.channels {
       for n in 0..<k.modes {
         #expect(hypot(system.polesReal[c][n], system.polesImaginary[c][n]) < 1)
@@ -206,7 +213,8 @@ struct S4DKernelTests {
     expectClose(
       try k.convolve(x),
       SSMReference.convolve(
-        x.doubles, batch: 2, length: length, channels: 3, kernel: SSMReference.rows(t), skip: k.D.doubles,
+        x.doubles, batch: 2, length: length, channels: 3, kernel: SSMReference.rows(t),
+        skip: k.skipWeight.doubles,
         bidirectional: true), tolerance: 1e-4, "bidirectional convolve")
     #expect(try k.coefficients(length: 1).shape == [3, 1])
   }

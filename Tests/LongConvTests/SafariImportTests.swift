@@ -101,7 +101,7 @@ import Testing
       aImag: try tensor("kernel.A_imag"),
       cReal: try Tensor(shape: [h, modes], scalars: (0..<h * modes).map { parts[2 * $0] }),
       cImag: try Tensor(shape: [h, modes], scalars: (0..<h * modes).map { parts[2 * $0 + 1] }),
-      D: try tensor("D"))
+      skipWeight: try tensor("D"))
     var generator = SeededGenerator(seed: 0)
     let block = SSMBlock(kernel: kernel, generator: &generator)
     let weight = try tensor("output_linear.0.weight")  // [2H, H, 1]

@@ -24,8 +24,8 @@ import Testing
     let lambda: [Double] = {
       let g = Double(kernel.decayLowerBound)
       switch kernel.decay {
-      case .fixed: return kernel.gamma.doubles
-      case .learned: return kernel.gamma.doubles.map { g + (1 - g) / (1 + Foundation.exp(-$0)) }
+      case .fixed: return kernel.fixedDecay!.doubles
+      case .learned: return kernel.decayLogit!.doubles.map { g + (1 - g) / (1 + Foundation.exp(-$0)) }
       }
     }()
     var undecayed = [Double](repeating: 0, count: d * lags.count)
@@ -86,6 +86,8 @@ import Testing
     ]
     #expect(fixed.namedParameters().map(\.name) == names)
     #expect(learned.namedParameters().map(\.name) == names + ["gamma"])
+    // The fixed decay is a buffer under the reference's name; the learned one has none.
+    #expect(fixed.namedBuffers().map(\.name) == ["gamma"] && learned.namedBuffers().isEmpty)
     #expect(fixed.separableDecay?.scalars == [0.99, 0.99, 0.99])
     let lambda = learned.separableDecay!.doubles
     #expect(lambda.allSatisfy { $0 > 0.95 && $0 < 1 })

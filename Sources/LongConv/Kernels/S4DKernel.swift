@@ -64,10 +64,8 @@ public final class S4DKernel: ConfigurableKernel {
   public let cReal: Tensor, cImag: Tensor
   /// `[D, H]`: `C` of the backward kernel (bidirectional only).
   public let cRealBackward: Tensor?, cImagBackward: Tensor?
-  /// `[D]`: the skip (named `D` as in `s4d.py`, so checkpoint names match).
-  // swift-format-ignore: AlwaysUseLowerCamelCase
-  /// `[D]`: the skip.
-  public let D: Tensor
+  /// `[D]`: the skip weights, saved under `s4d.py`'s name `D`.
+  @Parameter(key: "D") public private(set) var skipWeight = Tensor.zeros([1])  // set by init
   /// Bidirectional exactly when the backward `C` (``cRealBackward``, ``cImagBackward``) is present, else
   /// causal.
   public let direction: ConvolutionDirection
@@ -75,13 +73,15 @@ public final class S4DKernel: ConfigurableKernel {
   /// A kernel from its parameter tensors (for example loaded from a checkpoint); pass the
   /// backward `C` for a bidirectional kernel.
   public init(
-    logDt: Tensor, logAReal: Tensor, aImag: Tensor, cReal: Tensor, cImag: Tensor, D: Tensor,
+    logDt: Tensor, logAReal: Tensor, aImag: Tensor, cReal: Tensor, cImag: Tensor, skipWeight: Tensor,
     cRealBackward: Tensor? = nil, cImagBackward: Tensor? = nil
   ) {
     let channels = logDt.count
     let modes = logAReal.shape.last ?? 0
     let groups = logAReal.shape.first ?? 0
-    precondition(logDt.rank == 1 && D.shape == [channels], "S4DKernel: logDt \(logDt.shape), D \(D.shape)")
+    precondition(
+      logDt.rank == 1 && skipWeight.shape == [channels],
+      "S4DKernel: logDt \(logDt.shape), skip \(skipWeight.shape)")
     precondition(
       logAReal.rank == 2 && groups >= 1 && channels % groups == 0,
       "S4DKernel: logAReal \(logAReal.shape): its pole groups must divide the \(channels) channels")
@@ -107,7 +107,7 @@ public final class S4DKernel: ConfigurableKernel {
     self.aImag = aImag
     self.cReal = cReal
     self.cImag = cImag
-    self.D = D
+    self.skipWeight = skipWeight
     self.cRealBackward = cRealBackward
     self.cImagBackward = cImagBackward
     direction = cRealBackward == nil ? .causal : .bidirectional
@@ -163,7 +163,8 @@ public final class S4DKernel: ConfigurableKernel {
         shape: [groups, modes], scalars: Array(repeating: imag, count: groups).flatMap { $0 }
       )
       .requiringGradient(),
-      cReal: cReal.requiringGradient(), cImag: cImag.requiringGradient(), D: skip.requiringGradient(),
+      cReal: cReal.requiringGradient(), cImag: cImag.requiringGradient(),
+      skipWeight: skip.requiringGradient(),
       cRealBackward: backward?.0.requiringGradient(), cImagBackward: backward?.1.requiringGradient())
   }
 
@@ -196,8 +197,8 @@ public final class S4DKernel: ConfigurableKernel {
   public var channels: Int { logDt.count }
   /// Complex modes per channel, `N/2`.
   public var modes: Int { logAReal.shape[1] }
-  /// The skip `D`.
-  public var skip: Tensor? { D }
+  /// The skip `D` (``skipWeight``).
+  public var skip: Tensor? { skipWeight }
   /// `G`: channels share poles in this many groups (``channels`` when not shared).
   public var poleGroups: Int { logAReal.shape[0] }
 
@@ -268,7 +269,7 @@ public final class S4DKernel: ConfigurableKernel {
     let (d, h) = (channels, modes)
     let (logDt, logAReal, aImag, cReal, cImag, skip) = (
       self.logDt.scalars, self.logAReal.scalars, self.aImag.scalars, self.cReal.scalars, self.cImag.scalars,
-      D.scalars
+      skipWeight.scalars
     )
     var poles = (re: [[Double]](), im: [[Double]]())
     var residues = (re: [[Double]](), im: [[Double]]())

@@ -38,7 +38,7 @@ import Foundation
 /// | `posProj.{weight,bias}` `[r, 1]`, `[r]` | `rpe.pos_proj.{weight,bias}` |
 /// | `layers.{j}.linear.{weight,bias}` `[r, r]`, `[r]` | `rpe.layers.{j}.2.{weight,bias}` |
 /// | `out.linear.{weight,bias}` `[D, r]`, `[D]` | `rpe.out.2.{weight,bias}` |
-/// | `gamma` `[D]` (a parameter, `p`, only when learned) | `gamma` `[h, 1, e]`, `h e = D` (a buffer holding `lambda` when fixed: read it into the constant) |
+/// | `gamma` `[D]`: ``decayLogit`` `p` when learned, the buffer ``fixedDecay`` (`lambda`) when fixed | `gamma` `[h, 1, e]`, `h e = D` (a buffer holding `lambda` when fixed) |
 ///
 /// - Complexity: `O(n r (r * rpe_layers + D))` for `n = L` (causal) or `2L - 1` lags: the RPE
 ///   is evaluated once for all lags as matrix products, and the last layer writes the
@@ -76,8 +76,11 @@ public final class TNNKernel: ConfigurableKernel {
   public let layers: [RPELayer]
   /// The output layer to `D` channels (applied in the transposed layout, see ``coefficients(length:)``).
   public let out: RPELayer
-  /// `[D]`: `lambda` (a constant) when the decay is fixed, the parameter `p` when it is learned.
-  public let gamma: Tensor
+  /// `[D]`: `lambda` when the decay is fixed (a constant, saved as the reference's `gamma`),
+  /// else `nil`.
+  @Buffer(key: "gamma") public private(set) var fixedDecay: Tensor? = nil
+  /// `[D]`: the parameter `p` of a learned decay (saved as `gamma`), else `nil`.
+  @Parameter(key: "gamma") public private(set) var decayLogit: Tensor? = nil
   /// Fixed or learned decay.
   public let decay: Decay
   /// The config's `gamma`: the fixed decay or the learned decay's lower bound.
@@ -107,8 +110,8 @@ public final class TNNKernel: ConfigurableKernel {
     decayLowerBound = gamma
     self.direction = direction
     switch decay {
-    case .fixed: self.gamma = Tensor(repeating: gamma, shape: [channels])
-    case .learned: self.gamma = Tensor.normal([channels], generator: &generator).requiringGradient()
+    case .fixed: fixedDecay = Tensor(repeating: gamma, shape: [channels])
+    case .learned: decayLogit = Tensor.normal([channels], generator: &generator).requiringGradient()
     }
   }
 
@@ -151,9 +154,8 @@ public final class TNNKernel: ConfigurableKernel {
   /// `lambda [D]`: the constant, or `gamma + (1 - gamma) sigmoid(p)` (recorded) when learned.
   public var lambda: Tensor {
     switch decay {
-    case .fixed: gamma
-    case .learned:
-      decayLowerBound + (1 - decayLowerBound) * gamma.sigmoid()
+    case .fixed: fixedDecay!
+    case .learned: decayLowerBound + (1 - decayLowerBound) * decayLogit!.sigmoid()
     }
   }
 
@@ -163,7 +165,7 @@ public final class TNNKernel: ConfigurableKernel {
     switch decay {
     case .fixed:
       return decayCache.value(length: length) {
-        Tensor.withoutRecording { (gamma.log().reshaped([channels, 1]) * distances).exp() }
+        Tensor.withoutRecording { (fixedDecay!.log().reshaped([channels, 1]) * distances).exp() }
       }
     case .learned:
       return (lambda.log().reshaped([channels, 1]) * distances).exp()

@@ -18,6 +18,8 @@ final class GraphNode: @unchecked Sendable {
   /// Shape of the value, to check gradients as they arrive.
   let shape: [Int]
   let isLeaf: Bool
+  /// A frozen parameter takes no gradient (see ``Tensor/isFrozen``).
+  var isFrozen = false
 
   init(op: String, shape: [Int], inputs: [GraphNode?], pullback: ((Tensor) -> [Tensor?])?) {
     self.op = op
@@ -32,6 +34,7 @@ final class GraphNode: @unchecked Sendable {
       g.shape == shape,
       "backward: \(op) received a gradient of shape \(g.shape) for a value of shape \(shape)")
     if isLeaf {
+      if isFrozen { return }
       // A parameter owns its gradient storage, so optimizers may scale it in place and later
       // passes add into it without allocating.
       if let owned = gradient {
@@ -104,6 +107,17 @@ extension Tensor {
   /// The gradient accumulated into this parameter by ``backward()``, or `nil` before any.
   /// Its storage belongs to the parameter alone (optimizers may change it in place).
   public var gradient: Tensor? { node?.gradient }
+
+  /// Whether this parameter is frozen: ``backward()`` gives it no gradient, so optimizers
+  /// leave it alone. Setting it on a tensor that is not a parameter does nothing.
+  public var isFrozen: Bool {
+    get { node?.isFrozen ?? false }
+    nonmutating set {
+      guard let node, node.isLeaf else { return }
+      node.isFrozen = newValue
+      if newValue { node.gradient = nil }
+    }
+  }
 
   /// Forgets the gradient accumulated into this parameter.
   public func zeroGradient() { node?.gradient = nil }
