@@ -1,8 +1,10 @@
 import LongConvTensors
+import Synchronization
 
 /// An element-wise nonlinearity chosen by name in a config: the one place that maps config
-/// names to formulas, for tensors (training and the module path) and for single values (the
-/// fused decoding step).
+/// names to formulas, for tensors (training and the module path, through
+/// ``LongConvTensors/Tensor/applying(_:)``) and for single values (the fused decoding step),
+/// both from the same ``LongConvTensors/ElementwiseFunction``.
 ///
 /// | name | formula |
 /// |---|---|
@@ -13,21 +15,27 @@ import LongConvTensors
 /// | `silu` | `x sigmoid(x)` |
 /// | `sigmoid` | `1 / (1 + e^-x)` |
 /// | `tanh` | `tanh(x)` |
-public enum Activation: String, Sendable, CaseIterable {
-  /// `x`.
-  case identity = "id"
-  /// `max(x, 0)`.
-  case relu
-  /// `x Phi(x)` with the exact normal CDF.
-  case gelu
-  /// GELU with the tanh approximation.
-  case geluTanh = "gelu_tanh"
-  /// `x sigmoid(x)`.
-  case silu
-  /// `1 / (1 + e^-x)`.
-  case sigmoid
-  /// Hyperbolic tangent.
-  case tanh
+///
+/// A new activation is one type: conform it to ``LongConvTensors/ElementwiseFunction`` and call
+/// ``register(_:)``; configs then name it (`"activation": "<its name>"`) in every layer that
+/// takes an activation, and the fused decoding step runs it too.
+public struct Activation: Hashable, Sendable, CustomStringConvertible {
+  /// The config name.
+  public let rawValue: String
+  /// The formula.
+  public let function: any ElementwiseFunction.Type
+
+  /// The activation of `F`, named `F.name`.
+  public init<F: ElementwiseFunction>(_ function: F.Type) {
+    rawValue = F.name
+    self.function = function
+  }
+
+  /// The registered activation named `rawValue`, or `nil`.
+  public init?(rawValue: String) {
+    guard let found = Self.registry.withLock({ $0[rawValue] }) else { return nil }
+    self = found
+  }
 
   /// The activation of a config name, also accepting the aliases PyTorch code uses
   /// (`identity`, `linear` for `id`; `swish` for `silu`), or `nil`.
@@ -39,30 +47,78 @@ public enum Activation: String, Sendable, CaseIterable {
     }
   }
 
+  /// `x`.
+  public static let identity = Activation(IdentityFunction.self)
+  /// `max(x, 0)`.
+  public static let relu = Activation(ReLUFunction.self)
+  /// `x Phi(x)` with the exact normal CDF.
+  public static let gelu = Activation(GELUFunction.self)
+  /// GELU with the tanh approximation.
+  public static let geluTanh = Activation(GELUTanhFunction.self)
+  /// `x sigmoid(x)`.
+  public static let silu = Activation(SiLUFunction.self)
+  /// `1 / (1 + e^-x)`.
+  public static let sigmoid = Activation(SigmoidFunction.self)
+  /// Hyperbolic tangent.
+  public static let tanh = Activation(TanhFunction.self)
+
+  private static let registry = Mutex<[String: Activation]>(
+    Dictionary(
+      uniqueKeysWithValues: [identity, relu, gelu, geluTanh, silu, sigmoid, tanh].map { ($0.rawValue, $0) }))
+
+  /// Every registered activation, by name.
+  public static var allCases: [Activation] {
+    registry.withLock { $0.values.sorted { $0.rawValue < $1.rawValue } }
+  }
+
+  /// Makes `F` available to configs under `F.name`. Registering the same type again does
+  /// nothing; another type under a taken name throws ``ActivationError/nameTaken(_:)``.
+  @discardableResult
+  public static func register<F: ElementwiseFunction>(_ function: F.Type) throws -> Activation {
+    let activation = Activation(function)
+    try registry.withLock { table in
+      if let existing = table[F.name] {
+        guard ObjectIdentifier(existing.function) == ObjectIdentifier(function) else {
+          throw ActivationError.nameTaken(F.name)
+        }
+        return
+      }
+      table[F.name] = activation
+    }
+    return activation
+  }
+
   /// Applies the activation element-wise (differentiable).
   public func callAsFunction(_ x: Tensor) -> Tensor {
-    switch self {
-    case .identity: x
-    case .relu: x.relu()
-    case .gelu: x.gelu()
-    case .geluTanh: x.geluTanh()
-    case .silu: x.silu()
-    case .sigmoid: x.sigmoid()
-    case .tanh: x.tanh()
-    }
+    if ObjectIdentifier(function) == ObjectIdentifier(IdentityFunction.self) { return x }
+    return function.applied(to: x)
   }
 
   /// The same formula on one value, for loops over raw buffers.
   @inline(__always)
-  public func value(_ x: Float) -> Float {
+  public func value(_ x: Float) -> Float { function.value(x) }
+
+  /// The config name.
+  public var description: String { rawValue }
+
+  /// Equal when the names and formulas are.
+  public static func == (a: Activation, b: Activation) -> Bool {
+    a.rawValue == b.rawValue && ObjectIdentifier(a.function) == ObjectIdentifier(b.function)
+  }
+
+  /// By name.
+  public func hash(into hasher: inout Hasher) { hasher.combine(rawValue) }
+}
+
+/// Why an activation cannot be registered.
+public enum ActivationError: Error, Equatable, CustomStringConvertible {
+  /// Another function is registered under this name.
+  case nameTaken(String)
+
+  /// The name and the problem.
+  public var description: String {
     switch self {
-    case .identity: x
-    case .relu: ReLUFunction.value(x)
-    case .gelu: GELUFunction.value(x)
-    case .geluTanh: GELUTanhFunction.value(x)
-    case .silu: SiLUFunction.value(x)
-    case .sigmoid: SigmoidFunction.value(x)
-    case .tanh: TanhFunction.value(x)
+    case .nameTaken(let name): "an activation named \"\(name)\" is already registered (another function)"
     }
   }
 }

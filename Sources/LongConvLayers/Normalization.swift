@@ -9,6 +9,15 @@ public enum NormalizationKind: String, Sendable, CaseIterable {
   /// `(x - mean) / sqrt(var + eps) * w + b`; `eps` 1e-5 by default.
   case layerNorm = "layer_norm"
 
+  /// The row formula with `epsilon` (``LongConvTensors/RowNormalization``).
+  public func formula(epsilon: Float) -> RowNormalization {
+    switch self {
+    case .simpleRMSNorm: .simpleRMS(epsilon: epsilon)
+    case .rmsNorm: .rms(epsilon: epsilon)
+    case .layerNorm: .layer(epsilon: epsilon)
+    }
+  }
+
   /// The `eps` of the formula unless a config sets another (`norm_epsilon`).
   public var defaultEpsilon: Float {
     switch self {
@@ -30,6 +39,9 @@ public final class Normalization: Module {
   /// The `eps` of the formula (``NormalizationKind/defaultEpsilon`` unless set).
   public let epsilon: Float
 
+  /// The row formula this norm applies.
+  public var formula: RowNormalization { kind.formula(epsilon: epsilon) }
+
   /// A norm of `kind` over the last axis of width `width`, with `epsilon` in place of the
   /// kind's default.
   public init(_ kind: NormalizationKind, width: Int, epsilon: Float? = nil) {
@@ -41,10 +53,6 @@ public final class Normalization: Module {
 
   /// `[..., D] -> [..., D]` (formulas on ``NormalizationKind``).
   public func callAsFunction(_ x: Tensor) -> Tensor {
-    switch kind {
-    case .simpleRMSNorm: x.simpleRMSNorm(epsilon: epsilon)
-    case .rmsNorm: x.rmsNorm(weight: weight, epsilon: epsilon)
-    case .layerNorm: x.layerNorm(weight: weight, bias: bias, epsilon: epsilon)
-    }
+    x.normalized(formula, weight: weight, bias: bias)
   }
 }

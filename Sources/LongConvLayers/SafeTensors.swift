@@ -214,7 +214,8 @@ public struct SafeTensors {
       if entry.dtype == .f64 {
         let source = UnsafeRawBufferPointer(rebasing: data[entry.begin..<entry.end])
         wideTensors[entry.name] = (0..<(entry.end - entry.begin) / 8).map {
-          Double(bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))
+          Double(
+            bitPattern: UInt64(littleEndian: source.loadUnaligned(fromByteOffset: 8 * $0, as: UInt64.self)))
         }
       }
       let tensor = Tensor(repeating: 0, shape: entry.shape)
@@ -282,7 +283,8 @@ public struct SafeTensors {
     _ tensors: [String: Tensor], metadata: [String: String] = [:], dtype: DType = .f32, to url: URL
   ) throws {
     guard dtype == .f32 || dtype == .f64 else {
-      throw SafeTensorsError(file: url.path, problem: "cannot write dtype \(dtype.rawValue) (only F32 and F64)")
+      throw SafeTensorsError(
+        file: url.path, problem: "cannot write dtype \(dtype.rawValue) (only F32 and F64)")
     }
     let entries = tensors.map { name, tensor in
       Entry(name: name, shape: tensor.shape, dtype: dtype) { sink in
@@ -310,7 +312,8 @@ public struct SafeTensors {
   ) throws {
     for (name, entry) in doubles where entry.shape.reduce(1, *) != entry.values.count {
       throw SafeTensorsError(
-        file: url.path, tensor: name, problem: "shape \(entry.shape) does not hold \(entry.values.count) values")
+        file: url.path, tensor: name,
+        problem: "shape \(entry.shape) does not hold \(entry.values.count) values")
     }
     let entries = doubles.map { name, entry in
       Entry(name: name, shape: entry.shape, dtype: .f64) { sink in
@@ -331,7 +334,8 @@ public struct SafeTensors {
 
   private static func write(_ unsorted: [Entry], metadata: [String: String], to url: URL) throws {
     if unsorted.contains(where: { $0.name == "__metadata__" }) {
-      throw SafeTensorsError(file: url.path, tensor: "__metadata__", problem: "the name is reserved for metadata")
+      throw SafeTensorsError(
+        file: url.path, tensor: "__metadata__", problem: "the name is reserved for metadata")
     }
     let entries = unsorted.sorted { $0.name < $1.name }
     var fields: [String] = []

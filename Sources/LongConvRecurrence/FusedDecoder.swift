@@ -34,10 +34,13 @@ import Synchronization
 /// wide), so only the partial outputs cross between members (double-buffered: a member may
 /// write the next phase's partial while another still sums the last one).
 ///
-/// Covered: blocks whose mixer is a GTU, a Hyena operator or an SSM block with any converted
-/// kernel and whose channel mixer is a GLU or an MLP, pre- or post-norm, any norm. Other
-/// models (a mixer defined outside the toolkit) step through their modules
-/// (``make(model:mixers:)`` returns nil). The weights are copied when the decoder
+/// Covered: blocks whose mixer is a ``FusableMixer`` with a step (GTU, Hyena operator without
+/// outer mixing, SSM block, or a mixer of one's own that describes its step in one of
+/// ``FusedMixerStep``'s forms) and a converted recurrence, and whose channel mixer is a
+/// ``FusableChannelMixer`` (GLU, MLP), pre- or post-norm, any norm. Other models step through
+/// their modules (``make(model:mixers:)`` returns nil). The decoder reads modules only through
+/// those step descriptions and ``LongConvLayers/Normalization/formula``: the math of a block
+/// lives in its modules, the plans below only pack it. The weights are copied when the decoder
 /// is made: like the converted kernels, the recurrent model is a snapshot of the model at
 /// conversion. One step runs at a time per decoder.
 ///
@@ -84,9 +87,8 @@ final class FusedDecoder: @unchecked Sendable {
   static func covers(model: CausalLanguageModel, mixers: [any RecurrentMixer]) -> Bool {
     guard !model.blocks.isEmpty, model.blocks.count == mixers.count else { return false }
     return zip(model.blocks, mixers).allSatisfy { block, mixer in
-      guard let fusable = mixer as? any FusableMixer else { return false }
-      if case .hyena(let parts) = fusable.fusableParts, parts.outerMixing { return false }
-      return block.channelMixer is GLU || block.channelMixer is MLP
+      (block.mixer as? any FusableMixer)?.fusedStep != nil && mixer.fusedRecurrence != nil
+        && block.channelMixer is any FusableChannelMixer
     }
   }
 
@@ -97,33 +99,30 @@ final class FusedDecoder: @unchecked Sendable {
     var plans: [LayerPlan] = []
     var wide = 1
     for (block, mixer) in zip(model.blocks, mixers) {
-      let fusable = mixer as! any FusableMixer
-      let recurrence = RecurrencePlan(fusable.recurrence, arena: arena)
-      let inner = fusable.innerWidth
+      let step = (block.mixer as! any FusableMixer).fusedStep!
+      let recurrence = RecurrencePlan(mixer.fusedRecurrence!, arena: arena)
+      let (inner, streams) = Self.widths(of: step)
       let channels = Self.bounds(inner, members: members)
-      let (forms, output, outputGLU) = Self.mixerForms(fusable.fusableParts, bounds: channels, arena: arena)
+      let (forms, output, outputGLU) = Self.mixerForms(step, bounds: channels, arena: arena)
       let o = ColumnProduct.slices(output.weight, bounds: channels, arena: arena)
-      let (first, gate, out, outBias, activation):
-        ([RowProduct], [RowProduct?], [ColumnProduct], Tensor?, ChannelActivation)
-      let hidden: Int
-      if let glu = block.channelMixer as? GLU {
-        hidden = glu.l1.outputCount
-        let features = Self.bounds(hidden, members: members)
-        first = RowProduct.slices(glu.l1.weight, bias: glu.l1.bias, bounds: features, arena: arena)
-        gate = RowProduct.slices(glu.l2.weight, bias: glu.l2.bias, bounds: features, arena: arena)
-        out = ColumnProduct.slices(glu.l3.weight, bounds: features, arena: arena)
-        (outBias, activation) = (glu.l3.bias, .gatedSiLU)
-      } else {
-        let mlp = block.channelMixer as! MLP
-        hidden = mlp.l1.outputCount
-        let features = Self.bounds(hidden, members: members)
-        first = RowProduct.slices(mlp.l1.weight, bias: mlp.l1.bias, bounds: features, arena: arena)
-        gate = [RowProduct?](repeating: nil, count: members)
-        out = ColumnProduct.slices(mlp.l2.weight, bounds: features, arena: arena)
-        outBias = mlp.l2.bias
-        activation = .pointwise(mlp.activation)
+      let (firstLayer, gateLayer, outLayer, activation): (Linear, Linear?, Linear, ChannelActivation)
+      switch (block.channelMixer as! any FusableChannelMixer).fusedStep {
+      case .gated(let first, let gate, let out, let function):
+        (firstLayer, gateLayer, outLayer, activation) = (first, gate, out, .gated(ElementwisePlan(function)))
+      case .pointwise(let first, let out, let function):
+        (firstLayer, gateLayer, outLayer, activation) = (
+          first, nil, out, .pointwise(ElementwisePlan(function))
+        )
       }
-      wide = max(wide, fusable.streams * inner, hidden)
+      let hidden = firstLayer.outputCount
+      let features = Self.bounds(hidden, members: members)
+      let first = RowProduct.slices(firstLayer.weight, bias: firstLayer.bias, bounds: features, arena: arena)
+      let gate: [RowProduct?] =
+        gateLayer.map { RowProduct.slices($0.weight, bias: $0.bias, bounds: features, arena: arena) }
+        ?? [RowProduct?](repeating: nil, count: members)
+      let out = ColumnProduct.slices(outLayer.weight, bounds: features, arena: arena)
+      let outBias = outLayer.bias
+      wide = max(wide, streams * inner, hidden)
       let (norm1, norm2) = (
         NormPlan(block.norm1, width: d, arena: arena), NormPlan(block.norm2, width: d, arena: arena)
       )
@@ -158,18 +157,30 @@ final class FusedDecoder: @unchecked Sendable {
 
   deinit { lck_team_destroy(team) }
 
+  /// The channels the members split (the output product's inputs) and the rows of scratch
+  /// per channel (Hyena's projected streams).
+  private static func widths(of step: FusedMixerStep) -> (inner: Int, streams: Int) {
+    switch step {
+    case .gated(_, _, let out, _): (out.inputCount, 1)
+    case .hyena(let parts): (parts.outProj.inputCount, parts.order + 1)
+    case .ssm(let output, _, _): (output.inputCount, 1)
+    }
+  }
+
   /// Member `t`'s share of a mixer before its output product, the output product, and whether
   /// its summed output goes through `a * sigmoid(b)` (the SSM block's GLU output).
-  private static func mixerForms(_ parts: FusableParts, bounds: [Int], arena: Arena) -> (
+  private static func mixerForms(_ step: FusedMixerStep, bounds: [Int], arena: Arena) -> (
     [MixerForm], Linear, Bool
   ) {
-    switch parts {
-    case .gated(let u, let v, let o):
+    switch step {
+    case .gated(let u, let v, let o, let activation):
       let (us, vs) = (
         RowProduct.slices(u.weight, bias: u.bias, bounds: bounds, arena: arena),
         RowProduct.slices(v.weight, bias: v.bias, bounds: bounds, arena: arena)
       )
-      return (zip(us, vs).map { MixerForm.gated(u: $0, v: $1) }, o, false)
+      return (
+        zip(us, vs).map { MixerForm.gated(u: $0, v: $1, activation: ElementwisePlan(activation)) }, o, false
+      )
     case .hyena(let parts):
       // The whole input projection's rows, each stream's slice split like the channels; a
       // member applies its rows of every stream.
@@ -181,18 +192,21 @@ final class FusedDecoder: @unchecked Sendable {
           bias: parts.inProj.bias?.slice(axis: 0, n * d..<(n + 1) * d),
           bounds: bounds, arena: arena)
       }
-      let (taps, filter) = (parts.filter.shape[1], UnsafePointer(arena.copy(parts.filter)))
-      let bias = UnsafePointer(arena.copy(parts.filterBias))
+      let (taps, filter) = (parts.shortFilter.shape[1], UnsafePointer(arena.copy(parts.shortFilter)))
+      let bias = UnsafePointer(arena.copy(parts.shortFilterBias))
       let scales = parts.orderScales.map { UnsafePointer(arena.copy($0)) }
       let forms = (0..<bounds.count - 1).map { t in
         MixerForm.hyena(
           HyenaForm(
             projections: UnsafePointer(arena.copy((0..<streams).map { rows[$0][t] })), order: parts.order,
-            filter: filter, filterBias: bias, taps: taps, orderScales: scales, activation: parts.activation))
+            filter: filter, filterBias: bias, taps: taps, orderScales: scales,
+            activation: ElementwisePlan(parts.activation)))
       }
       return (forms, parts.outProj, false)
     case .ssm(let output, let activation, let outputGLU):
-      return ([MixerForm](repeating: .ssm(activation), count: bounds.count - 1), output, outputGLU)
+      return (
+        [MixerForm](repeating: .ssm(ElementwisePlan(activation)), count: bounds.count - 1), output, outputGLU
+      )
     }
   }
 
@@ -258,13 +272,13 @@ final class FusedDecoder: @unchecked Sendable {
       let channels = plan.channels
       let state = states[index]
       switch plan.mixer {
-      case .gated(let up, let vp):
-        // GTU: g = SiLU(W_u z) * rec(SiLU(W_v z)).
+      case .gated(let up, let vp, let activation):
+        // Gated (GTU): g = act(W_u z) * rec(act(W_v z)).
         up.apply(input, into: u)
         vp.apply(input, into: v)
-        for c in channels { v[c] = v[c] * FastMath.sigmoid(v[c]) }
+        for c in channels { v[c] = activation(v[c]) }
         plan.recurrence.step(channels: channels, x: v, y: gated, state: (state.re, state.im))
-        for c in channels { gated[c] *= u[c] * FastMath.sigmoid(u[c]) }
+        for c in channels { gated[c] *= activation(u[c]) }
       case .hyena(let form):
         // Hyena: q = shortconv(W_in z) per stream (x_0 ... x_(N-1), v), then per step o
         // v = w_o rec_o(v * x_(N-1-o)) on recurrence channels o d + c, and g = act(v * x_0).
@@ -289,11 +303,11 @@ final class FusedDecoder: @unchecked Sendable {
           let scale = form.orderScales?[o] ?? 1
           for c in channels { gated[c] = u[o * inner + c] * scale }
         }
-        for c in channels { gated[c] = form.activation.value(gated[c] * v[c]) }
+        for c in channels { gated[c] = form.activation(gated[c] * v[c]) }
       case .ssm(let activation):
         // SSM block: g = act(rec(z)); a GLU output follows the output product.
         plan.recurrence.step(channels: channels, x: input, y: gated, state: (state.re, state.im))
-        for c in channels { gated[c] = activation.value(gated[c]) }
+        for c in channels { gated[c] = activation(gated[c]) }
       }
       plan.o.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)
@@ -307,11 +321,11 @@ final class FusedDecoder: @unchecked Sendable {
       plan.first.apply(input2, into: u)
       let features = plan.first.range
       switch plan.activation {
-      case .gatedSiLU:
+      case .gated(let activation):
         plan.gate!.apply(input2, into: v)
-        for k in features { gated[k] = u[k] * FastMath.sigmoid(u[k]) * v[k] }
+        for k in features { gated[k] = activation(u[k]) * v[k] }
       case .pointwise(let activation):
-        for k in features { gated[k] = activation.value(u[k]) }
+        for k in features { gated[k] = activation(u[k]) }
       }
       plan.out.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)
@@ -344,324 +358,5 @@ final class FusedDecoder: @unchecked Sendable {
       _ = norm.apply(h, into: z)
       h.update(from: z, count: width)
     }
-  }
-}
-
-/// The modules of a recurrent mixer that ``FusedDecoder`` runs.
-enum FusableParts {
-  /// GTU: `W_o (SiLU(W_u x) * rec(SiLU(W_v x)))`.
-  case gated(u: Linear, v: Linear, o: Linear)
-  /// Hyena operator of order `N` (``HyenaOperator``).
-  case hyena(HyenaParts)
-  /// SSM block: `z = output(act(rec(x)))`, then `y = z[:d] * sigmoid(z[d:])` for a GLU output.
-  case ssm(output: Linear, activation: Activation, outputGLU: Bool)
-}
-
-/// A Hyena operator's modules: input projection `[(N+1) d, d]`, short filter `[(N+1) d, s]` and
-/// its bias, output projection, the step scales and the activation.
-struct HyenaParts {
-  let inProj: Linear
-  let filter: Tensor
-  let filterBias: Tensor
-  let outProj: Linear
-  let order: Int
-  let outerMixing: Bool
-  let orderScales: Tensor?
-  let activation: Activation
-}
-
-/// A recurrent mixer whose step ``FusedDecoder`` can run.
-protocol FusableMixer {
-  var fusableParts: FusableParts { get }
-  var recurrence: RecurrentConvolution { get }
-}
-
-extension FusableMixer {
-  /// The channels the members split: the output product's inputs.
-  var innerWidth: Int {
-    switch fusableParts {
-    case .gated(_, _, let o): o.inputCount
-    case .hyena(let parts): parts.outProj.inputCount
-    case .ssm(let output, _, _): output.inputCount
-    }
-  }
-
-  /// Rows of scratch per channel of `d`: the projected streams (and the recurrence's
-  /// channels, fewer).
-  var streams: Int {
-    switch fusableParts {
-    case .gated, .ssm: 1
-    case .hyena(let parts): parts.order + 1
-    }
-  }
-}
-
-extension RecurrentGTU: FusableMixer {
-  var fusableParts: FusableParts { .gated(u: mixer.uProj, v: mixer.vProj, o: mixer.out) }
-}
-
-extension RecurrentHyena: FusableMixer {
-  var fusableParts: FusableParts {
-    .hyena(
-      HyenaParts(
-        inProj: mixer.inProj, filter: mixer.shortFilter, filterBias: mixer.shortFilterBias,
-        outProj: mixer.outProj,
-        order: mixer.order, outerMixing: mixer.outerMixing, orderScales: mixer.orderScales,
-        activation: mixer.activation))
-  }
-}
-
-extension RecurrentSSM: FusableMixer {
-  var fusableParts: FusableParts {
-    .ssm(output: mixer.output, activation: mixer.activation, outputGLU: mixer.outputGLU)
-  }
-}
-
-/// What a block's mixer computes on a member's channels before its output product.
-private enum MixerForm {
-  case gated(u: RowProduct, v: RowProduct)
-  case hyena(HyenaForm)
-  case ssm(Activation)
-}
-
-/// A member's share of a Hyena operator: its rows of each stream's projection
-/// (`projections[n]` for stream `n`), the short filter, the step scales and the activation.
-private struct HyenaForm {
-  let projections: UnsafePointer<RowProduct>
-  let order: Int
-  let filter: UnsafePointer<Float>
-  let filterBias: UnsafePointer<Float>
-  let taps: Int
-  let orderScales: UnsafePointer<Float>?
-  let activation: Activation
-}
-
-/// The channel mixer's nonlinearity: `SiLU(W_1 z) * (W_2 z)` for a GLU, or `act(W_1 z)`.
-private enum ChannelActivation {
-  case gatedSiLU
-  case pointwise(Activation)
-}
-
-/// One member's share of one block.
-private struct LayerPlan {
-  let prenorm: Bool
-  let norm1: NormPlan, norm2: NormPlan
-  let mixer: MixerForm
-  /// This member's channels of the recurrence.
-  let channels: Range<Int>
-  /// The mixer's output product on those channels, its bias, and whether a GLU follows it.
-  let o: ColumnProduct
-  let mixerBias: UnsafePointer<Float>?
-  let outputGLU: Bool
-  let recurrence: RecurrencePlan
-  let activation: ChannelActivation
-  /// `W_1`'s rows, `W_2`'s rows for a GLU (nil for an MLP), and the output product's columns.
-  let first: RowProduct
-  let gate: RowProduct?
-  let out: ColumnProduct
-  let channelBias: UnsafePointer<Float>?
-}
-
-/// `y[r] = W[r] . x + b[r]` for one member's rows `r` in ``range`` of a copied weight.
-private struct RowProduct {
-  /// Row ``range``'s lower bound of the whole `[rows, cols]` weight.
-  let weight: UnsafePointer<Float>
-  let bias: UnsafePointer<Float>?
-  let range: Range<Int>
-  let cols: Int
-
-  /// One per member (`bounds` from ``FusedDecoder``), over one copy of `weight` and `bias`.
-  static func slices(_ weight: Tensor, bias: Tensor?, bounds: [Int], arena: Arena) -> [RowProduct] {
-    let (w, b, cols) = (arena.copy(weight), bias.map(arena.copy), weight.shape[1])
-    return (0..<bounds.count - 1).map { t in
-      let range = bounds[t]..<bounds[t + 1]
-      return RowProduct(
-        weight: w + range.lowerBound * cols, bias: b.map { UnsafePointer($0 + range.lowerBound) },
-        range: range,
-        cols: cols)
-    }
-  }
-
-  /// Writes `y[range]`.
-  @inline(__always)
-  func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
-    guard !range.isEmpty else { return }
-    lck_gemv(weight, range.count, cols, x, bias, y + range.lowerBound)
-  }
-}
-
-/// `p = W[:, C] x[C]` for one member's columns `C` of a `[rows, cols]` weight, kept contiguous.
-/// The bias is added once, when the members' partials are summed.
-private struct ColumnProduct {
-  let block: UnsafePointer<Float>
-  let columns: Range<Int>
-  let rows: Int
-  /// Columns of the whole weight.
-  let columnsTotal: Int
-
-  /// One per member, over the column slices `bounds` of `weight`.
-  static func slices(_ weight: Tensor, bounds: [Int], arena: Arena) -> [ColumnProduct] {
-    let (rows, cols) = (weight.shape[0], weight.shape[1])
-    let values = weight.scalars
-    return (0..<bounds.count - 1).map { t in
-      let columns = bounds[t]..<bounds[t + 1]
-      let block = arena.allocate(rows * columns.count, of: Float.self)
-      for r in 0..<rows {
-        for (j, c) in columns.enumerated() { block[r * columns.count + j] = values[r * cols + c] }
-      }
-      return ColumnProduct(block: block, columns: columns, rows: rows, columnsTotal: cols)
-    }
-  }
-
-  /// Writes the partial `p [rows]` (zeros when the member has no columns).
-  @inline(__always)
-  func apply(_ x: UnsafePointer<Float>, into p: UnsafeMutablePointer<Float>) {
-    guard !columns.isEmpty else {
-      p.update(repeating: 0, count: rows)
-      return
-    }
-    lck_gemv(block, rows, columns.count, x + columns.lowerBound, nil, p)
-  }
-}
-
-/// A ``RecurrentConvolution``'s poles, residues and skip, copied for the kernels.
-private struct RecurrencePlan {
-  let offsets: UnsafePointer<Int>
-  let sharedPoles: Bool
-  let poles: (re: UnsafePointer<Double>, im: UnsafePointer<Double>)
-  let residues: (re: UnsafePointer<Float>, im: UnsafePointer<Float>)
-  let skip: UnsafePointer<Float>?
-
-  init(_ recurrence: RecurrentConvolution, arena: Arena) {
-    offsets = UnsafePointer(arena.copy(recurrence.offsets))
-    sharedPoles = recurrence.sharedPoles
-    poles = (UnsafePointer(arena.copy(recurrence.poles.re)), UnsafePointer(arena.copy(recurrence.poles.im)))
-    residues = (
-      UnsafePointer(arena.copy(recurrence.residues.re)), UnsafePointer(arena.copy(recurrence.residues.im))
-    )
-    skip = recurrence.skip.map { UnsafePointer(arena.copy($0)) }
-  }
-
-  /// ``RecurrentConvolution/step(_:into:state:)`` for `channels` alone: `y[c]` from `x[c]`.
-  @inline(__always)
-  func step(
-    channels: Range<Int>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-    state: (re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?)
-  ) {
-    guard !channels.isEmpty else { return }
-    lck_recurrence_channels(
-      channels.lowerBound, channels.upperBound, offsets, sharedPoles ? 1 : 0, poles.re, poles.im, residues.re,
-      residues.im, skip, state.re, state.im, x, y)
-  }
-}
-
-/// Buffers of a step: product outputs (members write disjoint rows), and per member its
-/// residual stream, its normed copy, its partial outputs of two phases and the summed output.
-private struct Scratch {
-  let u: UnsafeMutablePointer<Float>
-  let v: UnsafeMutablePointer<Float>
-  let gated: UnsafeMutablePointer<Float>
-  let extra: UnsafeMutablePointer<Float>
-  let logits: UnsafeMutablePointer<Float>
-  private let perMember: UnsafeMutablePointer<Float>
-  /// One row of `2 width` (an SSM block's output), rounded up to whole cache lines so members
-  /// do not share lines.
-  private let stride: Int
-
-  init(width: Int, wide: Int, vocabulary: Int, members: Int, arena: Arena) {
-    (u, v, gated, extra) = (
-      arena.allocate(wide), arena.allocate(wide), arena.allocate(wide), arena.allocate(wide)
-    )
-    logits = arena.allocate(vocabulary)
-    stride = (2 * width + 15) / 16 * 16
-    perMember = arena.allocate(5 * stride * members)
-  }
-
-  func residual(_ member: Int) -> UnsafeMutablePointer<Float> { perMember + 5 * member * stride }
-  func normed(_ member: Int) -> UnsafeMutablePointer<Float> { perMember + (5 * member + 1) * stride }
-  func partial(_ member: Int, phase: Int) -> UnsafeMutablePointer<Float> {
-    perMember + (5 * member + 2 + phase) * stride
-  }
-  func summed(_ member: Int) -> UnsafeMutablePointer<Float> { perMember + (5 * member + 4) * stride }
-}
-
-/// The memory of a decoder (`lck_arena`: zeroed, 64-byte aligned, huge pages where the kernel
-/// allows), freed with the decoder.
-private final class Arena: @unchecked Sendable {
-  private let arena: OpaquePointer
-
-  init() {
-    guard let arena = lck_arena_create() else { fatalError("FusedDecoder: out of memory") }
-    self.arena = arena
-  }
-
-  /// `count` zeroed values of a trivial type.
-  func allocate<T>(_ count: Int, of type: T.Type = T.self) -> UnsafeMutablePointer<T> {
-    precondition(_isPOD(T.self), "Arena holds trivial values only")
-    guard let raw = lck_arena_allocate(arena, max(count, 1) * MemoryLayout<T>.stride) else {
-      fatalError("FusedDecoder: out of memory")
-    }
-    return raw.bindMemory(to: T.self, capacity: max(count, 1))
-  }
-
-  /// A copy of `values`.
-  func copy<T>(_ values: [T]) -> UnsafeMutablePointer<T> {
-    let p = allocate(values.count, of: T.self)
-    values.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: values.count) }
-    return p
-  }
-
-  /// A copy of `tensor`'s values.
-  func copy(_ tensor: Tensor) -> UnsafeMutablePointer<Float> {
-    let p = allocate(tensor.count, of: Float.self)
-    tensor.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: tensor.count) }
-    return p
-  }
-
-  deinit { lck_arena_destroy(arena) }
-}
-
-/// A norm's formula on one row (``LongConvLayers/NormalizationKind``), its parameters copied:
-/// `y = (x - c) * s * weight + bias`, `c` the mean for LayerNorm and 0 otherwise, `s` from the
-/// sum of squares of `x - c`.
-private struct NormPlan {
-  let kind: NormalizationKind
-  let width: Int
-  let weight: UnsafePointer<Float>?
-  let bias: UnsafePointer<Float>?
-  let epsilon: Float
-
-  init(_ norm: Normalization, width: Int, arena: Arena) {
-    kind = norm.kind
-    epsilon = norm.epsilon
-    self.width = width
-    weight = norm.weight.map { UnsafePointer(arena.copy($0)) }
-    bias = norm.bias.map { UnsafePointer(arena.copy($0)) }
-  }
-
-  /// Writes the normalised `x` into `y` and returns `y`.
-  func apply(_ x: UnsafeMutablePointer<Float>, into y: UnsafeMutablePointer<Float>) -> UnsafePointer<Float> {
-    let d = width
-    var mean: Float = 0
-    if kind == .layerNorm {
-      for j in 0..<d { mean += x[j] }
-      mean /= Float(d)
-    }
-    var sumSquares: Float = 0
-    for j in 0..<d { sumSquares += (x[j] - mean) * (x[j] - mean) }
-    let scale: Float =
-      switch kind {
-      case .simpleRMSNorm: 1 / ((sumSquares / Float(d)).squareRoot() + epsilon)
-      case .rmsNorm: 1 / (sumSquares / Float(d) + epsilon).squareRoot()
-      case .layerNorm: 1 / (sumSquares / Float(d) + epsilon).squareRoot()
-      }
-    for j in 0..<d { y[j] = (x[j] - mean) * scale }
-    if let weight {
-      for j in 0..<d { y[j] = y[j] * weight[j] }
-    }
-    if let bias {
-      for j in 0..<d { y[j] = y[j] + bias[j] }
-    }
-    return UnsafePointer(y)
   }
 }

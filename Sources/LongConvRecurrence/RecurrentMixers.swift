@@ -28,6 +28,14 @@ public protocol RecurrentMixer: Sendable {
   func prefill(_ x: Tensor, state: inout RecurrentMixerState) throws -> Tensor
   /// Output `[1, d]` for the next input `x [1, d]`.
   func step(_ x: Tensor, state: inout RecurrentMixerState) -> Tensor
+  /// The recurrence whose state ``RecurrentMixerState/convolution`` holds, for the fused
+  /// decoding step (``FusableMixer``); `nil` (the default) keeps the mixer out of it.
+  var fusedRecurrence: RecurrentConvolution? { get }
+}
+
+extension RecurrentMixer {
+  /// None: the mixer steps through its own ``step(_:state:)``.
+  public var fusedRecurrence: RecurrentConvolution? { nil }
 }
 
 /// A mixer whose long convolution can be replaced by a diagonal recurrence.
@@ -88,6 +96,7 @@ extension GatedToeplitzUnit: ConvertibleMixer {
 struct RecurrentGTU<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable {
   let mixer: GatedToeplitzUnit<Kernel>
   let recurrence: RecurrentConvolution
+  var fusedRecurrence: RecurrentConvolution? { recurrence }
 
   var width: Int { mixer.width }
   var stateCount: Int { recurrence.stateCount }
@@ -148,6 +157,7 @@ extension DiagonalStateSpace {
 struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable {
   let mixer: HyenaOperator<Kernel>
   let recurrence: RecurrentConvolution
+  var fusedRecurrence: RecurrentConvolution? { recurrence }
 
   var width: Int { mixer.width }
   var stateCount: Int { recurrence.stateCount }
@@ -247,6 +257,7 @@ extension SSMBlock: ConvertibleMixer {
 struct RecurrentSSM<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendable {
   let mixer: SSMBlock<Kernel>
   let recurrence: RecurrentConvolution
+  var fusedRecurrence: RecurrentConvolution? { recurrence }
 
   var width: Int { mixer.width }
   var stateCount: Int { recurrence.stateCount }

@@ -160,6 +160,32 @@ import Testing
       !(try RecurrentLanguageModel(model: outer, converter: ExactConverter(), length: 32)).usesFusedStep)
   }
 
+  /// An activation and a channel mixer written once, here, outside the toolkit: registered,
+  /// named in a config, and decoded by the fused step exactly as through the modules.
+  @Test func anActivationAndAChannelMixerDefinedOutsideDecodeFused() throws {
+    try Activation.register(SquaredReLU.self)
+    Registry.register(channelMixer: "gelu_glu_test") { config, context, generator in
+      GELUGatedUnit(width: context.width, hidden: try config.int("hidden_dim"), generator: &generator)
+    }
+    let mixer =
+      #"{"type": "hyena", "order": 3, "activation": "squared_relu", "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 3}}"#
+    for channelMixer in [
+      #"{"type": "mlp", "hidden_dim": 30, "activation": "squared_relu"}"#,
+      #"{"type": "gelu_glu_test", "hidden_dim": 26}"#,
+    ] {
+      let model = try model(
+        norm: "layer_norm", prenorm: true, channelMixer: channelMixer, finalNorm: "layer_norm", mixer: mixer)
+      let recurrent = try RecurrentLanguageModel(model: model, converter: ExactConverter(), length: 32)
+      #expect(recurrent.usesFusedStep)
+      var (fused, modules) = (recurrent.makeState(), recurrent.makeState())
+      for token in tokens(16, vocabulary: 40) {
+        let error = relative(
+          recurrent.step(token, state: &fused), recurrent.stepThroughModules(token, state: &modules))
+        #expect(error < 2e-5, "\(channelMixer): \(error)")
+      }
+    }
+  }
+
   /// Two models stepping at once from two threads (four team members on two cores), and one
   /// model stepped from two threads with separate states, give the logits of stepping alone.
   @Test func concurrentSteps() throws {
@@ -293,4 +319,26 @@ import Testing
       }
     }
   }
+}
+
+/// `max(x, 0)^2`: an activation the toolkit does not ship.
+enum SquaredReLU: ElementwiseFunction {
+  static let name = "squared_relu"
+  static func value(_ x: Float) -> Float { x > 0 ? x * x : 0 }
+  static func derivative(_ x: Float, _ y: Float) -> Float { x > 0 ? 2 * x : 0 }
+}
+
+/// `W3 (GELU(W1 x) * (W2 x))`: a channel mixer the toolkit does not ship, fusable in one line.
+final class GELUGatedUnit: ChannelMixer, FusableChannelMixer {
+  let l1: Linear, l2: Linear, l3: Linear
+
+  init(width: Int, hidden: Int, generator: inout SeededGenerator) {
+    l1 = Linear(width, hidden, generator: &generator)
+    l2 = Linear(width, hidden, generator: &generator)
+    l3 = Linear(hidden, width, generator: &generator)
+  }
+
+  var width: Int { l1.inputCount }
+  func callAsFunction(_ x: Tensor) -> Tensor { l3(l1(x).gelu() * l2(x)) }
+  var fusedStep: FusedChannelStep { .gated(first: l1, gate: l2, out: l3, activation: .gelu) }
 }

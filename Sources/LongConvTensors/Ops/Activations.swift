@@ -1,17 +1,27 @@
 import Foundation
 
-/// A scalar function applied element-wise, with its derivative for the pullback.
-protocol UnaryScalarFunction {
+/// A scalar function applied element-wise, with its derivative for the pullback: what
+/// ``Tensor/applying(_:)`` runs, and what an activation of a layer is made of.
+public protocol ElementwiseFunction {
+  /// The function's name (an activation's config name).
   static var name: String { get }
   /// `y = f(x)`.
   static func value(_ x: Float) -> Float
   /// `dy/dx` at `x`, given `y = f(x)` too (cheaper for exp, sigmoid, tanh).
   static func derivative(_ x: Float, _ y: Float) -> Float
+  /// `x.applying(Self.self)` (a requirement, so that a metatype held as
+  /// `any ElementwiseFunction.Type` reaches the generic op).
+  static func applied(to x: Tensor) -> Tensor
+}
+
+extension ElementwiseFunction {
+  /// `x.applying(Self.self)`.
+  public static func applied(to x: Tensor) -> Tensor { x.applying(Self.self) }
 }
 
 extension Tensor {
   /// Applies `F` element-wise and records `g * F'(x)` as the pullback.
-  func applying<F: UnaryScalarFunction>(_: F.Type) -> Tensor {
+  public func applying<F: ElementwiseFunction>(_: F.Type) -> Tensor {
     let out = TensorStorage(uninitializedCount: count)
     let x = SendablePointer(storage.base)
     let y = SendablePointer(out.base)
@@ -64,33 +74,58 @@ extension Tensor {
   public func sign() -> Tensor { applying(SignFunction.self) }
 }
 
-public enum ReLUFunction: UnaryScalarFunction {
-  static let name = "relu"
+/// `x`: the identity, for layers whose activation is none.
+public enum IdentityFunction: ElementwiseFunction {
+  /// The config name.
+  public static let name = "id"
+  /// `f(x)`.
+  @inline(__always) public static func value(_ x: Float) -> Float { x }
+  /// `f'(x)`.
+  @inline(__always) public static func derivative(_ x: Float, _ y: Float) -> Float { 1 }
+}
+
+/// `max(x, 0)`.
+public enum ReLUFunction: ElementwiseFunction {
+  /// The config name.
+  public static let name = "relu"
+  /// `f(x)`.
   public static func value(_ x: Float) -> Float { x > 0 ? x : 0 }
-  static func derivative(_ x: Float, _ y: Float) -> Float { x > 0 ? 1 : 0 }
+  /// `f'(x)`.
+  public static func derivative(_ x: Float, _ y: Float) -> Float { x > 0 ? 1 : 0 }
 }
 
-public enum SigmoidFunction: UnaryScalarFunction {
-  static let name = "sigmoid"
+/// `1 / (1 + e^-x)`.
+public enum SigmoidFunction: ElementwiseFunction {
+  /// The config name.
+  public static let name = "sigmoid"
+  /// `f(x)`.
   public static func value(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
-  static func derivative(_ x: Float, _ y: Float) -> Float { y * (1 - y) }
+  /// `f'(x)`.
+  public static func derivative(_ x: Float, _ y: Float) -> Float { y * (1 - y) }
 }
 
-/// Through ``FastMath`` so the loops vectorise: SiLU sits on the widest activations of GTU
-/// and GLU layers.
-public enum SiLUFunction: UnaryScalarFunction {
-  static let name = "silu"
+/// `x sigmoid(x)`, through ``FastMath`` so the loops vectorise (SiLU sits on the widest
+/// activations of GTU and GLU layers).
+public enum SiLUFunction: ElementwiseFunction {
+  /// The config name.
+  public static let name = "silu"
+  /// `f(x)`.
   @inline(__always) public static func value(_ x: Float) -> Float { x * FastMath.sigmoid(x) }
-  @inline(__always) static func derivative(_ x: Float, _ y: Float) -> Float {
+  /// `f'(x)`.
+  @inline(__always) public static func derivative(_ x: Float, _ y: Float) -> Float {
     let s = FastMath.sigmoid(x)
     return s * (1 + x * (1 - s))
   }
 }
 
-public enum GELUFunction: UnaryScalarFunction {
-  static let name = "gelu"
+/// `x Phi(x)` with the exact normal CDF.
+public enum GELUFunction: ElementwiseFunction {
+  /// The config name.
+  public static let name = "gelu"
+  /// `f(x)`.
   public static func value(_ x: Float) -> Float { 0.5 * x * (1 + erf(x * 0.707_106_781_186_547_5)) }
-  static func derivative(_ x: Float, _ y: Float) -> Float {
+  /// `f'(x)`.
+  public static func derivative(_ x: Float, _ y: Float) -> Float {
     let cdf = 0.5 * (1 + erf(x * 0.707_106_781_186_547_5))
     let pdf = Foundation.exp(-0.5 * x * x) * 0.398_942_280_401_432_7
     return cdf + x * pdf
@@ -100,72 +135,79 @@ public enum GELUFunction: UnaryScalarFunction {
 /// GELU with the tanh approximation (`approximate='tanh'` in PyTorch, safari's MLP):
 /// `y = x/2 (1 + t)`, `t = tanh(a (x + b x^3))`, `a = sqrt(2/pi)`, `b = 0.044715`;
 /// `dy/dx = (1 + t)/2 + x/2 (1 - t^2) a (1 + 3 b x^2)`.
-public enum GELUTanhFunction: UnaryScalarFunction {
-  static let name = "gelu_tanh"
+public enum GELUTanhFunction: ElementwiseFunction {
+  /// The config name.
+  public static let name = "gelu_tanh"
   static let a: Float = 0.797_884_560_802_865_4
   static let b: Float = 0.044_715
+  /// `f(x)`.
   public static func value(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.tanh(a * (x + b * x * x * x))) }
-  static func derivative(_ x: Float, _ y: Float) -> Float {
+  /// `f'(x)`.
+  public static func derivative(_ x: Float, _ y: Float) -> Float {
     let t = Foundation.tanh(a * (x + b * x * x * x))
     return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * a * (1 + 3 * b * x * x)
   }
 }
 
-public enum TanhFunction: UnaryScalarFunction {
-  static let name = "tanh"
+/// Hyperbolic tangent.
+public enum TanhFunction: ElementwiseFunction {
+  /// The config name.
+  public static let name = "tanh"
+  /// `f(x)`.
   public static func value(_ x: Float) -> Float { Foundation.tanh(x) }
-  static func derivative(_ x: Float, _ y: Float) -> Float { 1 - y * y }
+  /// `f'(x)`.
+  public static func derivative(_ x: Float, _ y: Float) -> Float { 1 - y * y }
 }
 
-enum SinFunction: UnaryScalarFunction {
+enum SinFunction: ElementwiseFunction {
   static let name = "sin"
   static func value(_ x: Float) -> Float { Foundation.sin(x) }
   static func derivative(_ x: Float, _ y: Float) -> Float { Foundation.cos(x) }
 }
 
-enum CosFunction: UnaryScalarFunction {
+enum CosFunction: ElementwiseFunction {
   static let name = "cos"
   static func value(_ x: Float) -> Float { Foundation.cos(x) }
   static func derivative(_ x: Float, _ y: Float) -> Float { -Foundation.sin(x) }
 }
 
-enum ExpFunction: UnaryScalarFunction {
+enum ExpFunction: ElementwiseFunction {
   static let name = "exp"
   static func value(_ x: Float) -> Float { Foundation.exp(x) }
   static func derivative(_ x: Float, _ y: Float) -> Float { y }
 }
 
-enum LogFunction: UnaryScalarFunction {
+enum LogFunction: ElementwiseFunction {
   static let name = "log"
   static func value(_ x: Float) -> Float { Foundation.log(x) }
   static func derivative(_ x: Float, _ y: Float) -> Float { 1 / x }
 }
 
-enum SoftplusFunction: UnaryScalarFunction {
+enum SoftplusFunction: ElementwiseFunction {
   static let name = "softplus"
   static func value(_ x: Float) -> Float { Swift.max(x, 0) + log1p(Foundation.exp(-Swift.abs(x))) }
   static func derivative(_ x: Float, _ y: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
 }
 
-enum AbsFunction: UnaryScalarFunction {
+enum AbsFunction: ElementwiseFunction {
   static let name = "abs"
   static func value(_ x: Float) -> Float { Swift.abs(x) }
   static func derivative(_ x: Float, _ y: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }
 }
 
-enum SqrtFunction: UnaryScalarFunction {
+enum SqrtFunction: ElementwiseFunction {
   static let name = "sqrt"
   static func value(_ x: Float) -> Float { x.squareRoot() }
   static func derivative(_ x: Float, _ y: Float) -> Float { 0.5 / y }
 }
 
-enum SquareFunction: UnaryScalarFunction {
+enum SquareFunction: ElementwiseFunction {
   static let name = "squared"
   static func value(_ x: Float) -> Float { x * x }
   static func derivative(_ x: Float, _ y: Float) -> Float { 2 * x }
 }
 
-enum SignFunction: UnaryScalarFunction {
+enum SignFunction: ElementwiseFunction {
   static let name = "sign"
   static func value(_ x: Float) -> Float { x > 0 ? 1 : (x < 0 ? -1 : 0) }
   static func derivative(_ x: Float, _ y: Float) -> Float { 0 }

@@ -19,13 +19,14 @@ extension Tensor {
     normalized(.simpleRMS(epsilon: epsilon), weight: nil, bias: nil)
   }
 
-  /// The shared body of the three norms: per row, `xhat = (x - c) * s` with `c` the mean
-  /// (centred) or 0, and `s = kind.scale(sum((x - c)^2), d)`; then `xhat * weight + bias`.
+  /// The normalisation `formula` over the last axis: per row, `xhat = (x - c) * s` with `c`
+  /// the mean (centred) or 0, and `s = formula.scale(sum((x - c)^2), d)`; then
+  /// `xhat * weight + bias`.
   ///
   /// Pullback per row, with `gh = g * weight` and `s' = ds/d(sumSquares)`:
   /// `dx = s * gh + 2 s' (x - c) * sum(gh * (x - c))`, minus its mean when centred
   /// (the mean subtraction is a projection). Rows are split over threads in both passes.
-  private func normalized(_ kind: NormKind, weight: Tensor?, bias: Tensor?) -> Tensor {
+  public func normalized(_ kind: RowNormalization, weight: Tensor?, bias: Tensor?) -> Tensor {
     let (op, centered) = (kind.name, kind.isCentered)
     precondition(rank >= 1, "\(op): input must have rank >= 1, got \(shape)")
     let d = shape[rank - 1]
@@ -48,14 +49,7 @@ extension Tensor {
     parallelRanges(rows, grain: rowGrain) { range in
       for r in range {
         let (row, xr, yr) = (x.base + r * d, xh.base + r * d, y.base + r * d)
-        var mean: Float = 0
-        if centered {
-          for j in 0..<d { mean += row[j] }
-          mean /= Float(d)
-        }
-        var ss: Float = 0
-        for j in 0..<d { ss += (row[j] - mean) * (row[j] - mean) }
-        let s = kind.scale(sumSquares: ss, d: d)
+        let (mean, ss, s) = kind.statistics(of: row, count: d)
         dp.base[r] = kind.scaleDerivative(sumSquares: ss, d: d, scale: s)
         sp.base[r] = s
         for j in 0..<d { xr[j] = (row[j] - mean) * s }
@@ -104,13 +98,20 @@ extension Tensor {
   }
 }
 
-/// The three norms differ only in centring and in the scale `s(sumSquares)`.
-private enum NormKind {
+/// A normalisation of a row: the one statement of each norm's formula, used by
+/// ``Tensor/normalized(_:weight:bias:)`` for tensors and by the fused decoding step for single
+/// rows. The norms differ only in centring and in the scale `s(sumSquares)`; a new norm is a
+/// new case here (with its scale's derivative for the pullback).
+public enum RowNormalization: Sendable, Equatable {
+  /// LayerNorm: centred, `s = 1 / sqrt(ss / d + eps)`.
   case layer(epsilon: Float)
+  /// RMSNorm: `s = 1 / sqrt(ss / d + eps)`.
   case rms(epsilon: Float)
+  /// SimpleRMSNorm (TNN): `s = 1 / (sqrt(ss / d) + eps)`.
   case simpleRMS(epsilon: Float)
 
-  var name: String {
+  /// The op's name, for error messages.
+  public var name: String {
     switch self {
     case .layer: "layerNorm"
     case .rms: "rmsNorm"
@@ -118,10 +119,27 @@ private enum NormKind {
     }
   }
 
-  var isCentered: Bool { if case .layer = self { true } else { false } }
+  /// Whether the row's mean is subtracted first.
+  public var isCentered: Bool { if case .layer = self { true } else { false } }
+
+  /// The centre `c` (the mean, or 0), `sumSquares = sum((x - c)^2)` and the scale `s` of the
+  /// row `x[0 ..< d]`: the normalised row is `(x - c) * s`.
+  @inline(__always)
+  public func statistics(of x: UnsafePointer<Float>, count d: Int) -> (
+    center: Float, sumSquares: Float, scale: Float
+  ) {
+    var mean: Float = 0
+    if isCentered {
+      for j in 0..<d { mean += x[j] }
+      mean /= Float(d)
+    }
+    var ss: Float = 0
+    for j in 0..<d { ss += (x[j] - mean) * (x[j] - mean) }
+    return (mean, ss, scale(sumSquares: ss, d: d))
+  }
 
   /// `s` such that the normalised row is `(x - c) * s`.
-  func scale(sumSquares ss: Float, d: Int) -> Float {
+  public func scale(sumSquares ss: Float, d: Int) -> Float {
     switch self {
     case .layer(let eps), .rms(let eps): 1 / (ss / Float(d) + eps).squareRoot()
     case .simpleRMS(let eps): 1 / ((ss / Float(d)).squareRoot() + eps)
@@ -129,7 +147,7 @@ private enum NormKind {
   }
 
   /// `ds/d(sumSquares)`, in closed form.
-  func scaleDerivative(sumSquares ss: Float, d: Int, scale s: Float) -> Float {
+  public func scaleDerivative(sumSquares ss: Float, d: Int, scale s: Float) -> Float {
     switch self {
     // s = (ss / d + eps)^(-1/2): ds = -s^3 / (2 d).
     case .layer, .rms: -s * s * s / (2 * Float(d))
