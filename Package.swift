@@ -6,9 +6,13 @@ let package = Package(
   products: [
     .library(name: "LongConvKit", targets: ["LongConvKit"]),
     .library(name: "LongConvTensors", targets: ["LongConvTensors"]),
+    .library(name: "LongConvLayers", targets: ["LongConvLayers"]),
+    .library(name: "LongConvIO", targets: ["LongConvIO"]),
     .library(name: "LongConv", targets: ["LongConv"]),
     .library(name: "LongConvTraining", targets: ["LongConvTraining"]),
     .library(name: "LongConvRecurrence", targets: ["LongConvRecurrence"]),
+    .library(name: "LongConvInterop", targets: ["LongConvInterop"]),
+    .library(name: "LongConvInspection", targets: ["LongConvInspection"]),
     .executable(name: "longconv", targets: ["longconv"]),
     .executable(name: "longconv-bench", targets: ["longconv-bench"]),
   ],
@@ -29,19 +33,31 @@ let package = Package(
 
     // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
     .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims", "CMatrixKernels"]),
-    // Modules with parameters found by reflection: Linear, Embedding, norms.
+    // Modules with parameters and buffers found by reflection: Linear, Embedding, norms, activations.
     .target(name: "LongConvLayers", dependencies: ["LongConvTensors"]),
-    // Kernels, mixers and models as conformances, assembled from JSON configs.
-    .target(name: "LongConv", dependencies: ["LongConvLayers"]),
+    // Files: safetensors reading and writing, atomic writes.
+    .target(name: "LongConvIO", dependencies: ["LongConvTensors"]),
+    // Kernels, mixers and models as conformances, assembled from JSON configs; checkpoints.
+    .target(name: "LongConv", dependencies: ["LongConvLayers", "LongConvIO"]),
     // Optimizers, parameter groups, schedules, gradient clipping, datasets and synthetic tasks.
-    .target(name: "LongConvTraining", dependencies: ["LongConv"]),
+    .target(name: "LongConvTraining", dependencies: ["LongConv", "LongConvIO", "LongConvInspection"]),
     // Conversion of kernels into diagonal state spaces (native, exact ETSC, compact) and the
     // recurrent runtime; its math runs in Double (FFTW's double-precision library, LAPACK).
     .target(
-      name: "LongConvRecurrence", dependencies: ["LongConv", "CFFTW", "COpenBLAS", "CDecodeKernels"],
+      name: "LongConvRecurrence",
+      dependencies: ["LongConv", "LongConvIO", "CFFTW", "COpenBLAS", "CDecodeKernels"],
       linkerSettings: [.linkedLibrary("fftw3")]),
+    // Models from other frameworks: PyTorch TNN and safari (Hyena, S4D) state dicts.
+    .target(name: "LongConvInterop", dependencies: ["LongConv", "LongConvIO"]),
+    // Pictures of kernels: Toeplitz heat maps and impulse responses as SVG.
+    .target(name: "LongConvInspection", dependencies: ["LongConv", "LongConvIO"]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
-    .target(name: "LongConvKit", dependencies: ["LongConv", "LongConvTraining", "LongConvRecurrence"]),
+    .target(
+      name: "LongConvKit",
+      dependencies: [
+        "LongConv", "LongConvIO", "LongConvTraining", "LongConvRecurrence", "LongConvInterop",
+        "LongConvInspection",
+      ]),
 
     .executableTarget(name: "longconv", dependencies: ["LongConvKit"]),
     .executableTarget(
@@ -60,12 +76,24 @@ let package = Package(
     .testTarget(
       name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
     .testTarget(
-      name: "LongConvTests", dependencies: ["LongConv", "LongConvTraining", "LongConvTestSupport"]),
+      name: "LongConvTests",
+      dependencies: [
+        "LongConvTensors", "LongConvLayers", "LongConvIO", "LongConv", "LongConvTraining", "LongConvInterop",
+        "LongConvInspection", "LongConvTestSupport",
+      ]),
     .testTarget(
       name: "LongConvRecurrenceTests",
-      dependencies: ["LongConvRecurrence", "CDecodeKernels", "LongConvTestSupport"]),
+      dependencies: [
+        "LongConvTensors", "LongConvLayers", "LongConvIO", "LongConv", "LongConvRecurrence",
+        "LongConvInterop",
+        "CDecodeKernels", "LongConvTestSupport",
+      ]),
     .testTarget(
-      name: "LongConvTrainingTests", dependencies: ["LongConvTraining", "LongConvTestSupport"]),
+      name: "LongConvTrainingTests",
+      dependencies: [
+        "LongConvTensors", "LongConvLayers", "LongConvIO", "LongConv", "LongConvTraining",
+        "LongConvTestSupport",
+      ]),
 
     // Command plugins (`swift package plugin --list`). Plugins cannot depend on library targets:
     // they write source text and run the built benchmark executable.

@@ -9,6 +9,8 @@ enum KernelTemplates {
   /// `Sources/LongConv/Kernels/__NAME__.swift`.
   static let kernel = #"""
     import Foundation
+    import LongConvLayers
+    import LongConvTensors
 
     /// A damped-cosine long-convolution kernel (scaffolded by `swift package new-kernel`: replace
     /// the math with yours, keep the contract of ``LongConvKernel``, and update the test beside
@@ -148,6 +150,7 @@ enum KernelTemplates {
   static let test = #"""
     import Foundation
     import LongConv
+    import LongConvTensors
     import LongConvTestSupport
     import Testing
 

@@ -1,5 +1,5 @@
-@_exported import LongConvLayers
-@_exported import LongConvTensors
+import LongConvLayers
+import LongConvTensors
 
 /// A depthwise long-convolution kernel: for a sequence length `L` it produces, per channel
 /// `c` and lag `k`, a coefficient `t_c[k]`, so that a mixer computes

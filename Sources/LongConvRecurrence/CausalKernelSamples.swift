@@ -1,4 +1,5 @@
 import LongConv
+import LongConvTensors
 
 /// A causal kernel sampled for conversion, in Double: `t_c[k]` for channels `c < channels`
 /// and lags `k < length`, row-major (`values[c * length + k]`).

@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvTensors
 
 /// The smallest diagonal state that reproduces a kernel within a tolerance, per channel, with
 /// a certified error bound.

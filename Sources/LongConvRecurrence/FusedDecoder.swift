@@ -1,6 +1,8 @@
 import CDecodeKernels
 import Foundation
 import LongConv
+import LongConvLayers
+import LongConvTensors
 import Synchronization
 
 /// One decoding step of a ``RecurrentLanguageModel`` as a single pass over packed weights,

@@ -1,5 +1,6 @@
 import CDecodeKernels
 import LongConv
+import LongConvTensors
 
 /// Buffers of a step: product outputs (members write disjoint rows), and per member its
 /// residual stream, its normed copy, its partial outputs of two phases and the summed output.

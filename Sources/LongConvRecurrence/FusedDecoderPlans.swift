@@ -1,5 +1,7 @@
 import CDecodeKernels
 import LongConv
+import LongConvLayers
+import LongConvTensors
 
 /// What a block's mixer computes on a member's channels before its output product.
 enum MixerForm {

@@ -1,4 +1,6 @@
 import LongConv
+import LongConvLayers
+import LongConvTensors
 
 /// One token of a sequence mixer in the fused decoding step (``RecurrentLanguageModel``): the
 /// modules and choices it is made of, from which the decoder packs its weights. Each form

@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvIO
 
 /// Conversion of bare kernels stored in a safetensors file: every tensor `NAME`, `[channels, n]`
 /// (F32, F64, F16 or BF16; read in Double, so F64 keeps its precision), holds the causal lags

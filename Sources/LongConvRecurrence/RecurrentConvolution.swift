@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvTensors
 
 /// A diagonal state-space recurrence ready to run, one token at a time, with Float32 inputs
 /// and outputs:

@@ -1,6 +1,7 @@
 import CDecodeKernels
 import Foundation
 import LongConv
+import LongConvTensors
 import Synchronization
 
 /// A ``LongConv/CausalLanguageModel`` whose long convolutions run as diagonal recurrences: the prompt

@@ -1,4 +1,5 @@
 import LongConv
+import LongConvTensors
 
 /// The running state of one recurrent mixer for one sequence.
 public struct RecurrentMixerState: Sendable {

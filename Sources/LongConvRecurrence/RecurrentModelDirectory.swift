@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvIO
 
 /// A converted language model on disk: the directory `longconv convert` writes and
 /// `longconv generate --recurrent` reads, beside the checkpoint it was converted from.
@@ -306,6 +307,6 @@ public enum RecurrentModelDirectory {
   }
 
   static func writeAtomically(_ data: Data, to url: URL) throws {
-    try SafeTensors.writeAtomically(to: url) { sink in try data.withUnsafeBytes { try sink($0) } }
+    try AtomicFile.write(to: url) { sink in try data.withUnsafeBytes { try sink($0) } }
   }
 }

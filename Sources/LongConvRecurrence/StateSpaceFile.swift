@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvIO
 
 /// The interchange format for converted kernels: a safetensors file holding, for each kernel
 /// `NAME`,

@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvTensors
 
 /// What a validation measured: the loss and, for objectives with answers to get right, the
 /// accuracy.

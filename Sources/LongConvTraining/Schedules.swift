@@ -1,4 +1,5 @@
 import Foundation
+import LongConvLayers
 
 /// A learning rate as a function of the optimizer step, counted from 1 (the first update).
 public protocol LearningRateSchedule: Sendable {

@@ -1,5 +1,8 @@
 import Foundation
 import LongConv
+import LongConvIO
+import LongConvInspection
+import LongConvTensors
 
 /// Why training stopped early or could not start.
 public enum TrainingError: Error, Equatable, CustomStringConvertible {

@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvLayers
 
 /// The knobs of a training run: a recipe. Defaults are the character-LM recipe of the
 /// benchmarks.

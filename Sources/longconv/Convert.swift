@@ -138,7 +138,7 @@ enum ConvertCommand {
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - started) * 1e-9
     if let report {
       let data = try RecurrentModelDirectory.json(reports) + Data("\n".utf8)
-      try SafeTensors.writeAtomically(to: report) { sink in try data.withUnsafeBytes { try sink($0) } }
+      try AtomicFile.write(to: report) { sink in try data.withUnsafeBytes { try sink($0) } }
     }
     print(RecurrentModelDirectory.table(reports, byName: true), terminator: "")
     print(String(format: "converted %d kernel(s) in %.2f s into %@", reports.count, seconds, out.path))

@@ -1,6 +1,7 @@
 import Foundation
 import LongConv
 import LongConvRecurrence
+import LongConvTensors
 import Testing
 
 /// The compact converter: smaller states, its tolerance met (measured here independently),

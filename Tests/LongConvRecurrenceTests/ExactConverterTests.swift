@@ -1,6 +1,7 @@
 import Foundation
 import LongConv
 import LongConvRecurrence
+import LongConvTensors
 import Testing
 
 /// ETSC against the convolution it replaces: the Float32 recurrence (token by token) vs a dense

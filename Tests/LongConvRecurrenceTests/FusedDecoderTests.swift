@@ -1,6 +1,8 @@
 import CDecodeKernels
 import Foundation
 import LongConv
+import LongConvLayers
+import LongConvTensors
 import Synchronization
 import Testing
 

@@ -1,6 +1,8 @@
 import Foundation
 import LongConv
+import LongConvIO
 import LongConvRecurrence
+import LongConvTensors
 import Testing
 
 /// Writes a safetensors file from raw tensors (`dtype`, shape, bytes), as another tool would.

@@ -1,6 +1,7 @@
 import Foundation
 import LongConv
 import LongConvRecurrence
+import LongConvTensors
 import Testing
 
 /// A registered kernel built from a JSON config string, causal, seeded.

@@ -1,6 +1,8 @@
 import Foundation
 import LongConv
+import LongConvInterop
 import LongConvRecurrence
+import LongConvTensors
 import Testing
 
 /// Whole models in recurrent form against the FFT model they came from.

@@ -1,6 +1,8 @@
 import Foundation
 import LongConv
+import LongConvIO
 import LongConvRecurrence
+import LongConvTensors
 import Testing
 
 /// A small TNN language model (2 layers, width 8, GTU expand 2 so 16 kernel channels).

@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvIO
 import LongConvRecurrence
 import Testing
 

@@ -1,4 +1,6 @@
 import Foundation
+import LongConvIO
+import LongConvTensors
 import Testing
 
 @testable import LongConv

@@ -1,4 +1,6 @@
 import Foundation
+import LongConvLayers
+import LongConvTensors
 import LongConvTestSupport
 import Testing
 

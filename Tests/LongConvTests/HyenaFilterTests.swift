@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvTensors
 import LongConvTestSupport
 import Testing
 

@@ -1,4 +1,6 @@
 import Foundation
+import LongConvInspection
+import LongConvTensors
 import Testing
 
 @testable import LongConv

@@ -1,7 +1,10 @@
 import Foundation
+import LongConvIO
+import LongConvTensors
 import Testing
 
 @testable import LongConv
+@testable import LongConvInterop
 
 /// PyTorch TNN checkpoints (fixtures made by the team's earlier PyTorch baseline, `export`, whose model
 /// matches the authors' modules) import and reproduce the outputs PyTorch computed.

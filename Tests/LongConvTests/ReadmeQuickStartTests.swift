@@ -1,4 +1,5 @@
 import Foundation
+import LongConvTensors
 import Testing
 
 @testable import LongConv

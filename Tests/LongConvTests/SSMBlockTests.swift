@@ -1,5 +1,7 @@
 import Foundation
 import LongConv
+import LongConvLayers
+import LongConvTensors
 import LongConvTestSupport
 import Testing
 

@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvTensors
 import LongConvTestSupport
 
 // Double references shared by the S4D, EMA and SSM block tests.

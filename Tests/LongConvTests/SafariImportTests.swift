@@ -1,4 +1,7 @@
 import Foundation
+import LongConvIO
+import LongConvInterop
+import LongConvTensors
 import Testing
 
 @testable import LongConv

@@ -1,4 +1,6 @@
 import Foundation
+import LongConvIO
+import LongConvTensors
 import Testing
 
 @testable import LongConv
@@ -226,7 +228,7 @@ struct ScratchDirectory {
     try SafeTensors.write(["x": Tensor([1])], to: url)
     struct Interrupted: Error {}
     #expect(throws: Interrupted.self) {
-      try SafeTensors.writeAtomically(to: url) { sink in
+      try AtomicFile.write(to: url) { sink in
         try [UInt8](repeating: 0, count: 4).withUnsafeBytes { try sink($0) }
         throw Interrupted()
       }

@@ -1,5 +1,7 @@
 import Foundation
 import LongConv
+import LongConvLayers
+import LongConvTensors
 
 /// A kernel defined outside the library, registered the way users register theirs:
 /// `t_c[k] = a_c * rho^|k|` with a learned amplitude per channel and a fixed `rho`.

@@ -1,4 +1,5 @@
 import Foundation
+import LongConvTensors
 import LongConvTraining
 import Testing
 

@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 /// The kernels, mixers and channel mixers that ship with the toolkit, registered through the
 /// same calls a user's own components use.
 enum BuiltinComponents {

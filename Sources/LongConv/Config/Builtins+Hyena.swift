@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 /// Hyena's components: the implicit filter (kernel `"hyena"`), the explicit kernel of
 /// "Simple Hardware-Efficient Long Convolutions" (kernel `"explicit"`) and the order-2
 /// Hyena operator (mixer `"hyena"`).

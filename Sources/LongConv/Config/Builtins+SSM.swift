@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 extension BuiltinComponents {
   /// The state-space family: the S4D and EMA kernels and the `"ssm"` block.
   static func registerSSM() {

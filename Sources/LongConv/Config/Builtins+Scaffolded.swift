@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 extension BuiltinComponents {
   /// Kernels added with `swift package --allow-writing-to-package-directory new-kernel --name
   /// Name`: the plugin inserts one `Registry.register(kernel:)` line per kernel, in the order

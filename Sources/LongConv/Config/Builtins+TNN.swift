@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 extension BuiltinComponents {
   /// The TNN kernel (`"tnn"`) and the gated Toeplitz unit (`"gtu"`, generic over any kernel).
   static func registerTNN() {

@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 /// Reads one JSON object of a config with typed accessors that name the key path in every
 /// error, and records each key it reads (defaults included), so ``resolved`` is the complete
 /// config the model was built from: encoding it and decoding again gives the same model.

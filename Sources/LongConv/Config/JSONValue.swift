@@ -1,4 +1,6 @@
 import Foundation
+import LongConvLayers
+import LongConvTensors
 
 /// A JSON value, parsed without losing which kind of value each key held.
 public enum JSONValue: Equatable, Sendable {
@@ -48,7 +50,7 @@ public enum JSONValue: Equatable, Sendable {
   }
 
   /// What kind of value this is, for error messages.
-  var kindDescription: String {
+  public var kindDescription: String {
     switch self {
     case .null: "null"
     case .bool(let b): "boolean \(b)"

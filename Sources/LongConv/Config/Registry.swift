@@ -1,3 +1,5 @@
+import LongConvLayers
+import LongConvTensors
 import Synchronization
 
 /// What a kernel is built for: its channels, its direction and the longest sequence it must

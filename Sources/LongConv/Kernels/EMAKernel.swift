@@ -1,4 +1,6 @@
 import Foundation
+import LongConvLayers
+import LongConvTensors
 
 /// Mega's multi-dimensional damped exponential moving average (Ma et al., "Mega: Moving
 /// Average Equipped Gated Attention", 2023), as a long-convolution kernel: a real diagonal

@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 /// The explicit long-convolution kernel of "Simple Hardware-Efficient Long Convolutions for
 /// Sequence Modeling" (Fu et al., 2023; docs/MODELS.md section 4): every coefficient is a free
 /// parameter, regularised by soft-thresholding ("squash").

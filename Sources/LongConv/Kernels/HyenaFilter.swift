@@ -1,4 +1,6 @@
 import Foundation
+import LongConvLayers
+import LongConvTensors
 
 /// Hyena's implicit long filter (Poli et al., 2023; docs/MODELS.md section 3), as safari's
 /// `HyenaFilter` defines it: a small MLP maps positional features of each lag to one

@@ -1,4 +1,6 @@
 import Foundation
+import LongConvLayers
+import LongConvTensors
 
 /// S4D: the diagonal state-space kernel of Gu et al., "On the Parameterization and
 /// Initialization of Diagonal State Space Models" (2022), docs/MODELS.md section 4.

@@ -1,4 +1,6 @@
 import Foundation
+import LongConvLayers
+import LongConvTensors
 
 /// The Toeplitz neural network kernel (TNN, Qin et al., ICLR 2023; docs/MODELS.md section 2):
 /// a relative position encoder (RPE) MLP maps each lag to `D` coefficients, damped by a

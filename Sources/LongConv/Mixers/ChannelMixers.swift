@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 /// GLU channel mixer (TNN's feature mixer): `y = W3 (SiLU(W1 x + b1) * (W2 x + b2)) + b3`.
 ///
 /// Config (`type: "glu"`): `hidden_dim` (default: the model width).

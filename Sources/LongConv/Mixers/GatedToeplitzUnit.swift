@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 /// Gated Toeplitz unit (GTU), TNN's token mixer (docs/MODELS.md section 2), generic over its kernel:
 ///
 /// ```

@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 /// The Hyena operator of any order `N >= 2` (Poli et al., 2023; docs/MODELS.md section 3), as
 /// safari's `HyenaOperator` computes it, generic over its long-convolution kernel
 /// (``HyenaFilter`` in the paper; any ``LongConvKernel`` works).

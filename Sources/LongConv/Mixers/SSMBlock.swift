@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 /// The S4D block (Gu et al., 2022), generic over its kernel: a depthwise long convolution with
 /// skip, an activation, then an output projection, a GLU as in state-spaces/s4's `s4d.py` or
 /// a plain `Linear(D, D)` as in safari's S4D layer.

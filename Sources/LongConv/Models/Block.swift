@@ -1,3 +1,6 @@
+import LongConvLayers
+import LongConvTensors
+
 /// One layer: a sequence mixer and a channel mixer, each with a residual connection.
 ///
 /// Pre-norm: `x = x + mixer(norm1(x))`, then `x = x + channelMixer(norm2(x))`.

@@ -1,4 +1,7 @@
 import Foundation
+import LongConvIO
+import LongConvLayers
+import LongConvTensors
 
 /// A problem loading or saving a checkpoint: the file, the tensor when there is one, and
 /// what is wrong.
@@ -62,18 +65,18 @@ public enum Checkpoint {
 
     try SafeTensors.write(tensors, dtype: .f32, to: temporary.appendingPathComponent(weightsFile))
     let config = model.config.serialized()
-    try SafeTensors.writeAtomically(to: temporary.appendingPathComponent(configFile)) { sink in
+    try AtomicFile.write(to: temporary.appendingPathComponent(configFile)) { sink in
       try config.withUnsafeBytes { try sink($0) }
     }
     for (name, tensors) in extraTensorFiles {
       try SafeTensors.write(tensors, dtype: .f32, to: temporary.appendingPathComponent(name))
     }
     for (name, data) in extraFiles.sorted(by: { $0.key < $1.key }) {
-      try SafeTensors.writeAtomically(to: temporary.appendingPathComponent(name)) { sink in
+      try AtomicFile.write(to: temporary.appendingPathComponent(name)) { sink in
         try data.withUnsafeBytes { try sink($0) }
       }
     }
-    SafeTensors.syncDirectory(temporary)
+    AtomicFile.syncDirectory(temporary)
 
     // Swap: old aside, new in, old removed.
     let hadOld = fileManager.fileExists(atPath: path)
@@ -91,7 +94,7 @@ public enum Checkpoint {
       throw CheckpointError(file: path, problem: "cannot move the new checkpoint into place (\(reason))")
     }
     installed = true
-    SafeTensors.syncDirectory(parent)
+    AtomicFile.syncDirectory(parent)
     try? fileManager.removeItem(at: previous)
   }
 

@@ -1,4 +1,6 @@
 import Foundation
+import LongConvLayers
+import LongConvTensors
 
 /// Next-token cross-entropy of a language model over a byte stream.
 public struct LanguageModelEvaluation: Sendable, Equatable {

@@ -1,4 +1,6 @@
 import Foundation
+import LongConvLayers
+import LongConvTensors
 
 /// A sequence model assembled from a config.
 public protocol SequenceModel: Module {

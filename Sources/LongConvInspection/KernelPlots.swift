@@ -1,4 +1,8 @@
 import Foundation
+import LongConv
+import LongConvIO
+import LongConvLayers
+import LongConvTensors
 
 /// SVG drawings of a kernel's coefficients: its Toeplitz matrices and its impulse responses.
 public enum KernelPlots {
@@ -178,7 +182,7 @@ public enum ModelInspection {
           try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         }
         exists = true
-        try Data(text.utf8).write(to: url, options: .atomic)
+        try AtomicFile.write(to: url) { sink in try Data(text.utf8).withUnsafeBytes { try sink($0) } }
       } catch {
         throw InspectionError.cannotWrite(path: url.path, reason: error.localizedDescription)
       }

@@ -1,4 +1,8 @@
 import Foundation
+import LongConv
+import LongConvIO
+import LongConvLayers
+import LongConvTensors
 
 /// A small SVG writer: elements appended in drawing order, written as one UTF-8 file.
 ///
@@ -93,7 +97,9 @@ public struct SVGDocument {
   }
 
   /// Writes the document to `url` atomically.
-  public func write(to url: URL) throws { try Data(markup.utf8).write(to: url, options: .atomic) }
+  public func write(to url: URL) throws {
+    try AtomicFile.write(to: url) { sink in try Data(markup.utf8).withUnsafeBytes { try sink($0) } }
+  }
 
   /// `value` with at most two decimals and no trailing zeros (`3`, `2.5`, `-0.13`).
   public static func number(_ value: Double) -> String {

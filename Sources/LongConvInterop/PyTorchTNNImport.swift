@@ -1,4 +1,8 @@
 import Foundation
+import LongConv
+import LongConvIO
+import LongConvLayers
+import LongConvTensors
 
 /// Imports a TNN language model saved from PyTorch: the authors' `TnnLayer` parameter names
 /// (docs/MODELS.md section 2) under `layers.{i}.`, plus `embedding.weight` and

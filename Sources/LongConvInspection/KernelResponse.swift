@@ -1,3 +1,8 @@
+import LongConv
+import LongConvIO
+import LongConvLayers
+import LongConvTensors
+
 /// A kernel's coefficients at one sequence length, in Double: what inspection draws.
 public struct KernelResponse: Sendable {
   /// The kernel's config `type` (`"tnn"`), or its Swift type name.

@@ -1,4 +1,8 @@
 import Foundation
+import LongConv
+import LongConvIO
+import LongConvLayers
+import LongConvTensors
 
 /// Fills a model's tensors from another framework's state dict, checking everything before
 /// anything is copied: each source tensor present, of the expected shape and finite, and, at

@@ -1,4 +1,8 @@
 import Foundation
+import LongConv
+import LongConvIO
+import LongConvLayers
+import LongConvTensors
 
 /// Imports a language model trained with HazyResearch/safari: its `lm_simple` model
 /// (`SimpleLMHeadModel`) around a `hyena` (`HyenaOperator`, any order) or `s4d` (safari's own
