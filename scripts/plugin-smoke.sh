@@ -74,8 +74,8 @@ new_kernel --name "$name"
 for file in "Sources/LongConv/Kernels/$name.swift" "Tests/LongConvTests/${name}Tests.swift"; do
   [[ -f "$file" ]] || fail "$file was not written"
 done
-grep -q "Registry.register(kernel: $name.self)" Sources/LongConv/Config/Builtins+Scaffolded.swift ||
-  fail "$name is not registered in Builtins+Scaffolded.swift"
+grep -q "try Registry.add(kernel: $name.self)" Sources/LongConv/Config/BuiltinComponents.swift ||
+  fail "$name is not registered in BuiltinComponents.swift"
 grep -q "(\`$name\`)" docs/CONFIG.md || fail "$name has no section in docs/CONFIG.md"
 if new_kernel --name "$name" >/dev/null 2>&1; then fail "new-kernel accepted '$name' twice"; fi
 

@@ -184,7 +184,7 @@ func seconds(since start: Date) -> Double { Date().timeIntervalSince(start) }
 
 func run(_ options: Options) throws -> [String] {
   ComputeThreads.count = options.threads
-  Registry.register(kernel: OscillatorKernel.self)
+  try Registry.register(kernel: OscillatorKernel.self)
   print("kernel types: \(Registry.kernelTypes.joined(separator: ", ")) (\"oscillator\" is this example's)")
 
   let dataset: TextDataset

@@ -5,7 +5,7 @@ import PackagePlugin
 ///
 /// Scaffolds a kernel that works at once: `Sources/LongConv/Kernels/MyKernel.swift` (a
 /// learnable damped-cosine kernel built from existing ops, its doc comment, its config
-/// factory), its registration in `Sources/LongConv/Config/Builtins+Scaffolded.swift` (so
+/// factory), its registration in `Sources/LongConv/Config/BuiltinComponents.swift` (so
 /// `"type": "my_kernel"` works in any mixer's config), its tests in
 /// `Tests/LongConvTests/MyKernelTests.swift` and its keys in `docs/CONFIG.md`. Every check runs
 /// before anything is written; a failed write puts back what was written.
@@ -88,9 +88,9 @@ struct Scaffold {
     }
     try Self.refuseExisting(name: name, type: type, in: [url("Sources"), url("Tests")])
 
-    let registrationPath = "Sources/LongConv/Config/Builtins+Scaffolded.swift"
+    let registrationPath = "Sources/LongConv/Config/BuiltinComponents.swift"
     let registration = try read(registrationPath)
-    let line = "    Registry.register(kernel: \(name).self)\n"
+    let line = "    try Registry.add(kernel: \(name).self)\n"
     let configPath = "docs/CONFIG.md"
     let config = try read(configPath)
     let section = KernelTemplates.render(KernelTemplates.configSection, name: name, type: type)

@@ -166,9 +166,7 @@ import Testing
   /// named in a config, and decoded by the fused step exactly as through the modules.
   @Test func anActivationAndAChannelMixerDefinedOutsideDecodeFused() throws {
     try Activation.register(SquaredReLU.self)
-    Registry.register(channelMixer: "gelu_glu_test") { config, context, generator in
-      GELUGatedUnit(width: context.width, hidden: try config.int("hidden_dim"), generator: &generator)
-    }
+    try Registry.register(channelMixer: GELUGatedUnit.self)
     let mixer =
       #"{"type": "hyena", "order": 3, "activation": "squared_relu", "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 3}}"#
     for channelMixer in [
@@ -331,13 +329,15 @@ enum SquaredReLU: ElementwiseFunction {
 }
 
 /// `W3 (GELU(W1 x) * (W2 x))`: a channel mixer the toolkit does not ship, fusable in one line.
-final class GELUGatedUnit: ChannelMixer, FusableChannelMixer {
+final class GELUGatedUnit: ConfigurableChannelMixer, FusableChannelMixer {
+  static let typeName = "gelu_glu_test"
   let l1: Linear, l2: Linear, l3: Linear
 
-  init(width: Int, hidden: Int, generator: inout SeededGenerator) {
-    l1 = Linear(width, hidden, generator: &generator)
-    l2 = Linear(width, hidden, generator: &generator)
-    l3 = Linear(hidden, width, generator: &generator)
+  init(config: ConfigReader, context: MixerContext, generator: inout SeededGenerator) throws {
+    let hidden = try config.int("hidden_dim")
+    l1 = Linear(context.width, hidden, generator: &generator)
+    l2 = Linear(context.width, hidden, generator: &generator)
+    l3 = Linear(hidden, context.width, generator: &generator)
   }
 
   var width: Int { l1.inputCount }

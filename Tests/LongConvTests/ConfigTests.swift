@@ -1,4 +1,5 @@
 import Foundation
+import LongConvTensors
 import Testing
 
 @testable import LongConv
@@ -157,4 +158,47 @@ import Testing
       #expect(model.parameterCount > 0, "\(file)")
     }
   }
+}
+
+/// One registration style for every kind of component, and no silent replacement.
+@Suite struct RegistrationTests {
+  @Test func aTakenNameIsRefusedUnlessReplacing() throws {
+    // The same type again changes nothing.
+    try Registry.register(kernel: TNNKernel.self)
+    try Registry.register(mixer: GTUFactory.self)
+    try Registry.register(channelMixer: GLU.self)
+    // Another component under a built-in's name is refused, naming the kind and the name.
+    #expect(throws: RegistryError.nameTaken(kind: "kernel", name: "tnn")) {
+      try Registry.register(kernel: "tnn") { config, context, generator in
+        try TNNKernel(config: config, context: context, generator: &generator)
+      }
+    }
+    #expect(throws: RegistryError.nameTaken(kind: "channel mixer", name: "glu")) {
+      try Registry.register(channelMixer: MLPNamedGLU.self)
+    }
+    #expect(throws: RegistryError.nameTaken(kind: "mixer", name: "hyena")) {
+      try Registry.register(mixer: "hyena") { config, context, generator in
+        try HyenaOperatorFactory.make(config: config, context: context, generator: &generator)
+      }
+    }
+    // Replacing is a choice: a fresh name registered twice with replacing succeeds.
+    try Registry.register(mixer: "registration_test_gtu") { config, context, generator in
+      try GTUFactory.make(config: config, context: context, generator: &generator)
+    }
+    try Registry.register(mixer: "registration_test_gtu", replacing: true) { config, context, generator in
+      try GTUFactory.make(config: config, context: context, generator: &generator)
+    }
+    #expect(Registry.mixerTypes.contains("registration_test_gtu"))
+  }
+}
+
+/// A channel mixer that claims the built-in GLU's name.
+final class MLPNamedGLU: ConfigurableChannelMixer {
+  static let typeName = "glu"
+  let inner: MLP
+  init(config: ConfigReader, context: MixerContext, generator: inout SeededGenerator) throws {
+    inner = try MLP(config: config, context: context, generator: &generator)
+  }
+  var width: Int { inner.width }
+  func callAsFunction(_ x: Tensor) -> Tensor { inner(x) }
 }

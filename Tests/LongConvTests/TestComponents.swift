@@ -46,8 +46,8 @@ final class ConvolveThenProject<Kernel: LongConvKernel>: SequenceMixer {
 enum TestComponents {
   /// Registers the test kernel and mixer once.
   static let registered: Void = {
-    Registry.register(kernel: GeometricTestKernel.self)
-    Registry.register(mixer: "test_project") { config, context, generator in
+    try! Registry.register(kernel: GeometricTestKernel.self)
+    try! Registry.register(mixer: "test_project") { config, context, generator in
       let kernel = try Registry.makeKernel(
         try config.object("kernel"),
         context: KernelContext(

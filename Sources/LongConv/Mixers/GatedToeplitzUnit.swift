@@ -49,9 +49,15 @@ public final class GatedToeplitzUnit<Kernel: LongConvKernel>: LongConvMixer {
 
 /// Builds GTUs from configs: reads `expand_ratio`, builds the `kernel` object through the
 /// registry, then opens the existential kernel into `GatedToeplitzUnit<K>`.
-public enum GTUFactory {
-  /// The `"gtu"` factory.
-  public static let factory: MixerFactory = { config, context, generator in
+public enum GTUFactory: ConfigurableMixer {
+  /// `"gtu"`.
+  public static let typeName = "gtu"
+
+  /// Builds the GTU and its kernel (`expand_ratio * width` channels) from the config.
+  public static func make(config: ConfigReader, context: MixerContext, generator: inout SeededGenerator)
+    throws
+    -> any SequenceMixer
+  {
     let ratio = try config.int("expand_ratio", default: 3, minimum: 1)
     let inner = ratio * context.width
     let kernel = try Registry.makeKernel(

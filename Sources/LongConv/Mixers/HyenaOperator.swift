@@ -149,8 +149,15 @@ public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
 }
 
 /// Builds ``HyenaOperator``s from configs (a generic type cannot hold a static stored factory).
-enum HyenaOperatorFactory {
-  static let factory: MixerFactory = { config, context, generator in
+public enum HyenaOperatorFactory: ConfigurableMixer {
+  /// `"hyena"`.
+  public static let typeName = "hyena"
+
+  /// Builds the operator and its kernel (`(order - 1) width` channels) from the config.
+  public static func make(config: ConfigReader, context: MixerContext, generator: inout SeededGenerator)
+    throws
+    -> any SequenceMixer
+  {
     let order = try config.int("order", default: 2, minimum: 2)
     let shortFilterWidth = try config.int("short_filter_width", default: 3, minimum: 1)
     let outerMixing = try config.bool("outer_mixing", default: false)

@@ -67,8 +67,16 @@ func makeSSMBlock<K: LongConvKernel>(
   SSMBlock(kernel: kernel, outputGLU: outputGLU, activation: activation, generator: &generator)
 }
 
-enum SSMBlockFactory {
-  static let factory: MixerFactory = { config, context, generator in
+/// Builds ``SSMBlock``s from configs (`"ssm"`; a generic type cannot hold a static stored factory).
+public enum SSMBlockFactory: ConfigurableMixer {
+  /// `"ssm"`.
+  public static let typeName = "ssm"
+
+  /// Builds the block and its kernel (the block's width in channels) from the config.
+  public static func make(config: ConfigReader, context: MixerContext, generator: inout SeededGenerator)
+    throws
+    -> any SequenceMixer
+  {
     let kernel = try Registry.makeKernel(
       try config.object("kernel"),
       context: KernelContext(
