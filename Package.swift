@@ -27,9 +27,11 @@ let package = Package(
 
     // Vector kernels (AVX-512 / AVX2 / portable, chosen at run time) and a spinning thread team
     // for one decoding step.
-    .target(name: "CDecodeKernels"),
+    .target(name: "CDecodeKernels", dependencies: ["CCPUDispatch"]),
     // AVX-512 matrix product, for machines whose BLAS is held to narrower kernels.
-    .target(name: "CMatrixKernels"),
+    .target(name: "CMatrixKernels", dependencies: ["CCPUDispatch"]),
+    // The one CPU feature detection both C kernel targets dispatch on.
+    .target(name: "CCPUDispatch"),
 
     // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
     .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims", "CMatrixKernels"]),

@@ -1,4 +1,5 @@
 #include "decode_kernels.h"
+#include "cpu_dispatch.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -197,20 +198,22 @@ typedef void (*channels_fn)(long, long, const long *, int, const double *, const
 
 static gemv_fn chosen_gemv;
 static channels_fn chosen_channels;
-static const char *chosen_isa;
+static lck_isa chosen_isa;
 static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
-static void choose_kernels(void) {
-  chosen_gemv = gemv_portable, chosen_channels = channels_portable, chosen_isa = "portable";
+/// The kernels of `isa` (which the CPU must run).
+static void use(lck_isa isa) {
+  chosen_isa = isa;
+  switch (isa) {
 #if LCK_X86
-  __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) {
-    chosen_gemv = gemv_avx512, chosen_channels = channels_avx512, chosen_isa = "avx512";
-  } else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    chosen_gemv = gemv_avx2, chosen_channels = channels_avx2, chosen_isa = "avx2";
-  }
+  case LCK_ISA_AVX512: chosen_gemv = gemv_avx512, chosen_channels = channels_avx512; return;
+  case LCK_ISA_AVX2: chosen_gemv = gemv_avx2, chosen_channels = channels_avx2; return;
 #endif
+  default: chosen_gemv = gemv_portable, chosen_channels = channels_portable, chosen_isa = LCK_ISA_PORTABLE;
+  }
 }
+
+static void choose_kernels(void) { use(lck_cpu_isa()); }
 
 void lck_gemv(const float *W, long rows, long cols, const float *x, const float *bias, float *y) {
   pthread_once(&dispatch_once, choose_kernels);
@@ -226,33 +229,21 @@ void lck_recurrence_channels(long first, long end, const long *offsets, int shar
                   skip, state_re, state_im, x, y);
 }
 
-int lck_use_kernels(const char *isa) {
+int lck_use_kernels(const char *name) {
   pthread_once(&dispatch_once, choose_kernels);
-  if (strcmp(isa, "best") == 0) {
+  if (strcmp(name, "best") == 0) {
     choose_kernels();
     return 1;
   }
-  if (strcmp(isa, "portable") == 0) {
-    chosen_gemv = gemv_portable, chosen_channels = channels_portable, chosen_isa = "portable";
-    return 1;
-  }
-#if LCK_X86
-  __builtin_cpu_init();
-  if (strcmp(isa, "avx2") == 0 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-    chosen_gemv = gemv_avx2, chosen_channels = channels_avx2, chosen_isa = "avx2";
-    return 1;
-  }
-  if (strcmp(isa, "avx512") == 0 && __builtin_cpu_supports("avx512f")) {
-    chosen_gemv = gemv_avx512, chosen_channels = channels_avx512, chosen_isa = "avx512";
-    return 1;
-  }
-#endif
-  return 0;
+  lck_isa isa;
+  if (!lck_isa_named(name, &isa) || !lck_cpu_supports(isa)) return 0;
+  use(isa);
+  return 1;
 }
 
 const char *lck_kernel_isa(void) {
   pthread_once(&dispatch_once, choose_kernels);
-  return chosen_isa;
+  return lck_isa_name(chosen_isa);
 }
 
 // MARK: Arena

@@ -1,4 +1,5 @@
 #include "matrix_kernels.h"
+#include "cpu_dispatch.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,10 +13,7 @@
 // an MC x KC block of A (192 KB) in L2, a KC x NC block of B (up to 4 MB) in L3.
 enum { MR = 12, NR = 32, KC = 256, MC = 192, NC = 4096 };
 
-int lck_sgemm_available(void) {
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f");
-}
+int lck_sgemm_available(void) { return lck_cpu_supports(LCK_ISA_AVX512); }
 
 // Per-thread packing buffers, allocated on a thread's first product and kept (packing into
 // fresh pages every call would fault them in each time), freed when the thread exits.
