@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the DocC documentation of the library modules (LongConvTensors, LongConvLayers,
-# LongConv, LongConvTraining, LongConvRecurrence) with the articles of Sources/LongConvKit/LongConvKit.docc, using
+# LongConvIO, LongConv, LongConvInterop, LongConvInspection, LongConvTraining, LongConvRecurrence) with the articles of Sources/LongConvKit/LongConvKit.docc, using
 # the toolchain's own `docc` (next to `swift`; no package plugin needed):
 #
 # 1. `swift package dump-symbol-graph` builds (debug, reusing .build) and extracts the public
@@ -43,7 +43,7 @@ docc=${DOCC:-$(dirname "$(readlink -f "$(command -v swift)")")/docc}
   echo "docs.sh: no docc at $docc (set DOCC to the docc binary)" >&2
   exit 1
 }
-modules=(LongConvTensors LongConvLayers LongConv LongConvTraining LongConvRecurrence)
+modules=(LongConvTensors LongConvLayers LongConvIO LongConv LongConvInterop LongConvInspection LongConvTraining LongConvRecurrence)
 start=$SECONDS
 
 # 1. Symbol graphs.

@@ -136,7 +136,7 @@ public enum InspectionError: Error, CustomStringConvertible {
   case notADirectory(path: String)
   /// A file or the directory could not be written.
   case cannotWrite(path: String, reason: String)
-  /// A layer's kernel could not produce its coefficients (a ``KernelError``, usually).
+  /// A layer's kernel could not produce its coefficients (a ``LongConv/KernelError``, usually).
   case kernel(layer: Int, error: any Error)
 
   /// The path or the layer, then what went wrong (`<path>: exists and is not a directory`,
@@ -157,14 +157,14 @@ public enum ModelInspection {
     min(model.maxLength, cap)
   }
 
-  /// Writes, for each layer `i` whose mixer is a ``LongConvMixer``, `layer-<i>-toeplitz.svg`
+  /// Writes, for each layer `i` whose mixer is a ``LongConv/LongConvMixer``, `layer-<i>-toeplitz.svg`
   /// and `layer-<i>-impulse.svg` (``KernelPlots``) for `channels` representative channels at
   /// sequence length `length`, then `index.html` showing them all. Creates `directory` when
   /// the first file is ready and replaces only those files. Calls `wrote` after each file;
   /// returns them all.
   ///
   /// - Throws: ``InspectionError``; a length a kernel cannot produce is
-  ///   ``InspectionError/kernel(layer:error:)`` around the kernel's ``KernelError``.
+  ///   ``InspectionError/kernel(layer:error:)`` around the kernel's ``LongConv/KernelError``.
   @discardableResult
   public static func write(
     _ model: any SequenceModel, to directory: URL, length: Int, channels: Int = 4, maxCells: Int = 128,

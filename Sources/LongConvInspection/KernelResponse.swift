@@ -15,7 +15,7 @@ public struct KernelResponse: Sendable {
   public let coefficients: [[Double]]
 
   /// The coefficients `kernel` produces for `length`, computed without recording a graph;
-  /// rethrows the kernel's ``KernelError`` for a length it cannot produce.
+  /// rethrows the kernel's ``LongConv/KernelError`` for a length it cannot produce.
   public init(kernel: any LongConvKernel, length: Int) throws {
     let tensor = try Tensor.withoutRecording { try kernel.coefficients(length: length) }
     let columns = kernel.direction == .causal ? length : 2 * length - 1

@@ -9,12 +9,12 @@ import LongConvTensors
 /// S4D layer) mixer, from the model's state dict in a safetensors file and safari's resolved
 /// `model` config as JSON.
 ///
-/// The model becomes a ``CausalLanguageModel``: pre-norm blocks with LayerNorm
-/// (`layer_norm_epsilon`), the mixer, an ``MLP`` with tanh-approximated GELU (`fc1`, `fc2`),
+/// The model becomes a ``LongConv/CausalLanguageModel``: pre-norm blocks with LayerNorm
+/// (`layer_norm_epsilon`), the mixer, an ``LongConv/MLP`` with tanh-approximated GELU (`fc1`, `fc2`),
 /// a final LayerNorm and the head tied to the embedding, whose rows are padded to
-/// `pad_vocab_size_multiple` as safari pads them. The mixer maps to ``HyenaOperator`` with a
-/// ``HyenaFilter`` of `(order - 1) d_model` channels, or to ``SSMBlock`` with a linear output
-/// around an ``S4DKernel`` whose poles are shared in `n_ssm` groups.
+/// `pad_vocab_size_multiple` as safari pads them. The mixer maps to ``LongConv/HyenaOperator`` with a
+/// ``LongConv/HyenaFilter`` of `(order - 1) d_model` channels, or to ``LongConv/SSMBlock`` with a linear output
+/// around an ``LongConv/S4DKernel`` whose poles are shared in `n_ssm` groups.
 ///
 /// | safari (`backbone.layers.{i}.` prefix) | here (`blocks.{i}.`) |
 /// |---|---|

@@ -11,7 +11,7 @@ import LongConvTensors
 public enum FusedMixerStep {
   /// `y = W_o (act(W_u x) * rec(act(W_v x)))` over `C` channels (a GTU: SiLU).
   case gated(u: Linear, v: Linear, out: Linear, activation: Activation)
-  /// The Hyena operator of order `N` (``HyenaOperator``); `rec` has `(N-1) C` channels in step
+  /// The Hyena operator of order `N` (``LongConv/HyenaOperator``); `rec` has `(N-1) C` channels in step
   /// order (step `o` is channels `o C ..< (o+1) C`).
   case hyena(FusedHyenaStep)
   /// `y = output(act(rec(x)))`, then `y[:C] * sigmoid(y[C:])` for a GLU output (an SSM block).
@@ -51,7 +51,7 @@ public struct FusedHyenaStep {
 
 /// A sequence mixer whose token the fused decoding step can run: it says how, in one of the
 /// forms of ``FusedMixerStep``. A mixer defined outside the toolkit opts in by conforming (its
-/// recurrent form must expose its ``RecurrentMixer/recurrence``).
+/// recurrent form must expose its ``RecurrentMixer/fusedRecurrence``).
 public protocol FusableMixer: ConvertibleMixer {
   /// The mixer's decoding step, or `nil` when this instance has none (then the model steps
   /// through its modules).

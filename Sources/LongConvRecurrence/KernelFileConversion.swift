@@ -7,7 +7,7 @@ import LongConvIO
 /// `0 ..< n` of one kernel. The result is an interchange file (``StateSpaceFile``) with one
 /// kernel per tensor, under the same name.
 public enum KernelFileConversion {
-  /// The kernels in the file at `url`, in name order. Throws a ``LongConvLayers/TensorFileError`` naming the
+  /// The kernels in the file at `url`, in name order. Throws a ``LongConvIO/TensorFileError`` naming the
   /// file and the tensor for a file with no tensors, a tensor that is not `[channels, n]`
   /// with both at least 1, or a value that is not finite.
   public static func read(contentsOf url: URL) throws -> [CausalKernelSamples] {

@@ -123,7 +123,7 @@ public enum RecurrentModelDirectory {
     try read(directory).metadata
   }
 
-  /// The recurrent form of `model` stored in `directory`. Throws a ``LongConvLayers/TensorFileError`` naming
+  /// The recurrent form of `model` stored in `directory`. Throws a ``LongConvIO/TensorFileError`` naming
   /// the file when a kernel is missing or extra, has the wrong channel count, the metadata is
   /// incomplete, or the conversion was made from a checkpoint with other parameters.
   public static func load(model: CausalLanguageModel, from directory: URL) throws -> RecurrentLanguageModel {

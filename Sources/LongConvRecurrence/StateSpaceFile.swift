@@ -39,7 +39,7 @@ public enum StateSpaceFile {
   }
 
   /// Reads every kernel in the file at `url`, with its metadata. Throws a
-  /// ``LongConvLayers/TensorFileError`` naming the file and tensor for a malformed file, a wrong rank or
+  /// ``LongConvIO/TensorFileError`` naming the file and tensor for a malformed file, a wrong rank or
   /// shape, an unpaired tensor or a value that is not finite.
   public static func read(contentsOf url: URL) throws -> (
     kernels: [String: DiagonalStateSpace], metadata: [String: String]

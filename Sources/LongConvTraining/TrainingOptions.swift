@@ -65,7 +65,7 @@ public struct TrainingOptions: Sendable, Equatable {
     }
   }
 
-  /// Throws a ``ConfigError`` at `training.<key>` for a combination no schedule accepts: a warmup
+  /// Throws a ``LongConv/ConfigError`` at `training.<key>` for a combination no schedule accepts: a warmup
   /// longer than the run with a schedule that decays after it (`warmup_cosine`, `linear`).
   public func check() throws {
     if [.warmupCosine, .linear].contains(schedule), warmupSteps > steps {
@@ -78,7 +78,7 @@ public struct TrainingOptions: Sendable, Equatable {
 
 extension TrainingOptions {
   /// Reads a `training` object, every key optional (absent keys keep `defaults`' values), and
-  /// refuses any other key by name (``ConfigReader/rejectUnknownKeys()``). Keys, as in
+  /// refuses any other key by name (``LongConv/ConfigReader/rejectUnknownKeys()``). Keys, as in
   /// docs/CONFIG.md: `steps`, `batch`, `learning_rate`, `warmup_steps`, `schedule`,
   /// `weight_decay`, `beta1`, `beta2`, `gradient_clip`, `loss_positions`, `validate_every`,
   /// `validation_rows`, `checkpoint_every`.
@@ -143,7 +143,7 @@ extension TrainingOptions {
 
   /// These options with the command-line values in `options` (option name to text, for
   /// example `["--lr": "1e-3"]`) read over them, through the same checks as a config's
-  /// `training` object; a bad value throws a ``ConfigError`` naming the option. Options not in
+  /// `training` object; a bad value throws a ``LongConv/ConfigError`` naming the option. Options not in
   /// ``commandLineKeys`` are refused.
   public func overriding(commandLine options: [String: String]) throws -> TrainingOptions {
     var object: [String: JSONValue] = [:]
