@@ -191,60 +191,21 @@ __attribute__((target("avx512f,avx2,fma"))) LCK_CHANNELS(channels_avx512, step_a
 
 // MARK: Dispatch
 
-typedef void (*gemv_fn)(const float *, long, long, const float *, const float *, float *);
-typedef void (*channels_fn)(long, long, const long *, int, const double *, const double *,
-                            const float *, const float *, const float *, double *, double *,
-                            const float *, float *);
 
-static gemv_fn chosen_gemv;
-static channels_fn chosen_channels;
-static lck_isa chosen_isa;
-static pthread_once_t dispatch_once = PTHREAD_ONCE_INIT;
 
-/// The kernels of `isa` (which the CPU must run).
-static void use(lck_isa isa) {
-  chosen_isa = isa;
+int lck_kernels_named(const char *name, lck_kernels *kernels) {
+  lck_isa isa = lck_cpu_isa();
+  if (strcmp(name, "best") != 0 && (!lck_isa_named(name, &isa) || !lck_cpu_supports(isa))) return 0;
   switch (isa) {
 #if LCK_X86
-  case LCK_ISA_AVX512: chosen_gemv = gemv_avx512, chosen_channels = channels_avx512; return;
-  case LCK_ISA_AVX2: chosen_gemv = gemv_avx2, chosen_channels = channels_avx2; return;
+  case LCK_ISA_AVX512: *kernels = (lck_kernels){gemv_avx512, channels_avx512, "avx512"}; return 1;
+  case LCK_ISA_AVX2: *kernels = (lck_kernels){gemv_avx2, channels_avx2, "avx2"}; return 1;
 #endif
-  default: chosen_gemv = gemv_portable, chosen_channels = channels_portable, chosen_isa = LCK_ISA_PORTABLE;
+  default: *kernels = (lck_kernels){gemv_portable, channels_portable, "portable"}; return 1;
   }
 }
 
-static void choose_kernels(void) { use(lck_cpu_isa()); }
-
-void lck_gemv(const float *W, long rows, long cols, const float *x, const float *bias, float *y) {
-  pthread_once(&dispatch_once, choose_kernels);
-  chosen_gemv(W, rows, cols, x, bias, y);
-}
-
-void lck_recurrence_channels(long first, long end, const long *offsets, int shared_poles,
-                             const double *poles_re, const double *poles_im,
-                             const float *residues_re, const float *residues_im, const float *skip,
-                             double *state_re, double *state_im, const float *x, float *y) {
-  pthread_once(&dispatch_once, choose_kernels);
-  chosen_channels(first, end, offsets, shared_poles, poles_re, poles_im, residues_re, residues_im,
-                  skip, state_re, state_im, x, y);
-}
-
-int lck_use_kernels(const char *name) {
-  pthread_once(&dispatch_once, choose_kernels);
-  if (strcmp(name, "best") == 0) {
-    choose_kernels();
-    return 1;
-  }
-  lck_isa isa;
-  if (!lck_isa_named(name, &isa) || !lck_cpu_supports(isa)) return 0;
-  use(isa);
-  return 1;
-}
-
-const char *lck_kernel_isa(void) {
-  pthread_once(&dispatch_once, choose_kernels);
-  return lck_isa_name(chosen_isa);
-}
+const char *lck_kernel_isa(void) { return lck_isa_name(lck_cpu_isa()); }
 
 // MARK: Arena
 

@@ -13,7 +13,8 @@ import Synchronization
 /// costs an allocation and a BLAS call per product and a hand-off to other threads per
 /// parallel op. Here member `t` of a team of `T` owns a fixed slice `C_t` of each block's
 /// inner channels and a slice `K_t` of its channel mixer's hidden features, the products run
-/// in vector kernels chosen for the machine (`lck_kernel_isa`), and the members meet at two
+/// in vector kernels of the decoder's own instruction set (`lck_kernels_named`; the machine's
+/// widest unless chosen otherwise), and the members meet at two
 /// spinning barriers per block:
 ///
 /// ```
@@ -78,11 +79,16 @@ final class FusedDecoder: @unchecked Sendable {
 
   /// A decoder for `model` with `mixers` as its recurrent mixers, or nil when some block is not
   /// covered (then the model steps through its modules).
-  static func make(model: CausalLanguageModel, mixers: [any RecurrentMixer]) -> FusedDecoder? {
-    guard covers(model: model, mixers: mixers), let team = lck_team_create(Int32(ComputeThreads.count)) else {
-      return nil
-    }
-    return FusedDecoder(model: model, mixers: mixers, team: team)
+  /// `kernels` names its vector kernels' instruction set (`"best"` for the machine's widest;
+  /// nil too when the machine lacks it).
+  static func make(model: CausalLanguageModel, mixers: [any RecurrentMixer], kernels name: String = "best")
+    -> FusedDecoder?
+  {
+    var kernels = lck_kernels()
+    guard covers(model: model, mixers: mixers), lck_kernels_named(name, &kernels) == 1,
+      let team = lck_team_create(Int32(ComputeThreads.count))
+    else { return nil }
+    return FusedDecoder(model: model, mixers: mixers, kernels: kernels, team: team)
   }
 
   /// Whether every block of `model` is one the fused step runs (see the type's documentation).
@@ -94,7 +100,9 @@ final class FusedDecoder: @unchecked Sendable {
     }
   }
 
-  private init(model: CausalLanguageModel, mixers: [any RecurrentMixer], team: OpaquePointer) {
+  private init(
+    model: CausalLanguageModel, mixers: [any RecurrentMixer], kernels: lck_kernels, team: OpaquePointer
+  ) {
     let d = model.embedding.width
     let members = Int(lck_team_size(team))
     let arena = Arena()
@@ -102,11 +110,11 @@ final class FusedDecoder: @unchecked Sendable {
     var wide = 1
     for (block, mixer) in zip(model.blocks, mixers) {
       let step = (block.mixer as! any FusableMixer).fusedStep!
-      let recurrence = RecurrencePlan(mixer.fusedRecurrence!, arena: arena)
+      let recurrence = RecurrencePlan(mixer.fusedRecurrence!, kernels: kernels, arena: arena)
       let (inner, streams) = Self.widths(of: step)
       let channels = Self.bounds(inner, members: members)
-      let (forms, output, outputGLU) = Self.mixerForms(step, bounds: channels, arena: arena)
-      let o = ColumnProduct.slices(output.weight, bounds: channels, arena: arena)
+      let (forms, output, outputGLU) = Self.mixerForms(step, bounds: channels, kernels: kernels, arena: arena)
+      let o = ColumnProduct.slices(output.weight, bounds: channels, kernels: kernels, arena: arena)
       let (firstLayer, gateLayer, outLayer, activation): (Linear, Linear?, Linear, ChannelActivation)
       switch (block.channelMixer as! any FusableChannelMixer).fusedStep {
       case .gated(let first, let gate, let out, let function):
@@ -118,11 +126,14 @@ final class FusedDecoder: @unchecked Sendable {
       }
       let hidden = firstLayer.outputCount
       let features = Self.bounds(hidden, members: members)
-      let first = RowProduct.slices(firstLayer.weight, bias: firstLayer.bias, bounds: features, arena: arena)
+      let first = RowProduct.slices(
+        firstLayer.weight, bias: firstLayer.bias, bounds: features, kernels: kernels, arena: arena)
       let gate: [RowProduct?] =
-        gateLayer.map { RowProduct.slices($0.weight, bias: $0.bias, bounds: features, arena: arena) }
+        gateLayer.map {
+          RowProduct.slices($0.weight, bias: $0.bias, bounds: features, kernels: kernels, arena: arena)
+        }
         ?? [RowProduct?](repeating: nil, count: members)
-      let out = ColumnProduct.slices(outLayer.weight, bounds: features, arena: arena)
+      let out = ColumnProduct.slices(outLayer.weight, bounds: features, kernels: kernels, arena: arena)
       let outBias = outLayer.bias
       wide = max(wide, streams * inner, hidden)
       let (norm1, norm2) = (
@@ -142,7 +153,8 @@ final class FusedDecoder: @unchecked Sendable {
     }
     let vocabulary = model.embedding.vocabulary
     let head = RowProduct.slices(
-      model.embedding.weight, bias: nil, bounds: Self.bounds(vocabulary, members: members), arena: arena)
+      model.embedding.weight, bias: nil, bounds: Self.bounds(vocabulary, members: members), kernels: kernels,
+      arena: arena)
     width = d
     self.vocabulary = vocabulary
     layerCount = model.blocks.count
@@ -171,14 +183,16 @@ final class FusedDecoder: @unchecked Sendable {
 
   /// Member `t`'s share of a mixer before its output product, the output product, and whether
   /// its summed output goes through `a * sigmoid(b)` (the SSM block's GLU output).
-  private static func mixerForms(_ step: FusedMixerStep, bounds: [Int], arena: Arena) -> (
-    [MixerForm], Linear, Bool
-  ) {
+  private static func mixerForms(_ step: FusedMixerStep, bounds: [Int], kernels: lck_kernels, arena: Arena)
+    -> (
+      [MixerForm], Linear, Bool
+    )
+  {
     switch step {
     case .gated(let u, let v, let o, let activation):
       let (us, vs) = (
-        RowProduct.slices(u.weight, bias: u.bias, bounds: bounds, arena: arena),
-        RowProduct.slices(v.weight, bias: v.bias, bounds: bounds, arena: arena)
+        RowProduct.slices(u.weight, bias: u.bias, bounds: bounds, kernels: kernels, arena: arena),
+        RowProduct.slices(v.weight, bias: v.bias, bounds: bounds, kernels: kernels, arena: arena)
       )
       return (
         zip(us, vs).map { MixerForm.gated(u: $0, v: $1, activation: ElementwisePlan(activation)) }, o, false
@@ -192,7 +206,7 @@ final class FusedDecoder: @unchecked Sendable {
         RowProduct.slices(
           parts.inProj.weight.slice(axis: 0, n * d..<(n + 1) * d),
           bias: parts.inProj.bias?.slice(axis: 0, n * d..<(n + 1) * d),
-          bounds: bounds, arena: arena)
+          bounds: bounds, kernels: kernels, arena: arena)
       }
       let (taps, filter) = (parts.shortFilter.shape[1], UnsafePointer(arena.copy(parts.shortFilter)))
       let bias = UnsafePointer(arena.copy(parts.shortFilterBias))

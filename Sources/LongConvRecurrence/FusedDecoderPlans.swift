@@ -84,16 +84,20 @@ struct RowProduct {
   let bias: UnsafePointer<Float>?
   let range: Range<Int>
   let cols: Int
+  /// The decoder's kernels.
+  let kernels: lck_kernels
 
   /// One per member (`bounds` from ``FusedDecoder``), over one copy of `weight` and `bias`.
-  static func slices(_ weight: Tensor, bias: Tensor?, bounds: [Int], arena: Arena) -> [RowProduct] {
+  static func slices(_ weight: Tensor, bias: Tensor?, bounds: [Int], kernels: lck_kernels, arena: Arena)
+    -> [RowProduct]
+  {
     let (w, b, cols) = (arena.copy(weight), bias.map(arena.copy), weight.shape[1])
     return (0..<bounds.count - 1).map { t in
       let range = bounds[t]..<bounds[t + 1]
       return RowProduct(
         weight: w + range.lowerBound * cols, bias: b.map { UnsafePointer($0 + range.lowerBound) },
         range: range,
-        cols: cols)
+        cols: cols, kernels: kernels)
     }
   }
 
@@ -101,7 +105,7 @@ struct RowProduct {
   @inline(__always)
   func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
     guard !range.isEmpty else { return }
-    lck_gemv(weight, range.count, cols, x, bias, y + range.lowerBound)
+    kernels.gemv(weight, range.count, cols, x, bias, y + range.lowerBound)
   }
 }
 
@@ -113,9 +117,11 @@ struct ColumnProduct {
   let rows: Int
   /// Columns of the whole weight.
   let columnsTotal: Int
+  /// The decoder's kernels.
+  let kernels: lck_kernels
 
   /// One per member, over the column slices `bounds` of `weight`.
-  static func slices(_ weight: Tensor, bounds: [Int], arena: Arena) -> [ColumnProduct] {
+  static func slices(_ weight: Tensor, bounds: [Int], kernels: lck_kernels, arena: Arena) -> [ColumnProduct] {
     let (rows, cols) = (weight.shape[0], weight.shape[1])
     let values = weight.scalars
     return (0..<bounds.count - 1).map { t in
@@ -124,7 +130,7 @@ struct ColumnProduct {
       for r in 0..<rows {
         for (j, c) in columns.enumerated() { block[r * columns.count + j] = values[r * cols + c] }
       }
-      return ColumnProduct(block: block, columns: columns, rows: rows, columnsTotal: cols)
+      return ColumnProduct(block: block, columns: columns, rows: rows, columnsTotal: cols, kernels: kernels)
     }
   }
 
@@ -135,7 +141,7 @@ struct ColumnProduct {
       p.update(repeating: 0, count: rows)
       return
     }
-    lck_gemv(block, rows, columns.count, x + columns.lowerBound, nil, p)
+    kernels.gemv(block, rows, columns.count, x + columns.lowerBound, nil, p)
   }
 }
 
@@ -146,8 +152,11 @@ struct RecurrencePlan {
   let poles: (re: UnsafePointer<Double>, im: UnsafePointer<Double>)
   let residues: (re: UnsafePointer<Float>, im: UnsafePointer<Float>)
   let skip: UnsafePointer<Float>?
+  /// The decoder's kernels.
+  let kernels: lck_kernels
 
-  init(_ recurrence: RecurrentConvolution, arena: Arena) {
+  init(_ recurrence: RecurrentConvolution, kernels: lck_kernels, arena: Arena) {
+    self.kernels = kernels
     offsets = UnsafePointer(arena.copy(recurrence.offsets))
     sharedPoles = recurrence.sharedPoles
     poles = (UnsafePointer(arena.copy(recurrence.poles.re)), UnsafePointer(arena.copy(recurrence.poles.im)))
@@ -164,7 +173,7 @@ struct RecurrencePlan {
     state: (re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?)
   ) {
     guard !channels.isEmpty else { return }
-    lck_recurrence_channels(
+    kernels.channels(
       channels.lowerBound, channels.upperBound, offsets, sharedPoles ? 1 : 0, poles.re, poles.im, residues.re,
       residues.im, skip, state.re, state.im, x, y)
   }

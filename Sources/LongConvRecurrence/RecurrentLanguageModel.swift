@@ -39,6 +39,31 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
   /// `"avx2"` (with FMA) or `"portable"`.
   public static var kernelInstructionSet: String { String(cString: lck_kernel_isa()) }
 
+  /// The instruction set this model's fused step uses (`"best"`, the machine's widest, unless
+  /// chosen with ``usingInstructionSet(_:)``).
+  public let instructionSet: String
+
+  /// The same model whose fused step uses the kernels of `isa` (`"avx512"`, `"avx2"`,
+  /// `"portable"` or `"best"`), or `nil` when this machine lacks them: for comparisons. The
+  /// choice belongs to the returned model alone; nothing process-wide changes.
+  public func usingInstructionSet(_ isa: String) -> RecurrentLanguageModel? {
+    var kernels = lck_kernels()
+    guard lck_kernels_named(isa, &kernels) == 1 else { return nil }
+    return RecurrentLanguageModel(sharing: self, instructionSet: isa)
+  }
+
+  /// `other`'s model, recurrences and reports, with a decoder of its own on `instructionSet`.
+  private init(sharing other: RecurrentLanguageModel, instructionSet: String) {
+    model = other.model
+    mixers = other.mixers
+    reports = other.reports
+    kernels = other.kernels
+    conversionLength = other.conversionLength
+    isLimitedToConversionLength = other.isLimitedToConversionLength
+    usesFusedStep = other.usesFusedStep
+    self.instructionSet = instructionSet
+  }
+
   /// Converts every block's mixer of `model` with `converter` at `length`.
   public init(model: CausalLanguageModel, converter: some KernelConverter, length: Int) throws {
     guard length >= 1 else {
@@ -58,6 +83,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     self.mixers = mixers
     self.reports = reports
     self.kernels = kernels
+    instructionSet = "best"
     conversionLength = length
     isLimitedToConversionLength = reports.contains { $0.mode == .exact || ($0.exactChannels ?? 0) > 0 }
     usesFusedStep = FusedDecoder.covers(model: model, mixers: mixers)
@@ -81,6 +107,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     self.mixers = mixers
     self.reports = reports
     self.kernels = kernels
+    instructionSet = "best"
     conversionLength = length
     isLimitedToConversionLength = limitedToLength
     usesFusedStep = FusedDecoder.covers(model: model, mixers: mixers)
@@ -145,7 +172,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
 
   private func fusedDecoder() -> FusedDecoder? {
     fused.withLock { decoder in
-      if decoder == nil { decoder = FusedDecoder.make(model: model, mixers: mixers) }
+      if decoder == nil { decoder = FusedDecoder.make(model: model, mixers: mixers, kernels: instructionSet) }
       return decoder
     }
   }

@@ -10,8 +10,14 @@ import Testing
 
 /// The fused decoding step against the model's own modules stepping the same recurrence, and
 /// its kernels against Double references, under every instruction set this machine has.
-@Suite(.serialized) struct FusedDecoderTests {
-  static let instructionSets = ["avx512", "avx2", "portable"]
+@Suite struct FusedDecoderTests {
+  /// The kernels of `isa`, or nil on a machine without it.
+  static func kernels(_ isa: String) -> lck_kernels? {
+    var kernels = lck_kernels()
+    return lck_kernels_named(isa, &kernels) == 1 ? kernels : nil
+  }
+  static let hasAVX512 = kernels("avx512") != nil
+  static let hasAVX2 = kernels("avx2") != nil
 
   static let gtu =
     #"{"type": "gtu", "expand_ratio": 3, "kernel": {"type": "tnn", "rpe_width": 8, "rpe_layers": 1}}"#
@@ -61,9 +67,8 @@ import Testing
     zip(a, b).map { abs($0 - $1) }.max()! / max(b.map(abs).max()!, 1e-30)
   }
 
-  /// Every covered block shape gives the module path's logits and states, token after token,
-  /// with exact and compact (own poles per channel, skip) kernels, under each instruction set.
-  @Test(arguments: [
+  /// Every covered block shape: norm, pre-norm, channel mixer, final norm, mixer.
+  static let shapes: [(String, Bool, String, String, String)] = [
     ("simple_rms_norm", true, #"{"type": "glu"}"#, "layer_norm", FusedDecoderTests.gtu),
     ("layer_norm", false, #"{"type": "glu", "hidden_dim": 36}"#, "rms_norm", FusedDecoderTests.gtu),
     (
@@ -98,18 +103,20 @@ import Testing
       "rms_norm", false, #"{"type": "mlp", "hidden_dim": 17, "activation": "relu"}"#, "layer_norm",
       FusedDecoderTests.ssm
     ),
-  ])
-  func fusedStepEqualsTheModules(
-    _ norm: String, _ prenorm: Bool, _ channelMixer: String, _ finalNorm: String, _ mixer: String
-  ) throws {
-    let model = try model(
-      norm: norm, prenorm: prenorm, channelMixer: channelMixer, finalNorm: finalNorm, mixer: mixer)
-    let converters: [any KernelConverter] = [ExactConverter(), try CompactConverter(tolerance: 1e-3)]
-    defer { _ = lck_use_kernels("best") }
-    for converter in converters {
-      let recurrent = try RecurrentLanguageModel(model: model, converter: converter, length: 32)
-      #expect(recurrent.usesFusedStep)
-      for isa in Self.instructionSets where lck_use_kernels(isa) == 1 {
+  ]
+
+  /// Every covered block shape gives the module path's logits and states, token after token,
+  /// with exact and compact (own poles per channel, skip) kernels, on the kernels of `isa`
+  /// (chosen for the model alone: other suites decoding at the same time are unaffected).
+  func fusedStepEqualsTheModules(isa: String) throws {
+    for (norm, prenorm, channelMixer, finalNorm, mixer) in Self.shapes {
+      let model = try model(
+        norm: norm, prenorm: prenorm, channelMixer: channelMixer, finalNorm: finalNorm, mixer: mixer)
+      let converters: [any KernelConverter] = [ExactConverter(), try CompactConverter(tolerance: 1e-3)]
+      for converter in converters {
+        let converted = try RecurrentLanguageModel(model: model, converter: converter, length: 32)
+        let recurrent = try #require(converted.usingInstructionSet(isa))
+        #expect(recurrent.usesFusedStep && recurrent.instructionSet == isa)
         var (fused, modules) = (recurrent.makeState(), recurrent.makeState())
         for (i, token) in tokens(24, vocabulary: 40).enumerated() {
           let a = recurrent.step(token, state: &fused)
@@ -131,6 +138,14 @@ import Testing
       }
     }
   }
+
+  @Test(.enabled(if: hasAVX512, "this CPU has no AVX-512: the AVX-512 kernels are not tested here"))
+  func fusedStepEqualsTheModulesAVX512() throws { try fusedStepEqualsTheModules(isa: "avx512") }
+
+  @Test(.enabled(if: hasAVX2, "this CPU has no AVX2 with FMA: the AVX2 kernels are not tested here"))
+  func fusedStepEqualsTheModulesAVX2() throws { try fusedStepEqualsTheModules(isa: "avx2") }
+
+  @Test func fusedStepEqualsTheModulesPortable() throws { try fusedStepEqualsTheModules(isa: "portable") }
 
   /// Norm epsilons from the config reach the fused step; a Hyena with outer mixing (a sum over
   /// all channels per step, which the members' channel split cannot form) steps through its
@@ -168,10 +183,10 @@ import Testing
     try Activation.register(SquaredReLU.self)
     try Registry.register(channelMixer: GELUGatedUnit.self)
     let mixer =
-      #"{"type": "hyena", "order": 3, "activation": "squared_relu", "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 3}}"#
+      #"{"type": "hyena", "order": 3, "activation": "test_squared_relu", "kernel": {"type": "hyena", "filter_width": 8, "emb_dim": 3}}"#
     for channelMixer in [
-      #"{"type": "mlp", "hidden_dim": 30, "activation": "squared_relu"}"#,
-      #"{"type": "gelu_glu_test", "hidden_dim": 26}"#,
+      #"{"type": "mlp", "hidden_dim": 30, "activation": "test_squared_relu"}"#,
+      #"{"type": "test_gelu_glu", "hidden_dim": 26}"#,
     ] {
       let model = try model(
         norm: "layer_norm", prenorm: true, channelMixer: channelMixer, finalNorm: "layer_norm", mixer: mixer)
@@ -215,12 +230,12 @@ import Testing
     }
   }
 
-  /// `lck_gemv` against a Double product, shapes with every tail (rows not a multiple of 4,
+  /// The kernels' `gemv` (`lck_kernels`) against a Double product, shapes with every tail (rows not a multiple of 4,
   /// columns not a multiple of 16 or 8), with and without a bias.
-  @Test func matrixVectorProduct() {
-    defer { _ = lck_use_kernels("best") }
+  func matrixVectorProduct(isa: String) throws {
+    let kernels = try #require(Self.kernels(isa))
     var generator = SeededGenerator(seed: 3)
-    for isa in Self.instructionSets where lck_use_kernels(isa) == 1 {
+    do {
       for (rows, cols) in [(1, 1), (3, 7), (4, 16), (9, 33), (37, 256), (6, 769)] {
         let w = (0..<rows * cols).map { _ in Float(generator.nextUniform() * 2 - 1) }
         let x = (0..<cols).map { _ in Float(generator.nextUniform() * 2 - 1) }
@@ -228,7 +243,7 @@ import Testing
         for withBias in [false, true] {
           var y = [Float](repeating: .nan, count: rows)
           bias.withUnsafeBufferPointer { b in
-            lck_gemv(w, rows, cols, x, withBias ? b.baseAddress : nil, &y)
+            kernels.gemv(w, rows, cols, x, withBias ? b.baseAddress : nil, &y)
           }
           for r in 0..<rows {
             var expected = withBias ? Double(bias[r]) : 0
@@ -240,10 +255,10 @@ import Testing
     }
   }
 
-  /// `lck_recurrence_channels` against the recurrence in Double: channels of 1 ... 21 states
+  /// The kernels' recurrence step (`lck_kernels.channels`) against the recurrence in Double: channels of 1 ... 21 states
   /// (every tail of the vector loops), own and shared poles, with a skip.
-  @Test func recurrenceSteps() {
-    defer { _ = lck_use_kernels("best") }
+  func recurrenceSteps(isa: String) throws {
+    let kernels = try #require(Self.kernels(isa))
     var generator = SeededGenerator(seed: 8)
     let counts = [1, 3, 4, 5, 8, 9, 12, 21]
     let offsets = counts.reduce(into: [0]) { $0.append($0.last! + $1) }
@@ -257,13 +272,13 @@ import Testing
     )
     let skip = counts.map { _ in Float(uniform()) }
     let inputs = (0..<5).map { _ in counts.map { _ in Float(uniform()) } }
-    for isa in Self.instructionSets where lck_use_kernels(isa) == 1 {
+    do {
       for shared in [false, true] {
         var (sRe, sIm) = ([Double](repeating: 0, count: total), [Double](repeating: 0, count: total))
         var (rRe, rIm) = (sRe, sIm)
         for x in inputs {
           var y = [Float](repeating: 0, count: counts.count)
-          lck_recurrence_channels(
+          kernels.channels(
             0, counts.count, offsets, shared ? 1 : 0, poleRe, poleIm, resRe, resIm, skip, &sRe, &sIm, x, &y)
           for c in counts.indices {
             var expected = Double(skip[c] * x[c])
@@ -280,6 +295,23 @@ import Testing
         #expect(zip(sRe + sIm, rRe + rIm).allSatisfy { abs($0 - $1) < 1e-12 }, "\(isa) shared \(shared)")
       }
     }
+  }
+
+  @Test(.enabled(if: hasAVX512, "this CPU has no AVX-512: the AVX-512 kernels are not tested here"))
+  func kernelsAVX512() throws {
+    try matrixVectorProduct(isa: "avx512")
+    try recurrenceSteps(isa: "avx512")
+  }
+
+  @Test(.enabled(if: hasAVX2, "this CPU has no AVX2 with FMA: the AVX2 kernels are not tested here"))
+  func kernelsAVX2() throws {
+    try matrixVectorProduct(isa: "avx2")
+    try recurrenceSteps(isa: "avx2")
+  }
+
+  @Test func kernelsPortable() throws {
+    try matrixVectorProduct(isa: "portable")
+    try recurrenceSteps(isa: "portable")
   }
 
   /// The team runs a body on every member at once and its barrier orders their writes.
@@ -323,14 +355,14 @@ import Testing
 
 /// `max(x, 0)^2`: an activation the toolkit does not ship.
 enum SquaredReLU: ElementwiseFunction {
-  static let name = "squared_relu"
+  static let name = "test_squared_relu"
   static func value(_ x: Float) -> Float { x > 0 ? x * x : 0 }
   static func derivative(_ x: Float, _ y: Float) -> Float { x > 0 ? 2 * x : 0 }
 }
 
 /// `W3 (GELU(W1 x) * (W2 x))`: a channel mixer the toolkit does not ship, fusable in one line.
 final class GELUGatedUnit: ConfigurableChannelMixer, FusableChannelMixer {
-  static let typeName = "gelu_glu_test"
+  static let typeName = "test_gelu_glu"
   let l1: Linear, l2: Linear, l3: Linear
 
   init(config: ConfigReader, context: MixerContext, generator: inout SeededGenerator) throws {

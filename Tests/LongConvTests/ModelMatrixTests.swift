@@ -53,7 +53,7 @@ import Testing
       #expect(Registry.kernelTypes.contains(kernel))
     }
     for mixer in ["gtu", "hyena", "ssm"] { #expect(Registry.mixerTypes.contains(mixer)) }
-    #expect(Set(Registry.channelMixerTypes) == ["glu", "mlp"])
+    #expect(Set(Registry.channelMixerTypes.filter { !$0.hasPrefix("test_") }) == ["glu", "mlp"])
   }
 
   @Test(arguments: ["layer_norm", "rms_norm", "simple_rms_norm"])

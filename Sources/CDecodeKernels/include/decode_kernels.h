@@ -13,25 +13,34 @@ extern "C" {
 #endif
 
 /// `y[r] = dot(W[r, :], x) + (bias ? bias[r] : 0)` for `r < rows`; `W` row-major `[rows, cols]`.
-void lck_gemv(const float *W, long rows, long cols, const float *x, const float *bias, float *y);
+typedef void (*lck_gemv_fn)(const float *W, long rows, long cols, const float *x, const float *bias,
+                            float *y);
 
 /// One step of a diagonal recurrence for channels `first ..< end` of a layer: channel `c` has
 /// the complex states `offsets[c] ..< offsets[c + 1]` and input `x[c]`;
 /// `s_n = p_n s_n + x[c]`, `y[c] = Re(sum_n r_n s_n) + (skip ? skip[c] x[c] : 0)` (state and
 /// poles Double, residues Float32, the sum in Double). With `shared_poles` every channel uses
 /// the poles at offset 0.
-void lck_recurrence_channels(long first, long end, const long *offsets, int shared_poles,
-                             const double *poles_re, const double *poles_im,
-                             const float *residues_re, const float *residues_im, const float *skip,
-                             double *state_re, double *state_im, const float *x, float *y);
+typedef void (*lck_channels_fn)(long first, long end, const long *offsets, int shared_poles,
+                                const double *poles_re, const double *poles_im,
+                                const float *residues_re, const float *residues_im,
+                                const float *skip, double *state_re, double *state_im,
+                                const float *x, float *y);
 
-/// The instruction set the kernels use on this machine: "avx512", "avx2" or "portable".
+/// The kernels of one instruction set. A decoder keeps its own (chosen when it is made), so
+/// no process-wide switch changes what runs under another decoder.
+typedef struct {
+  lck_gemv_fn gemv;
+  lck_channels_fn channels;
+  const char *isa;  ///< "avx512", "avx2" or "portable"
+} lck_kernels;
+
+/// The kernels of `isa` ("avx512", "avx2", "portable", or "best" for the machine's widest) in
+/// `kernels`; returns 0 (and leaves `kernels` alone) when this machine lacks `isa`.
+int lck_kernels_named(const char *isa, lck_kernels *kernels);
+
+/// The instruction set of the machine's widest kernels: "avx512", "avx2" or "portable".
 const char *lck_kernel_isa(void);
-
-/// Makes the kernels use `isa` ("avx512", "avx2", "portable", or "best" for the machine's
-/// widest) from now on, for tests and comparisons; returns 0 when this machine lacks it. Not to
-/// be called while kernels run.
-int lck_use_kernels(const char *isa);
 
 /// Memory for a decoder's weights and states, freed all at once: 64-byte aligned blocks cut from
 /// chunks of 2 MB pages where the kernel allows (a step reads tens of megabytes; with 4 KB pages
