@@ -61,17 +61,24 @@ let package = Package(
         "LongConvInspection",
       ]),
 
-    .executableTarget(name: "longconv", dependencies: ["LongConvKit"]),
+    // The one command-line parser of the tool, the benchmark and the examples.
+    .target(name: "LongConvCommandLine"),
+    .executableTarget(name: "longconv", dependencies: ["LongConvKit", "LongConvCommandLine"]),
     .executableTarget(
-      name: "longconv-bench", dependencies: ["LongConvKit", "CFFTW", "COpenBLAS"],
+      name: "longconv-bench", dependencies: ["LongConvKit", "LongConvCommandLine", "CFFTW", "COpenBLAS"],
       path: "Benchmarks/longconv-bench"),
 
     // Examples: `swift run -c release <name>` (see Examples/README.md).
-    .executableTarget(name: "char-lm", dependencies: ["LongConvKit"], path: "Examples/CharLM"),
     .executableTarget(
-      name: "associative-recall", dependencies: ["LongConvKit"], path: "Examples/AssociativeRecall"),
-    .executableTarget(name: "listops", dependencies: ["LongConvKit"], path: "Examples/ListOps"),
-    .executableTarget(name: "custom-kernel", dependencies: ["LongConvKit"], path: "Examples/CustomKernel"),
+      name: "char-lm", dependencies: ["LongConvKit", "LongConvCommandLine"], path: "Examples/CharLM"),
+    .executableTarget(
+      name: "associative-recall", dependencies: ["LongConvKit", "LongConvCommandLine"],
+      path: "Examples/AssociativeRecall"),
+    .executableTarget(
+      name: "listops", dependencies: ["LongConvKit", "LongConvCommandLine"], path: "Examples/ListOps"),
+    .executableTarget(
+      name: "custom-kernel", dependencies: ["LongConvKit", "LongConvCommandLine"],
+      path: "Examples/CustomKernel"),
 
     // Shared test helpers: finite differences and dense references in Double.
     .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors"]),

@@ -14,6 +14,7 @@
 import CFFTW
 import COpenBLAS
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 struct Options {
@@ -48,46 +49,28 @@ struct Options {
                --max-states S states per channel (default 64); conversion timed once
     """
 
+  /// The options of `args` (`Arguments`: a help request gives a `UsageError` without a
+  /// message, which prints the usage and exits 0).
   static func parse(_ args: [String]) throws -> Options {
+    let parsed = try Arguments(
+      args, command: "longconv-bench",
+      options: [
+        "--threads", "--reps", "--dim", "--batch", "--layers", "--steps", "--max-states", "--tolerance",
+      ],
+      listOptions: ["--len", "--context"], positionals: 1)
+    if parsed.wantsHelp { throw BenchUsage.help }
     var o = Options()
-    var i = 0
-    func value(_ name: String) throws -> Int {
-      i += 1
-      guard i < args.count, let v = Int(args[i]), v >= 0 else {
-        throw UsageError("\(name) needs a non-negative integer")
-      }
-      return v
-    }
-    while i < args.count {
-      switch args[i] {
-      case "--threads": o.threads = try value("--threads")
-      case "--reps": o.reps = max(1, try value("--reps"))
-      case "--dim": o.dim = try value("--dim")
-      case "--batch": o.batch = try value("--batch")
-      case "--layers": o.layers = try value("--layers")
-      case "--steps": o.steps = max(1, try value("--steps"))
-      case "--max-states": o.maxStates = max(1, try value("--max-states"))
-      case "--tolerance":
-        i += 1
-        guard i < args.count, let v = Double(args[i]), v.isFinite, v > 0 else {
-          throw UsageError("--tolerance needs a positive number")
-        }
-        o.tolerance = v
-      case "--len", "--context":
-        let name = args[i]
-        var list: [Int] = []
-        while i + 1 < args.count, let v = Int(args[i + 1]), v >= 1 {
-          list.append(v)
-          i += 1
-        }
-        if list.isEmpty { throw UsageError("\(name) needs at least one positive integer") }
-        if name == "--len" { o.lengths += list } else { o.contexts += list }
-      case "-h", "--help": throw UsageError(nil)
-      case let a where o.command.isEmpty && !a.hasPrefix("-"): o.command = a
-      default: throw UsageError("unknown argument \(args[i])")
-      }
-      i += 1
-    }
+    o.command = parsed.positional.first ?? ""
+    o.threads = try parsed.nonNegativeInteger("--threads") ?? o.threads
+    o.reps = try parsed.positiveInteger("--reps") ?? o.reps
+    o.dim = try parsed.positiveInteger("--dim")
+    o.batch = try parsed.positiveInteger("--batch")
+    o.layers = try parsed.positiveInteger("--layers")
+    o.steps = try parsed.positiveInteger("--steps") ?? o.steps
+    o.maxStates = try parsed.positiveInteger("--max-states") ?? o.maxStates
+    o.tolerance = try parsed.number("--tolerance", in: Double.leastNonzeroMagnitude...1) ?? o.tolerance
+    o.lengths = try parsed.positiveIntegers("--len")
+    o.contexts = try parsed.positiveIntegers("--context")
     return o
   }
 }
@@ -97,10 +80,8 @@ struct UncheckedSendable<Value>: @unchecked Sendable {
   init(_ value: Value) { self.value = value }
 }
 
-struct UsageError: Error {
-  let message: String?
-  init(_ message: String?) { self.message = message }
-}
+/// `--help`: the usage, exit status 0.
+enum BenchUsage: Error { case help }
 
 /// Median wall times in seconds of several workloads, run in turn within each repetition so
 /// drift in the machine's load affects all alike. Two untimed rounds first.
@@ -452,10 +433,14 @@ do {
   case "decode": try benchDecode(o, threads: threads)
   case "etsc": try benchRecurrent(o, threads: threads, compact: false)
   case "compact": try benchRecurrent(o, threads: threads, compact: true)
-  default: throw UsageError(o.command.isEmpty ? nil : "unknown subcommand \(o.command)")
+  case "": throw UsageError(message: "longconv-bench: a subcommand is required")
+  default: throw UsageError(message: "longconv-bench: unknown subcommand \(o.command)")
   }
-} catch let e as UsageError {
-  if let m = e.message { FileHandle.standardError.write(Data("longconv-bench: \(m)\n".utf8)) }
+} catch BenchUsage.help {
   FileHandle.standardError.write(Data((Options.usage + "\n").utf8))
-  exit(e.message == nil ? 0 : 2)
+  exit(0)
+} catch let e as UsageError {
+  FileHandle.standardError.write(Data("\(e.message)\n".utf8))
+  FileHandle.standardError.write(Data((Options.usage + "\n").utf8))
+  exit(2)
 }

@@ -20,6 +20,7 @@
 // Defaults: 1500 steps of batch 16, lr 3e-3, temperature 0.8 (0 = greedy), 200 sampled bytes,
 // 32768 evaluation bytes. A run takes about a minute on two idle cores.
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 struct Options {
@@ -41,45 +42,35 @@ func fail(_ message: String) -> Never {
 }
 
 func parse(_ arguments: [String]) -> Options {
-  var o = Options()
-  var i = 0
-  func value(_ name: String) -> String {
-    i += 1
-    guard i < arguments.count else { fail("\(name) needs a value") }
-    return arguments[i]
-  }
-  func positive(_ name: String) -> Int {
-    guard let v = Int(value(name)), v >= 1 else { fail("\(name) needs a positive integer") }
-    return v
-  }
-  func number(_ name: String) -> Float {
-    guard let v = Float(value(name)), v >= 0, v.isFinite else { fail("\(name) needs a non-negative number") }
-    return v
-  }
-  while i < arguments.count {
-    switch arguments[i] {
-    case "--text": o.text = value("--text")
-    case "--steps": o.steps = positive("--steps")
-    case "--batch": o.batch = positive("--batch")
-    case "--lr": o.learningRate = number("--lr")
-    case "--seed":
-      guard let v = UInt64(value("--seed")) else { fail("--seed needs a non-negative integer") }
-      o.seed = v
-    case "--prompt": o.prompt = value("--prompt")
-    case "--sample-length": o.sampleLength = positive("--sample-length")
-    case "--temperature": o.temperature = number("--temperature")
-    case "--eval-bytes": o.evalBytes = positive("--eval-bytes")
-    case "--threads": o.threads = positive("--threads")
-    case "-h", "--help":
+  do {
+    let a = try Arguments(
+      arguments, command: "char-lm",
+      options: [
+        "--text", "--steps", "--batch", "--lr", "--seed", "--prompt", "--sample-length", "--temperature",
+        "--eval-bytes", "--threads",
+      ])
+    if a.wantsHelp {
       print(
         "usage: char-lm [--text FILE] [--steps N] [--batch N] [--lr X] [--seed S] [--prompt TEXT] "
           + "[--sample-length N] [--temperature T] [--eval-bytes N] [--threads N]")
       exit(0)
-    default: fail("unknown option '\(arguments[i])' (try --help)")
     }
-    i += 1
+    var o = Options()
+    o.text = a.string("--text")
+    o.steps = try a.positiveInteger("--steps") ?? o.steps
+    o.batch = try a.positiveInteger("--batch") ?? o.batch
+    o.learningRate = Float(try a.number("--lr", in: 0...1e3) ?? Double(o.learningRate))
+    o.seed = UInt64(try a.nonNegativeInteger("--seed") ?? Int(o.seed))
+    o.prompt = a.string("--prompt") ?? o.prompt
+    o.sampleLength = try a.positiveInteger("--sample-length") ?? o.sampleLength
+    o.temperature = Float(try a.number("--temperature", in: 0...1e3) ?? Double(o.temperature))
+    o.evalBytes = try a.positiveInteger("--eval-bytes") ?? o.evalBytes
+    o.threads = try a.positiveInteger("--threads") ?? o.threads
+    return o
+  } catch {
+    FileHandle.standardError.write(Data("\(error) (try --help)\n".utf8))
+    exit(2)
   }
-  return o
 }
 
 let length = 128

@@ -30,6 +30,7 @@
 // exact recurrent form picks the same greedy bytes as the FFT recomputation with logits within
 // 1e-3 of it (scripts/example-smoke.sh runs it).
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 struct Options {
@@ -52,48 +53,39 @@ func fail(_ message: String) -> Never {
 }
 
 func parse(_ arguments: [String]) -> Options {
-  var o = Options()
-  var i = 0
-  func value(_ name: String) -> String {
-    i += 1
-    guard i < arguments.count else { fail("\(name) needs a value") }
-    return arguments[i]
-  }
-  func positive(_ name: String) -> Int {
-    guard let v = Int(value(name)), v >= 1 else { fail("\(name) needs a positive integer") }
-    return v
-  }
-  func number(_ name: String) -> Double {
-    guard let v = Double(value(name)), v > 0, v.isFinite else { fail("\(name) needs a positive number") }
-    return v
-  }
-  while i < arguments.count {
-    switch arguments[i] {
-    case "--text": o.text = value("--text")
-    case "--steps": o.steps = positive("--steps")
-    case "--batch": o.batch = positive("--batch")
-    case "--lr": o.learningRate = Float(number("--lr"))
-    case "--seed":
-      guard let v = UInt64(value("--seed")) else { fail("--seed needs a non-negative integer") }
-      o.seed = v
-    case "--prompt":
-      o.prompt = value("--prompt")
-      if o.prompt!.isEmpty { fail("--prompt must not be empty") }
-    case "--generate": o.generate = positive("--generate")
-    case "--tolerance": o.tolerance = number("--tolerance")
-    case "--eval-bytes": o.evalBytes = positive("--eval-bytes")
-    case "--threads": o.threads = positive("--threads")
-    case "--check": o.check = true
-    case "-h", "--help":
+  do {
+    let a = try Arguments(
+      arguments, command: "custom-kernel",
+      options: [
+        "--text", "--steps", "--batch", "--lr", "--seed", "--prompt", "--generate", "--tolerance",
+        "--eval-bytes",
+        "--threads",
+      ], switches: ["--check"])
+    if a.wantsHelp {
       print(
         "usage: custom-kernel [--text FILE] [--steps N] [--batch N] [--lr X] [--seed S] [--prompt TEXT] "
           + "[--generate N] [--tolerance X] [--eval-bytes N] [--threads N] [--check]")
       exit(0)
-    default: fail("unknown option '\(arguments[i])' (try --help)")
     }
-    i += 1
+    var o = Options()
+    o.text = a.string("--text")
+    o.steps = try a.positiveInteger("--steps") ?? o.steps
+    o.batch = try a.positiveInteger("--batch") ?? o.batch
+    o.learningRate = Float(
+      try a.number("--lr", in: Double.leastNonzeroMagnitude...1e3) ?? Double(o.learningRate))
+    o.seed = UInt64(try a.nonNegativeInteger("--seed") ?? Int(o.seed))
+    o.prompt = a.string("--prompt")
+    if o.prompt?.isEmpty == true { throw UsageError(message: "custom-kernel: --prompt must not be empty") }
+    o.generate = try a.positiveInteger("--generate") ?? o.generate
+    o.tolerance = try a.number("--tolerance", in: Double.leastNonzeroMagnitude...1) ?? o.tolerance
+    o.evalBytes = try a.positiveInteger("--eval-bytes") ?? o.evalBytes
+    o.threads = try a.positiveInteger("--threads") ?? o.threads
+    o.check = a.flag("--check")
+    return o
+  } catch {
+    FileHandle.standardError.write(Data("\(error) (try --help)\n".utf8))
+    exit(2)
   }
-  return o
 }
 
 /// The model: two GTU blocks whose kernel is the example's own "oscillator" type.

@@ -16,6 +16,7 @@
 // while depth and length allow), so expressions fit in 128 tokens; lr 3e-3; 2048 held-out
 // rows from another seed. About 1.5 minutes on two cores. The full LRA task (depth 10, length 2000) takes far longer to learn.
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 struct Options {
@@ -35,45 +36,31 @@ func fail(_ message: String) -> Never {
 }
 
 func parse(_ arguments: [String]) -> Options {
-  var o = Options()
-  var i = 0
-  func value(_ name: String) -> String {
-    i += 1
-    guard i < arguments.count else { fail("\(name) needs a value") }
-    return arguments[i]
-  }
-  func positive(_ name: String, minimum: Int = 1) -> Int {
-    guard let v = Int(value(name)), v >= minimum else { fail("\(name) needs an integer >= \(minimum)") }
-    return v
-  }
-  while i < arguments.count {
-    switch arguments[i] {
-    case "--steps": o.steps = positive("--steps")
-    case "--length": o.length = positive("--length", minimum: 8)
-    case "--depth": o.depth = positive("--depth")
-    case "--batch": o.batch = positive("--batch")
-    case "--leaf":
-      guard let v = Double(value("--leaf")), (0...1).contains(v) else {
-        fail("--leaf needs a number in [0, 1]")
-      }
-      o.leaf = v
-    case "--lr":
-      guard let v = Float(value("--lr")), v > 0, v.isFinite else { fail("--lr needs a positive number") }
-      o.learningRate = v
-    case "--seed":
-      guard let v = UInt64(value("--seed")) else { fail("--seed needs a non-negative integer") }
-      o.seed = v
-    case "--threads": o.threads = positive("--threads")
-    case "-h", "--help":
+  do {
+    let a = try Arguments(
+      arguments, command: "listops",
+      options: ["--steps", "--length", "--depth", "--batch", "--leaf", "--lr", "--seed", "--threads"])
+    if a.wantsHelp {
       print(
         "usage: listops [--steps N] [--length N] [--depth N] [--leaf P] [--batch N] [--lr X] [--seed S] [--threads N]"
       )
       exit(0)
-    default: fail("unknown option '\(arguments[i])' (try --help)")
     }
-    i += 1
+    var o = Options()
+    o.steps = try a.positiveInteger("--steps") ?? o.steps
+    o.length = try a.integer("--length", minimum: 8) ?? o.length
+    o.depth = try a.positiveInteger("--depth") ?? o.depth
+    o.batch = try a.positiveInteger("--batch") ?? o.batch
+    o.leaf = try a.number("--leaf", in: 0...1) ?? o.leaf
+    o.learningRate = Float(
+      try a.number("--lr", in: Double.leastNonzeroMagnitude...1e3) ?? Double(o.learningRate))
+    o.seed = UInt64(try a.nonNegativeInteger("--seed") ?? Int(o.seed))
+    o.threads = try a.positiveInteger("--threads") ?? o.threads
+    return o
+  } catch {
+    FileHandle.standardError.write(Data("\(error) (try --help)\n".utf8))
+    exit(2)
   }
-  return o
 }
 
 func config(length: Int, seed: UInt64) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 /// `longconv convert`: a checkpoint's (or a file of bare kernels') long convolutions into

@@ -1,4 +1,5 @@
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 /// `longconv demo`: what the toolkit can do so far, end to end, in well under a minute.

@@ -1,4 +1,5 @@
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 /// `longconv eval`: next-byte cross-entropy of a checkpoint on a text file.

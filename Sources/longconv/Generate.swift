@@ -1,4 +1,5 @@
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 /// `longconv generate`: byte-level text generation from a checkpoint, by FFT recomputation

@@ -1,4 +1,5 @@
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 /// `longconv import-torch`: a model saved from PyTorch becomes a checkpoint.

@@ -1,4 +1,5 @@
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 /// `longconv inspect`: draws every layer's kernel of a checkpoint as SVG files.

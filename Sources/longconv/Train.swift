@@ -1,4 +1,5 @@
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 /// `longconv train`: trains a model from a config on a text file or a synthetic task.

@@ -3,10 +3,10 @@
 // Exit status: 0 on success, 1 on a user error (a one-line message on standard error),
 // 2 on a usage error.
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 /// A wrong or missing command-line argument: exit status 2, with the usage.
-struct UsageError: Error { let message: String }
 
 /// A problem with what the user asked for (a file, a value): exit status 1.
 struct UserError: Error { let message: String }
