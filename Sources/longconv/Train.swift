@@ -87,6 +87,7 @@ enum TrainCommand {
     } else {
       guard let configJSON else { throw UsageError(message: "train: --config is required") }
       let model = try ModelBuilder.build(configJSON, file: configURL?.path)
+      try checkMemory(model, args: args, options: options, command: command)
       if FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint").path) {
         throw UserError(
           message: "\(out.path): holds a checkpoint already; pass --resume to continue it, or another --out")
@@ -98,6 +99,27 @@ enum TrainCommand {
     }
     try trainer.run()
     print("done: checkpoint in \(trainer.checkpointDirectory.path), metrics and plots in \(out.path)")
+  }
+
+  /// Refuses, before the first step, a batch whose activations (with the parameters, their
+  /// gradients and the optimizer's two moments) cannot fit (``MemoryEstimate``).
+  static func checkMemory(_ model: any SequenceModel, args: Arguments, options: TrainingOptions, command: String)
+    throws
+  {
+    let length = try args.positiveInteger("--length", command: command) ?? 256
+    let rows = (model as? CausalLanguageModel)?.vocabulary ?? 0
+    let width = model.blocks.first?.mixer.width ?? 0
+    let needed =
+      MemoryEstimate.activationBytes(
+        rows: rows, dim: width, layers: model.blocks.count, batch: options.batch, length: length)
+      + 16 * Double(model.parameterCount)
+    if let available = MemoryEstimate.availableBytes(), needed > available {
+      throw UserError(
+        message: """
+          train: a batch of \(options.batch) x \(length) needs about \(MemoryEstimate.describe(needed)) \
+          (an estimate); this machine has \(MemoryEstimate.describe(available)) available: lower --batch or --length
+          """)
+    }
   }
 
   /// The data and loss the arguments describe.

@@ -133,6 +133,14 @@ public enum ModelBuilder {
     let rows = (vocabulary + padMultiple - 1) / padMultiple * padMultiple
     let finalNormKind = try normalization(top, "final_norm", default: .layerNorm)
     let finalEpsilon = try epsilon(top, "final_norm_epsilon", kind: finalNormKind)
+    // Before anything is allocated: a model that cannot fit is a clear error, not an abort.
+    let needed = MemoryEstimate.parameterBytes(rows: rows, dim: dim, layers: layerCount, maxLength: maxLength)
+    if let problem = try MemoryEstimate.check(
+      needed, for: "a model of dim \(dim), \(layerCount) layers and \(rows) tokens",
+      available: MemoryEstimate.availableBytes())
+    {
+      throw top.error("dim", problem)
+    }
     let classes = kind == "classifier" ? try top.int("num_classes", minimum: 2) : 0
     let layers = try top.object("layers")
     let norm = try normalization(layers, "norm", default: .simpleRMSNorm)
