@@ -27,6 +27,7 @@
 // Defaults: all three families, 400 steps each (the recipes' batch, rate and schedule), V = 10,
 // L = 256 (rows of 258 tokens), 512 held-out rows. About 2 minutes per family on one core.
 import Foundation
+import LongConvCommandLine
 import LongConvKit
 
 struct Options {
@@ -48,40 +49,36 @@ func fail(_ message: String) -> Never {
 }
 
 func parse(_ arguments: [String]) -> Options {
-  var o = Options()
-  var i = 0
-  func value(_ name: String) -> String {
-    i += 1
-    guard i < arguments.count else { fail("\(name) needs a value") }
-    return arguments[i]
-  }
-  func integer(_ name: String, minimum: Int) -> Int {
-    guard let v = Int(value(name)), v >= minimum else { fail("\(name) needs an integer >= \(minimum)") }
-    return v
-  }
-  while i < arguments.count {
-    switch arguments[i] {
-    case "--families":
-      o.families = value("--families").split(separator: ",").map(String.init)
-      for f in o.families where familyNames[f] == nil {
-        fail("--families: unknown family '\(f)' (hyena, s4d, tnn)")
-      }
-      if o.families.isEmpty { fail("--families needs at least one family") }
-    case "--steps": o.steps = integer("--steps", minimum: 1)
-    case "--vocab": o.vocabulary = integer("--vocab", minimum: 4)
-    case "--length": o.length = integer("--length", minimum: 2)
-    case "--seed": o.seed = UInt64(integer("--seed", minimum: 0))
-    case "--threads": o.threads = integer("--threads", minimum: 1)
-    case "-h", "--help":
+  do {
+    let a = try Arguments(
+      arguments, command: "associative-recall",
+      options: ["--families", "--steps", "--vocab", "--length", "--seed", "--threads"])
+    if a.wantsHelp {
       print(
         "usage: associative-recall [--families hyena,s4d,tnn] [--steps N] [--vocab V] [--length L] "
           + "[--seed S] [--threads N]")
       exit(0)
-    default: fail("unknown option '\(arguments[i])' (try --help)")
     }
-    i += 1
+    var o = Options()
+    if let families = a.string("--families") {
+      o.families = families.split(separator: ",").map(String.init)
+      for f in o.families where familyNames[f] == nil {
+        throw UsageError(message: "associative-recall: --families: unknown family '\(f)' (hyena, s4d, tnn)")
+      }
+      if o.families.isEmpty {
+        throw UsageError(message: "associative-recall: --families needs at least one family")
+      }
+    }
+    o.steps = try a.positiveInteger("--steps") ?? o.steps
+    o.vocabulary = try a.integer("--vocab", minimum: 4) ?? o.vocabulary
+    o.length = try a.integer("--length", minimum: 2) ?? o.length
+    o.seed = UInt64(try a.nonNegativeInteger("--seed") ?? Int(o.seed))
+    o.threads = try a.positiveInteger("--threads") ?? o.threads
+    return o
+  } catch {
+    FileHandle.standardError.write(Data("\(error) (try --help)\n".utf8))
+    exit(2)
   }
-  return o
 }
 
 /// `Configs/` of the package: from this file's path, else under the working directory.

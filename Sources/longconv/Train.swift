@@ -103,7 +103,9 @@ enum TrainCommand {
 
   /// Refuses, before the first step, a batch whose activations (with the parameters, their
   /// gradients and the optimizer's two moments) cannot fit (``MemoryEstimate``).
-  static func checkMemory(_ model: any SequenceModel, args: Arguments, options: TrainingOptions, command: String)
+  static func checkMemory(
+    _ model: any SequenceModel, args: Arguments, options: TrainingOptions, command: String
+  )
     throws
   {
     let length = try args.positiveInteger("--length", command: command) ?? 256

@@ -200,3 +200,30 @@ final class MLPNamedGLU: ConfigurableChannelMixer {
   var width: Int { inner.width }
   func callAsFunction(_ x: Tensor) -> Tensor { inner(x) }
 }
+
+/// Configs that cannot fit are refused before anything is allocated.
+@Suite struct MemoryGuardTests {
+  @Test(arguments: [2_147_483_648, 1_000_000])
+  func oversizeModelsAreRefusedWithTheEstimate(dim: Int) throws {
+    let json = try JSONValue.parse(
+      Data(
+        #"{"vocab_size": 256, "dim": \#(dim), "num_layers": 2, "layers": {"mixer": {"type": "gtu", "kernel": {"type": "tnn"}}}}"#
+          .utf8), source: "big.json")
+    do {
+      _ = try ModelBuilder.build(json, file: "big.json")
+      Issue.record("a model of dim \(dim) was built")
+    } catch let error as ConfigError {
+      #expect(error.path == "dim")
+      #expect(
+        error.problem.contains("needs about") && error.problem.contains("available"), "\(error.problem)")
+    }
+  }
+
+  @Test func estimatesGrowWithTheSizes() {
+    let small = MemoryEstimate.parameterBytes(rows: 256, dim: 64, layers: 2, maxLength: 512)
+    // At least the embedding and a GTU's three projections of width 3 dim per layer.
+    #expect(small >= 4 * Double(256 * 64 + 2 * 9 * 64 * 64))
+    #expect(MemoryEstimate.parameterBytes(rows: 256, dim: 128, layers: 2, maxLength: 512) > 2 * small)
+    #expect(MemoryEstimate.describe(3 * 1024 * 1024 * 1024) == "3.0 GB")
+  }
+}

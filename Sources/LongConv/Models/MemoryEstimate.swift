@@ -53,6 +53,7 @@ public enum MemoryEstimate {
   /// Throws when `needed` bytes (what `what` needs) exceed what is available.
   static func check(_ needed: Double, for what: String, available: Double?) throws -> String? {
     guard let available, needed > available else { return nil }
-    return "\(what) needs about \(describe(needed)) (an estimate); this machine has \(describe(available)) available"
+    return
+      "\(what) needs about \(describe(needed)) (an estimate); this machine has \(describe(available)) available"
   }
 }
