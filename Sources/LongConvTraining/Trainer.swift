@@ -105,6 +105,7 @@ public final class Trainer {
       throw TrainingError.cannotResume(path: checkpoint.path, problem: "optimizer state: \(error)")
     }
     trainer.step = Int(savedStep)
+    try trainer.trimMetrics(after: trainer.step)
     try trainer.objective.skip(batches: trainer.step)
     trainer.losses = trainer.readMetrics(upTo: trainer.step, key: "loss").map { ($0.step, $0.value) }
     trainer.validations = trainer.readMetrics(upTo: trainer.step, key: "val_loss").map { ($0.step, $0.value) }
@@ -196,6 +197,20 @@ public final class Trainer {
     } else {
       try? data.write(to: metricsURL)
     }
+  }
+
+  /// Drops the metrics lines of steps after `last` (a run stopped after its last checkpoint
+  /// logged steps that the resumed run repeats), so every step is logged once.
+  func trimMetrics(after last: Int) throws {
+    guard let text = try? String(contentsOf: metricsURL, encoding: .utf8) else { return }
+    let kept = text.split(separator: "\n", omittingEmptySubsequences: true).filter { line in
+      guard case .object(let f)? = try? JSONValue.parse(Data(line.utf8), source: "metrics"),
+        case .number(let s)? = f["step"]
+      else { return false }  // a line cut off by the stop
+      return Int(s) <= last
+    }
+    let data = Data(kept.map { $0 + "\n" }.joined().utf8)
+    try AtomicFile.write(to: metricsURL) { sink in try data.withUnsafeBytes { try sink($0) } }
   }
 
   /// The values of `key` logged up to `step` (for the plots after a resume).

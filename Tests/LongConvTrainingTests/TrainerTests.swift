@@ -70,6 +70,62 @@ import Testing
     }
   }
 
+  /// The same training twice, on the machine's threads with a model wide enough for the
+  /// threaded paths (FFT tasks, column sums, optimizer chunks), ends with bit-identical
+  /// parameters and optimizer state: no reduction depends on completion order. (Across
+  /// processes FFTW's plans must match too: they are chosen by estimate, not by timing;
+  /// scripts/cli-smoke.sh compares two `longconv train` processes byte for byte.)
+  @Test func theSameRunTwiceIsBitIdentical() throws {
+    let config = """
+      {"dim": 96, "num_layers": 2, "vocab_size": 256, "max_length": 64,
+       "layers": {"mixer": {"type": "gtu", "expand_ratio": 3, "kernel": {"type": "tnn", "rpe_width": 16, "rpe_layers": 1}}}}
+      """
+    func run() throws -> ([Float], [String: [Float]]) {
+      let directory = try scratch()
+      defer { try? FileManager.default.removeItem(at: directory) }
+      let bytes = (0..<20000).map { UInt8(truncatingIfNeeded: ($0 * 37 + $0 / 7) % 97 + 32) }
+      let objective = TextObjective(data: try TextDataset(bytes: bytes), batch: 8, length: 64, seed: 5)
+      var options = Self.options(steps: 4)
+      options.validateEvery = 1000
+      let trainer = try Trainer(
+        model: ModelBuilder.build(JSONValue.parse(Data(config.utf8), source: "determinism")),
+        objective: objective, options: options, directory: directory)
+      try trainer.run(progress: false)
+      return (trainer.model.parameters.flatMap(\.scalars), trainer.optimizer.state)
+    }
+    let (first, firstState) = try run()
+    let (second, secondState) = try run()
+    #expect(first == second)
+    #expect(firstState == secondState)
+  }
+
+  /// A run stopped after its last checkpoint (metrics logged past it) and resumed logs every
+  /// step once.
+  @Test func metricsAfterAResumeHoldEachStepOnce() throws {
+    let directory = try scratch()
+    defer { try? FileManager.default.removeItem(at: directory) }
+    var options = Self.options(steps: 8)
+    options.checkpointEvery = 4
+    let first = try Trainer(model: Self.model(), objective: Self.objective(), options: options, directory: directory)
+    try first.run(stopAfter: 6, progress: false)  // checkpoint at 4; the stop at 6 saves again
+    // As if killed after step 6 with the checkpoint of step 4 (the step is rolled back; the
+    // weights do not matter to what is checked here).
+    let metrics = directory.appendingPathComponent("metrics.jsonl")
+    let logged = try String(contentsOf: metrics, encoding: .utf8)
+    #expect(logged.contains("\"step\":6") || logged.contains("\"step\": 6"))
+    let checkpointState = directory.appendingPathComponent("checkpoint/trainer.json")
+    try Data(#"{"step": 4}"#.utf8).write(to: checkpointState)
+    let resumed = try Trainer.resuming(from: directory, objective: Self.objective(), options: options)
+    try resumed.run(progress: false)
+    let steps = try String(contentsOf: metrics, encoding: .utf8).split(separator: "\n").compactMap { line -> Int? in
+      guard case .object(let f)? = try? JSONValue.parse(Data(line.utf8), source: "metrics"),
+        f["loss"] != nil, case .number(let s)? = f["step"]
+      else { return nil }
+      return Int(s)
+    }
+    #expect(steps == Array(1...8), "\(steps)")
+  }
+
   /// Returns NaN from step `at` on, after delegating to a real objective before.
   struct PoisonedObjective: TrainingObjective {
     var inner: TextObjective

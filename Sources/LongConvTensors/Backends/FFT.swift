@@ -74,7 +74,7 @@ enum FFT {
       let complex = FFTBuffer(count: 2 * spectrumStride(size) * count)
       var n = Int32(size)
       let dist = Int32(spectrumStride(size))
-      let flags = UInt32(FFTW_MEASURE)
+      let flags = UInt32(FFTW_ESTIMATE)
       let raw: OpaquePointer?
       if inverse {
         raw = complex.base.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
