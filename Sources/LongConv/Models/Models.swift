@@ -100,6 +100,7 @@ public final class SequenceClassifier: SequenceModel {
 ///   "layers": {
 ///     "norm": "simple_rms_norm", "prenorm": true,
 ///     "norm_epsilon": 1e-8,           // default: the norm's own
+///     "recompute_activations": false, // recompute each block in the backward pass (less memory)
 ///     "mixer": { "type": "gtu", "kernel": { "type": "tnn" } },
 ///     "channel_mixer": { "type": "glu" }
 ///   },
@@ -146,6 +147,7 @@ public enum ModelBuilder {
     let norm = try normalization(layers, "norm", default: .simpleRMSNorm)
     let normEpsilon = try epsilon(layers, "norm_epsilon", kind: norm)
     let prenorm = try layers.bool("prenorm", default: true)
+    let recompute = try layers.bool("recompute_activations", default: false)
     let mixerConfig = try layers.object("mixer")
     let channelConfig = try layers.object("channel_mixer", optional: true)
     top.ignore("training")  // the recipe: LongConvTraining's TrainingOptions reads it
@@ -161,7 +163,8 @@ public enum ModelBuilder {
       let channelMixer = try Registry.makeChannelMixer(channelConfig, context: context, generator: &generator)
       blocks.append(
         Block(
-          mixer: mixer, channelMixer: channelMixer, norm: norm, normEpsilon: normEpsilon, prenorm: prenorm))
+          mixer: mixer, channelMixer: channelMixer, norm: norm, normEpsilon: normEpsilon, prenorm: prenorm,
+          recomputesActivations: recompute))
     }
     if layerCount == 0 {
       // Read the layer template anyway, so its errors surface and it is kept in the config.
