@@ -29,11 +29,12 @@ struct Options {
   var steps = 50
   var tolerance = 1e-4
   var maxStates = 64
+  var recompute = false
 
   static let usage = """
     usage: longconv-bench <matmul|conv|tno|train|decode|etsc|compact> [--threads N] [--reps R] [--dim D]
                           [--batch B] [--len L ...] [--layers N] [--context C ...] [--steps S]
-                          [--tolerance T] [--max-states S]
+                          [--tolerance T] [--max-states S] [--recompute]
 
     decode, etsc and compact decode one token at a time with the TNN language model of
     Benchmarks/torch_baseline.py (byte vocabulary, GTU expand 3, RPE width 64 x 3 layers,
@@ -57,7 +58,7 @@ struct Options {
       options: [
         "--threads", "--reps", "--dim", "--batch", "--layers", "--steps", "--max-states", "--tolerance",
       ],
-      listOptions: ["--len", "--context"], positionals: 1)
+      listOptions: ["--len", "--context"], switches: ["--recompute"], positionals: 1)
     if parsed.wantsHelp { throw BenchUsage.help }
     var o = Options()
     o.command = parsed.positional.first ?? ""
@@ -71,6 +72,7 @@ struct Options {
     o.tolerance = try parsed.number("--tolerance", in: Double.leastNonzeroMagnitude...1) ?? o.tolerance
     o.lengths = try parsed.positiveIntegers("--len")
     o.contexts = try parsed.positiveIntegers("--context")
+    o.recompute = parsed.flag("--recompute")
     return o
   }
 }
@@ -293,14 +295,25 @@ func benchTNO(_ o: Options, threads: Int) throws {
 
 /// The TNN language model of `torch_baseline.py` (byte vocabulary, expand 3, RPE width 64 with 3
 /// layers, gamma 0.99, GLU width = dim, tied head), randomly initialised.
-func makeTNNLanguageModel(dim: Int, layers: Int, maxLength: Int) throws -> CausalLanguageModel {
+func makeTNNLanguageModel(dim: Int, layers: Int, maxLength: Int, recompute: Bool = false) throws
+  -> CausalLanguageModel
+{
   let config = """
     {"dim": \(dim), "num_layers": \(layers), "max_length": \(maxLength),
-     "layers": {"mixer": {"type": "gtu", "expand_ratio": 3,
+     "layers": {"recompute_activations": \(recompute),
+                "mixer": {"type": "gtu", "expand_ratio": 3,
                           "kernel": {"type": "tnn", "rpe_width": 64, "rpe_layers": 3, "gamma": 0.99}},
                 "channel_mixer": {"type": "glu", "hidden_dim": \(dim)}}}
     """
   return try ModelBuilder.build(JSONValue.parse(Data(config.utf8), source: "bench")) as! CausalLanguageModel
+}
+
+/// The process's peak resident memory so far, in MB (`getrusage`): run one length per process
+/// to read it per shape.
+func peakResidentMegabytes() -> Double {
+  var usage = rusage()
+  getrusage(RUSAGE_SELF.rawValue, &usage)
+  return Double(usage.ru_maxrss) / 1024
 }
 
 /// One AdamW training step of the TNN language model of `torch_baseline.py train` (lr 1e-3):
@@ -308,7 +321,7 @@ func makeTNNLanguageModel(dim: Int, layers: Int, maxLength: Int) throws -> Causa
 func benchTrain(_ o: Options, threads: Int) throws {
   let (dim, layers, batch) = (o.dim ?? 256, o.layers ?? 6, o.batch ?? 8)
   for length in o.lengths.isEmpty ? [512] : o.lengths {
-    let model = try makeTNNLanguageModel(dim: dim, layers: layers, maxLength: length)
+    let model = try makeTNNLanguageModel(dim: dim, layers: layers, maxLength: length, recompute: o.recompute)
     let optimizer = AdamW(
       groups: [ParameterGroup(name: "all", parameters: model.parameters)], learningRate: 1e-3)
     var rng = SeededGenerator(seed: 3)
@@ -327,8 +340,8 @@ func benchTrain(_ o: Options, threads: Int) throws {
     emit(
       header(threads) + [
         ("bench", "train_step"), ("dim", dim), ("layers", layers), ("batch", batch), ("len", length),
-        ("params", model.parameterCount), ("step_ms", times[0] * 1e3),
-        ("tokens_per_s", Double(batch * length) / times[0]),
+        ("params", model.parameterCount), ("recompute", o.recompute), ("step_ms", times[0] * 1e3),
+        ("tokens_per_s", Double(batch * length) / times[0]), ("peak_rss_mb", peakResidentMegabytes()),
       ])
   }
 }
