@@ -34,7 +34,11 @@ let package = Package(
     .target(name: "CCPUDispatch"),
 
     // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
-    .target(name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims", "CMatrixKernels"]),
+    // The Float (FFTW single, cblas) and Double (FFTW double, LAPACK) backends sit side by side
+    // in Backends/; the Double ones serve the conversions' math.
+    .target(
+      name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims", "CMatrixKernels"],
+      linkerSettings: [.linkedLibrary("fftw3")]),
     // Modules with parameters and buffers found by reflection: Linear, Embedding, norms, activations.
     .target(name: "LongConvLayers", dependencies: ["LongConvTensors"]),
     // Files: safetensors reading and writing, atomic writes.
@@ -46,9 +50,7 @@ let package = Package(
     // Conversion of kernels into diagonal state spaces (native, exact ETSC, compact) and the
     // recurrent runtime; its math runs in Double (FFTW's double-precision library, LAPACK).
     .target(
-      name: "LongConvRecurrence",
-      dependencies: ["LongConv", "LongConvIO", "CFFTW", "COpenBLAS", "CDecodeKernels"],
-      linkerSettings: [.linkedLibrary("fftw3")]),
+      name: "LongConvRecurrence", dependencies: ["LongConv", "LongConvIO", "CDecodeKernels"]),
     // Models from other frameworks: PyTorch TNN and safari (Hyena, S4D) state dicts.
     .target(name: "LongConvInterop", dependencies: ["LongConv", "LongConvIO"]),
     // Pictures of kernels: Toeplitz heat maps and impulse responses as SVG.

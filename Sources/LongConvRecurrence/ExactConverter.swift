@@ -1,5 +1,6 @@
 import Foundation
 import LongConv
+import LongConvTensors
 
 /// ETSC, the exact Toeplitz-to-SSM conversion (Qin and Zhong, 2023; docs/MODELS.md section 5), for
 /// any causal kernel, in Double.

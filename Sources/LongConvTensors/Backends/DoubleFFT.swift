@@ -4,12 +4,12 @@ import Foundation
 /// Batched real DFTs in Double through FFTW's double-precision library (conversion math is
 /// done in Double). FFTW's planner is not thread-safe, so planning and plan destruction take
 /// a lock; execution does not.
-enum DoubleFFT {
+public enum DoubleFFT {
   private static let planner = NSLock()
 
   /// Half spectra of `rows` real rows of length `m` (row-major in `x`):
   /// `X[row][s] = sum_k x[row][k] exp(-2 pi i s k / m)` for `s = 0 ... m / 2`.
-  static func forward(_ x: [Double], rows: Int, length m: Int) -> (re: [Double], im: [Double]) {
+  public static func forward(_ x: [Double], rows: Int, length m: Int) -> (re: [Double], im: [Double]) {
     precondition(x.count == rows * m && m >= 1)
     let half = m / 2 + 1
     let real = fftw_alloc_real(rows * m)!
@@ -37,7 +37,7 @@ enum DoubleFFT {
 
   /// The real rows of length `m` whose half spectra are given, unnormalised:
   /// `x[row][k] = sum over the full Hermitian spectrum X[row][s] exp(+2 pi i s k / m)`.
-  static func inverse(re: [Double], im: [Double], rows: Int, length m: Int) -> [Double] {
+  public static func inverse(re: [Double], im: [Double], rows: Int, length m: Int) -> [Double] {
     let half = m / 2 + 1
     precondition(re.count == rows * half && im.count == rows * half)
     let real = fftw_alloc_real(rows * m)!

@@ -2,10 +2,10 @@ import COpenBLAS
 
 /// The few dense linear-algebra routines the compact converter needs, in Double, through
 /// OpenBLAS's LAPACK (column-major, as Fortran). Matrices are passed column-major.
-enum LAPACK {
+public enum LAPACK {
   /// Singular values and the leading left singular vectors of the `m x n` column-major `a`:
   /// returns `sigma` (descending, `min(m, n)` values) and `u` (`m x min(m, n)`, column-major).
-  static func svd(_ a: [Double], rows m: Int, columns n: Int) -> (sigma: [Double], u: [Double])? {
+  public static func svd(_ a: [Double], rows m: Int, columns n: Int) -> (sigma: [Double], u: [Double])? {
     var a = a
     let k = min(m, n)
     var sigma = [Double](repeating: 0, count: k)
@@ -26,7 +26,7 @@ enum LAPACK {
 
   /// Least-squares solution `x` (`n x nrhs`, column-major) of `a x = b` for a full-rank
   /// `m x n` `a` with `m >= n` (QR), `b` being `m x nrhs`.
-  static func leastSquares(
+  public static func leastSquares(
     _ a: [Double], rows m: Int, columns n: Int, _ b: [Double], rightHandSides nrhs: Int
   )
     -> [Double]?
@@ -50,7 +50,7 @@ enum LAPACK {
   }
 
   /// Eigenvalues of the `n x n` column-major real `a`, as (real, imaginary) parts.
-  static func eigenvalues(_ a: [Double], order n: Int) -> (re: [Double], im: [Double])? {
+  public static func eigenvalues(_ a: [Double], order n: Int) -> (re: [Double], im: [Double])? {
     var a = a
     var wr = [Double](repeating: 0, count: n)
     var wi = wr
