@@ -32,7 +32,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
 /// Trains a model on an objective with AdamW (default parameter groups), the options' schedule
 /// (``TrainingOptions/makeSchedule()``) and gradient clipping, writing into `directory`:
 /// - `metrics.jsonl`: one JSON object per step (`step`, `loss`, `lr`, `grad_norm`,
-///   `tokens_per_s`) and per validation (`step`, `val_loss`, and `val_accuracy` when the
+///   `tokens_per_s`, and in a data-parallel run `allreduce_ms`: the time spent exchanging the
+///   loss and gradients, waiting for the other processes included) and per validation (`step`, `val_loss`, and `val_accuracy` when the
 ///   objective measures one);
 /// - `checkpoint/`: the model, `optimizer.safetensors`, `trainer.json` (the step) and
 ///   `training.json` (the resolved ``TrainingOptions/json``), written atomically every
@@ -152,16 +153,19 @@ public final class Trainer {
       let value: Float
       let batchTokens: Int
       var shareOfMean: Float = 1
+      var exchangeSeconds = 0.0
       if let reducer, reducer.size > 1 {
         // This process's rows; the global mean loss weighs each share by its loss positions.
         let local = try objective.nextLoss(model, shard: BatchShard(index: reducer.rank, count: reducer.size))
         loss = local.loss
+        let exchangeStart = Date()
         let totals = try reducer.sum([
           Double(local.loss.scalar) * Double(local.weight), Double(local.weight), Double(local.tokens),
         ])
         value = Float(totals[0] / totals[1])
         batchTokens = Int(totals[2])
         shareOfMean = Float(Double(local.weight) / totals[1])
+        exchangeSeconds += Date().timeIntervalSince(exchangeStart)
       } else {
         (loss, batchTokens) = try objective.nextLoss(model)
         value = loss.scalar
@@ -170,7 +174,11 @@ public final class Trainer {
         throw TrainingError.nonFinite(step: current, what: "loss", lastCheckpoint: lastCheckpoint)
       }
       loss.backward()
-      if isDistributed { try averageGradients(scale: shareOfMean) }
+      if isDistributed {
+        let exchangeStart = Date()
+        try averageGradients(scale: shareOfMean)
+        exchangeSeconds += Date().timeIntervalSince(exchangeStart)
+      }
       let norm = options.clip > 0 ? clipGradientNorm(optimizer.parameters, maxNorm: options.clip) : 0
       guard norm.isFinite else {
         optimizer.zeroGradients()
@@ -185,7 +193,8 @@ public final class Trainer {
       guard isWriter else { continue }  // rank 0 alone validates and writes; the others train on
       losses.append((step, Double(value)))
       appendMetrics(
-        "{\"step\": \(step), \"loss\": \(value), \"lr\": \(optimizer.learningRate), \"grad_norm\": \(norm), \"tokens_per_s\": \(Int(rate))}"
+        "{\"step\": \(step), \"loss\": \(value), \"lr\": \(optimizer.learningRate), \"grad_norm\": \(norm), \"tokens_per_s\": \(Int(rate))"
+          + (isDistributed ? String(format: ", \"allreduce_ms\": %.3f", exchangeSeconds * 1000) : "") + "}"
       )
       report(
         loss: value, rate: rate, elapsed: elapsed, stepsThisRun: step - firstStep, progress: progress,
