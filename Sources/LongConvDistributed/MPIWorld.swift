@@ -2,7 +2,7 @@ import CMPI
 import Foundation
 import LongConvTraining
 
-/// The processes of a run started by `mpirun` (Open MPI), as a ``LongConvTraining/GradientReducer``.
+/// The processes of a run started by `mpirun` (Open MPI), as a `GradientReducer` (LongConvTraining).
 ///
 /// MPI is initialised only when the process was started by a launcher
 /// (``launchedByMPI(environment:)``): a process started on its own never calls into MPI and

@@ -45,8 +45,8 @@ public struct ShardLoss {
 }
 
 /// How the processes of a data-parallel run combine what each computed. The trainer calls it
-/// only when ``size`` is above 1; ``LongConvDistributed`` implements it over MPI. Every call is
-/// collective: all processes make the same calls in the same order.
+/// only when ``GradientReducer/size`` is above 1; the module `LongConvDistributed` implements
+/// it over MPI. Every call is collective: all processes make the same calls in the same order.
 public protocol GradientReducer: AnyObject {
   /// This process, `0 ..< size`; rank 0 writes metrics, plots and checkpoints.
   var rank: Int { get }

@@ -33,8 +33,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
 /// (``TrainingOptions/makeSchedule()``) and gradient clipping, writing into `directory`:
 /// - `metrics.jsonl`: one JSON object per step (`step`, `loss`, `lr`, `grad_norm`,
 ///   `tokens_per_s`, and in a data-parallel run `allreduce_ms`: the time spent exchanging the
-///   loss and gradients, waiting for the other processes included) and per validation (`step`, `val_loss`, and `val_accuracy` when the
-///   objective measures one);
+///   loss and gradients, waiting for the other processes included) and per validation
+///   (`step`, `val_loss`, and `val_accuracy` when the objective measures one);
 /// - `checkpoint/`: the model, `optimizer.safetensors`, `trainer.json` (the step) and
 ///   `training.json` (the resolved ``TrainingOptions/json``), written atomically every
 ///   `checkpointEvery` steps and at the end;
@@ -252,7 +252,7 @@ public final class Trainer {
   }
 
   /// Every gradient times `scale` (this process's share of the global mean), summed over the
-  /// processes in buckets of up to ``bucketScalars``; every process ends with the same gradients.
+  /// processes in buckets of up to `bucketScalars`; every process ends with the same gradients.
   func averageGradients(scale: Float) throws {
     guard let reducer else { return }
     var seen = Set<ObjectIdentifier>()
