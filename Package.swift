@@ -22,6 +22,10 @@ let package = Package(
       name: "CFFTW", pkgConfig: "fftw3f", providers: [.apt(["libfftw3-dev"])]),
     .systemLibrary(
       name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+    // Open MPI, for data-parallel training (`mpirun -np N longconv train`); only the longconv
+    // tool links it, through LongConvDistributed.
+    .systemLibrary(
+      name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
     // glibc malloc tuning and prefetch hints (header-only C).
     .systemLibrary(name: "CShims"),
 
@@ -55,6 +59,8 @@ let package = Package(
     .target(name: "LongConvInterop", dependencies: ["LongConv", "LongConvIO"]),
     // Pictures of kernels: Toeplitz heat maps and impulse responses as SVG.
     .target(name: "LongConvInspection", dependencies: ["LongConv", "LongConvIO"]),
+    // Data-parallel training over MPI: the ranks of a run as LongConvTraining's GradientReducer.
+    .target(name: "LongConvDistributed", dependencies: ["LongConvTraining", "CMPI"]),
     // Umbrella module: `import LongConvKit` re-exports the modules above.
     .target(
       name: "LongConvKit",
@@ -65,7 +71,8 @@ let package = Package(
 
     // The one command-line parser of the tool, the benchmark and the examples.
     .target(name: "LongConvCommandLine"),
-    .executableTarget(name: "longconv", dependencies: ["LongConvKit", "LongConvCommandLine"]),
+    .executableTarget(
+      name: "longconv", dependencies: ["LongConvKit", "LongConvCommandLine", "LongConvDistributed"]),
     .executableTarget(
       name: "longconv-bench", dependencies: ["LongConvKit", "LongConvCommandLine", "CFFTW", "COpenBLAS"],
       path: "Benchmarks/longconv-bench"),

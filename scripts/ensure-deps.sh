@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks what LongConvKit needs to build: a Swift toolchain and the system libraries
-# FFTW single precision (+ fftw3f_threads) and OpenBLAS, found through pkg-config.
+# FFTW single precision (+ fftw3f_threads), OpenBLAS and Open MPI (its C library, for
+# data-parallel training under mpirun), found through pkg-config, and Open MPI's mpirun.
 # Installs missing Debian packages when run as root; otherwise prints the one command to run.
 # Use it either way: `scripts/ensure-deps.sh` or `source scripts/ensure-deps.sh` (sourcing also
 # puts /opt/swift/usr/bin on PATH when swift is not already there).
@@ -8,18 +9,19 @@
 
 longconv_ensure_deps() {
   local missing=() pkg libdir
-  for pkg in libfftw3-dev libopenblas-dev; do
+  for pkg in libfftw3-dev libopenblas-dev libopenmpi-dev openmpi-bin; do
     dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$pkg")
   done
   if ! command -v pkg-config >/dev/null; then
     missing+=(pkgconf)
-  elif ! pkg-config --exists fftw3f openblas; then
-    missing+=(libfftw3-dev libopenblas-dev)
+  elif ! pkg-config --exists fftw3f openblas ompi-c; then
+    missing+=(libfftw3-dev libopenblas-dev libopenmpi-dev)
   else
     libdir=$(pkg-config --variable=libdir fftw3f)
     [[ -e "$libdir/libfftw3f_threads.so" ]] || missing+=(libfftw3-dev)
   fi
-  [[ "${LONGCONV_ASSUME_MISSING:-0}" == 1 ]] && missing+=(libfftw3-dev libopenblas-dev)
+  command -v mpirun >/dev/null || missing+=(openmpi-bin)
+  [[ "${LONGCONV_ASSUME_MISSING:-0}" == 1 ]] && missing+=(libfftw3-dev libopenblas-dev libopenmpi-dev openmpi-bin)
   # Deduplicate, keeping order.
   mapfile -t missing < <(printf '%s\n' ${missing[@]+"${missing[@]}"} | awk 'NF && !seen[$0]++')
 

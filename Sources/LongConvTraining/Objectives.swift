@@ -23,6 +23,10 @@ public struct ValidationResult: Sendable, Equatable {
 public protocol TrainingObjective {
   /// Loss on the next training batch (recorded, for `backward()`), and the tokens it covered.
   mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int)
+  /// The loss of this process's share of the next global batch (every process draws the whole
+  /// batch and keeps its rows, ``BatchShard``), its tokens and its weight in the global mean.
+  /// Defaults to ``nextLoss(_:)`` for ``BatchShard/whole`` and refuses any other shard.
+  mutating func nextLoss(_ model: any SequenceModel, shard: BatchShard) throws -> ShardLoss
   /// Advances the batch stream by `batches` without computing anything.
   mutating func skip(batches: Int) throws
   /// A validation loss (no graph recorded), or `nil` when the objective has none.
@@ -82,6 +86,22 @@ public struct TextObjective: TrainingObjective {
     let lm = try languageModel(model)
     let (inputs, targets) = try data.randomBatch(batch: batch, length: length, generator: &generator)
     return (try lm.loss(inputs: inputs, targets: targets, batch: batch, length: length), batch * length)
+  }
+
+  /// The rows of `shard` of the next `batch` windows: their mean next-byte cross-entropy
+  /// (recorded), weighted by their token count.
+  public mutating func nextLoss(_ model: any SequenceModel, shard: BatchShard) throws -> ShardLoss {
+    if shard.count == 1 {
+      let (loss, tokens) = try nextLoss(model)
+      return ShardLoss(loss: loss, tokens: tokens, weight: tokens)
+    }
+    let lm = try languageModel(model)
+    let (inputs, targets) = try data.randomBatch(batch: batch, length: length, generator: &generator)
+    let rows = shard.rows(of: batch)
+    let span = rows.lowerBound * length..<rows.upperBound * length
+    let loss = try lm.loss(
+      inputs: Array(inputs[span]), targets: Array(targets[span]), batch: rows.count, length: length)
+    return ShardLoss(loss: loss, tokens: span.count, weight: span.count)
   }
 
   /// Draws and discards `batches` batches of windows, leaving the generator where ``nextLoss(_:)`` would.
@@ -185,6 +205,16 @@ public struct MaskedTaskObjective: TrainingObjective {
     return (Self.loss(try Self.logits(model, b), b, indices: b.lossIndices(lossPositions)), batch * length)
   }
 
+  /// The rows of `shard` of the next task batch: the mean cross-entropy (recorded) over their
+  /// ``lossPositions``, weighted by the number of those positions.
+  public mutating func nextLoss(_ model: any SequenceModel, shard: BatchShard) throws -> ShardLoss {
+    let b = try task.batch(size: batch, length: length).rows(shard.rows(of: batch))
+    let indices = b.lossIndices(lossPositions)
+    return ShardLoss(
+      loss: Self.loss(try Self.logits(model, b), b, indices: indices), tokens: b.size * b.length,
+      weight: indices.count)
+  }
+
   /// Draws and discards `batches` task batches.
   public mutating func skip(batches: Int) throws {
     for _ in 0..<batches { _ = try task.batch(size: batch, length: length) }
@@ -282,6 +312,20 @@ public struct ListOpsObjective: TrainingObjective {
   public mutating func nextLoss(_ model: any SequenceModel) throws -> (loss: Tensor, tokens: Int) {
     let b = try task.batch(size: batch, length: length)
     return (try Self.loss(model, b, batch: batch, length: length), batch * length)
+  }
+
+  /// The rows of `shard` of the next `batch` expressions: the mean cross-entropy (recorded),
+  /// weighted by their number.
+  public mutating func nextLoss(_ model: any SequenceModel, shard: BatchShard) throws -> ShardLoss {
+    let b = try task.batch(size: batch, length: length)
+    let rows = shard.rows(of: batch)
+    let part = ListOps.Batch(
+      size: rows.count, length: length,
+      inputs: Array(b.inputs[rows.lowerBound * length..<rows.upperBound * length]),
+      labels: Array(b.labels[rows]), lengths: Array(b.lengths[rows]))
+    return ShardLoss(
+      loss: try Self.loss(model, part, batch: rows.count, length: length), tokens: rows.count * length,
+      weight: rows.count)
   }
 
   /// Draws and discards `batches` batches of expressions.

@@ -12,6 +12,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
   case nonFinite(step: Int, what: String, lastCheckpoint: String?)
   /// A training directory that cannot be resumed.
   case cannotResume(path: String, problem: String)
+  /// A data-parallel run that cannot be set up (a batch the processes cannot share, processes
+  /// whose parameters differ).
+  case cannotShard(String)
 
   /// What went wrong; for a non-finite value, the step and whether a last good checkpoint was kept.
   public var description: String {
@@ -21,6 +24,7 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
       "step \(step): the \(what) is not finite; training stopped"
         + (checkpoint.map { " (last good checkpoint kept: \($0))" } ?? " (no checkpoint written yet)")
     case .cannotResume(let path, let problem): "\(path): cannot resume: \(problem)"
+    case .cannotShard(let problem): problem
     }
   }
 }
@@ -28,8 +32,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
 /// Trains a model on an objective with AdamW (default parameter groups), the options' schedule
 /// (``TrainingOptions/makeSchedule()``) and gradient clipping, writing into `directory`:
 /// - `metrics.jsonl`: one JSON object per step (`step`, `loss`, `lr`, `grad_norm`,
-///   `tokens_per_s`) and per validation (`step`, `val_loss`, and `val_accuracy` when the
-///   objective measures one);
+///   `tokens_per_s`, and in a data-parallel run `allreduce_ms`: the time spent exchanging the
+///   loss and gradients, waiting for the other processes included) and per validation
+///   (`step`, `val_loss`, and `val_accuracy` when the objective measures one);
 /// - `checkpoint/`: the model, `optimizer.safetensors`, `trainer.json` (the step) and
 ///   `training.json` (the resolved ``TrainingOptions/json``), written atomically every
 ///   `checkpointEvery` steps and at the end;
@@ -54,6 +59,13 @@ public final class Trainer {
   let schedule: any LearningRateSchedule
   /// Steps completed.
   public private(set) var step = 0
+  /// The other processes of a data-parallel run, or `nil` for one process (see
+  /// ``GradientReducer``): each process trains on its ``BatchShard`` of every batch, the
+  /// gradients are averaged over all of them before clipping, and only rank 0 writes.
+  public let reducer: (any GradientReducer)?
+  /// Whether this process writes metrics, plots, progress and checkpoints (rank 0, or the only one).
+  public var isWriter: Bool { (reducer?.rank ?? 0) == 0 }
+  var isDistributed: Bool { (reducer?.size ?? 1) > 1 }
   var losses: [(step: Int, loss: Double)] = []
   var validations: [(step: Int, loss: Double)] = []
   var accuracies: [(step: Int, accuracy: Double)] = []
@@ -64,12 +76,18 @@ public final class Trainer {
 
   /// A fresh run writing into `directory` (created if needed).
   public init(
-    model: any SequenceModel, objective: any TrainingObjective, options: TrainingOptions, directory: URL
+    model: any SequenceModel, objective: any TrainingObjective, options: TrainingOptions, directory: URL,
+    reducer: (any GradientReducer)? = nil
   )
     throws
   {
     try objective.check(model)  // before any file is written
     try options.check()
+    if let reducer, reducer.size > 1, options.batch % reducer.size != 0 {
+      throw TrainingError.cannotShard(
+        "a batch of \(options.batch) rows cannot be shared equally by \(reducer.size) processes")
+    }
+    self.reducer = reducer
     self.model = model
     self.objective = objective
     self.options = options
@@ -84,11 +102,13 @@ public final class Trainer {
   /// Continues the run in `directory` from its checkpoint; `objective` must be built as for the
   /// original run (same seed), and is fast-forwarded to the checkpoint's step.
   public static func resuming(
-    from directory: URL, objective: any TrainingObjective, options: TrainingOptions
+    from directory: URL, objective: any TrainingObjective, options: TrainingOptions,
+    reducer: (any GradientReducer)? = nil
   ) throws -> Trainer {
     let checkpoint = Checkpoint.location(of: directory.appendingPathComponent("checkpoint"))
     let model = try Checkpoint.load(from: checkpoint)
-    let trainer = try Trainer(model: model, objective: objective, options: options, directory: directory)
+    let trainer = try Trainer(
+      model: model, objective: objective, options: options, directory: directory, reducer: reducer)
     let stateURL = checkpoint.appendingPathComponent("trainer.json")
     guard let data = try? Data(contentsOf: stateURL),
       case .object(let fields)? = try? JSONValue.parse(data, source: stateURL.path),
@@ -105,8 +125,9 @@ public final class Trainer {
       throw TrainingError.cannotResume(path: checkpoint.path, problem: "optimizer state: \(error)")
     }
     trainer.step = Int(savedStep)
-    try trainer.trimMetrics(after: trainer.step)
     try trainer.objective.skip(batches: trainer.step)
+    guard trainer.isWriter else { return trainer }
+    try trainer.trimMetrics(after: trainer.step)
     trainer.losses = trainer.readMetrics(upTo: trainer.step, key: "loss").map { ($0.step, $0.value) }
     trainer.validations = trainer.readMetrics(upTo: trainer.step, key: "val_loss").map { ($0.step, $0.value) }
     trainer.accuracies = trainer.readMetrics(upTo: trainer.step, key: "val_accuracy").map {
@@ -123,15 +144,41 @@ public final class Trainer {
     var tokens = 0
     var lastCheckpoint: String? =
       FileManager.default.fileExists(atPath: checkpointDirectory.path) ? checkpointDirectory.path : nil
+    let progress = progress && isWriter
+    if isDistributed { try synchronizeParameters() }
     while step < last {
       let current = step + 1
       optimizer.learningRate = schedule.rate(at: current)
-      let (loss, batchTokens) = try objective.nextLoss(model)
-      let value = loss.scalar
+      let loss: Tensor
+      let value: Float
+      let batchTokens: Int
+      var shareOfMean: Float = 1
+      var exchangeSeconds = 0.0
+      if let reducer, reducer.size > 1 {
+        // This process's rows; the global mean loss weighs each share by its loss positions.
+        let local = try objective.nextLoss(model, shard: BatchShard(index: reducer.rank, count: reducer.size))
+        loss = local.loss
+        let exchangeStart = Date()
+        let totals = try reducer.sum([
+          Double(local.loss.scalar) * Double(local.weight), Double(local.weight), Double(local.tokens),
+        ])
+        value = Float(totals[0] / totals[1])
+        batchTokens = Int(totals[2])
+        shareOfMean = Float(Double(local.weight) / totals[1])
+        exchangeSeconds += Date().timeIntervalSince(exchangeStart)
+      } else {
+        (loss, batchTokens) = try objective.nextLoss(model)
+        value = loss.scalar
+      }
       guard value.isFinite else {
         throw TrainingError.nonFinite(step: current, what: "loss", lastCheckpoint: lastCheckpoint)
       }
       loss.backward()
+      if isDistributed {
+        let exchangeStart = Date()
+        try averageGradients(scale: shareOfMean)
+        exchangeSeconds += Date().timeIntervalSince(exchangeStart)
+      }
       let norm = options.clip > 0 ? clipGradientNorm(optimizer.parameters, maxNorm: options.clip) : 0
       guard norm.isFinite else {
         optimizer.zeroGradients()
@@ -141,11 +188,13 @@ public final class Trainer {
       optimizer.zeroGradients()
       step = current
       tokens += batchTokens
-      losses.append((step, Double(value)))
       let elapsed = Date().timeIntervalSince(started)
       let rate = Double(tokens) / max(elapsed, 1e-9)
+      guard isWriter else { continue }  // rank 0 alone validates and writes; the others train on
+      losses.append((step, Double(value)))
       appendMetrics(
-        "{\"step\": \(step), \"loss\": \(value), \"lr\": \(optimizer.learningRate), \"grad_norm\": \(norm), \"tokens_per_s\": \(Int(rate))}"
+        "{\"step\": \(step), \"loss\": \(value), \"lr\": \(optimizer.learningRate), \"grad_norm\": \(norm), \"tokens_per_s\": \(Int(rate))"
+          + (isDistributed ? String(format: ", \"allreduce_ms\": %.3f", exchangeSeconds * 1000) : "") + "}"
       )
       report(
         loss: value, rate: rate, elapsed: elapsed, stepsThisRun: step - firstStep, progress: progress,
@@ -169,13 +218,86 @@ public final class Trainer {
         try? plot()
       }
       if step % options.checkpointEvery == 0 || step == options.steps || step == last {
+        // (rank 0 only: the others continued above)
         try saveCheckpoint()
         lastCheckpoint = checkpointDirectory.path
       }
     }
     if progress { print("") }
-    try? plot()
+    if isWriter { try? plot() }
+    // The other processes wait for rank 0's last checkpoint before they finish.
+    if isDistributed { try reducer?.barrier() }
   }
+
+  /// Rank 0's parameters on every process, then a hash of the parameters and optimizer state
+  /// compared across processes (throws ``TrainingError/cannotShard(_:)`` when they differ).
+  func synchronizeParameters() throws {
+    guard let reducer else { return }
+    var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+    var seen = Set<ObjectIdentifier>()
+    for p in model.namedState().map(\.tensor) where seen.insert(ObjectIdentifier(p.storage)).inserted {
+      try p.withUnsafeMutableBufferPointer { try reducer.broadcast($0, from: 0) }
+      p.withUnsafeBufferPointer { fnv1a($0, &hash) }
+    }
+    let state = optimizer.state
+    for name in state.keys.sorted() {
+      state[name]!.withUnsafeBufferPointer { fnv1a($0, &hash) }
+    }
+    let hashes = try reducer.gather(hash)
+    if Set(hashes).count != 1 {
+      throw TrainingError.cannotShard(
+        "the processes' parameters or optimizer states differ after the broadcast (hashes by rank: "
+          + hashes.map { String($0, radix: 16) }.joined(separator: ", ") + ")")
+    }
+  }
+
+  /// Every gradient times `scale` (this process's share of the global mean), summed over the
+  /// processes in buckets of up to `bucketScalars`; every process ends with the same gradients.
+  func averageGradients(scale: Float) throws {
+    guard let reducer else { return }
+    var seen = Set<ObjectIdentifier>()
+    let gradients = optimizer.parameters.compactMap(\.gradient).filter {
+      seen.insert(ObjectIdentifier($0.storage)).inserted
+    }
+    let counts = try reducer.gather(UInt64(gradients.count))
+    guard Set(counts).count == 1 else {
+      throw TrainingError.cannotShard(
+        "step \(step + 1): the processes have gradients for different parameters (counts by rank: \(counts))")
+    }
+    var bucket = [Float](repeating: 0, count: min(Self.bucketScalars, gradients.map(\.count).reduce(0, +)))
+    var pending: [(gradient: Tensor, range: Range<Int>, at: Int)] = []
+    var filled = 0
+    func flush() throws {
+      guard filled > 0 else { return }
+      try bucket.withUnsafeMutableBufferPointer { b in
+        try reducer.sum(UnsafeMutableBufferPointer(rebasing: b[0..<filled]))
+        for p in pending {
+          p.gradient.withUnsafeMutableBufferPointer { g in
+            for i in p.range { g[i] = b[p.at + i - p.range.lowerBound] }
+          }
+        }
+      }
+      pending.removeAll(keepingCapacity: true)
+      filled = 0
+    }
+    for g in gradients {
+      var start = 0
+      while start < g.count {
+        if filled == bucket.count { try flush() }
+        let n = min(g.count - start, bucket.count - filled)
+        g.withUnsafeBufferPointer { g in
+          for i in 0..<n { bucket[filled + i] = g[start + i] * scale }
+        }
+        pending.append((g, start..<start + n, filled))
+        filled += n
+        start += n
+      }
+    }
+    try flush()
+  }
+
+  /// Scalars per gradient bucket (4 MB of Float).
+  static let bucketScalars = 1 << 20
 
   /// Writes the model, optimizer state and step atomically into `checkpoint/`.
   public func saveCheckpoint() throws {

@@ -1,5 +1,6 @@
 import Foundation
 import LongConvCommandLine
+import LongConvDistributed
 import LongConvKit
 
 /// `longconv train`: trains a model from a config on a text file or a synthetic task.
@@ -38,11 +39,38 @@ enum TrainCommand {
     On the tasks with answers (recall, induction, recall-distinct, copy) the training loss
     covers --loss-positions (default all: every position, as safari trains); validation loss
     and accuracy are measured on the answers of --validation-rows held-out rows (default 512).
+
+    Data-parallel: `mpirun -np N longconv train ...` with the same options trains the same run
+    on N processes: --batch is the global batch (N must divide it), each process takes its
+    rows of every batch, the gradients are averaged (deterministically) before clipping, and
+    rank 0 alone validates and writes. --threads defaults to the node's processors divided by
+    the processes on it. A checkpoint resumes with any number of processes.
     """
 
   static let recipeOptions = Set(TrainingOptions.commandLineKeys.keys)
 
   static func run(_ arguments: [String]) throws {
+    // MPI only under a launcher: a process started on its own never calls into MPI.
+    guard let world = MPIWorld.initializeIfLaunched() else {
+      return try train(arguments, world: nil)
+    }
+    do {
+      try train(arguments, world: world)
+    } catch let error as UsageError {
+      // Every process refuses the same arguments before any step: say it once, end together.
+      if world.rank == 0 { FileHandle.standardError.write(Data("longconv: \(error.message)\n".utf8)) }
+      world.finalize()
+      exit(2)
+    } catch {
+      let message = (error as? UserError)?.message ?? "\(error)"
+      FileHandle.standardError.write(
+        Data("longconv: rank \(world.rank) of \(world.size): \(message)\n".utf8))
+      world.abort(status: 1)
+    }
+    world.finalize()
+  }
+
+  static func train(_ arguments: [String], world: MPIWorld?) throws {
     let command = "train"
     let args = try Arguments(
       arguments, command: command,
@@ -56,7 +84,10 @@ enum TrainCommand {
     let out = URL(fileURLWithPath: try args.required("--out", command: command))
     if let threads = try args.positiveInteger("--threads", command: command) {
       ComputeThreads.count = threads
+    } else if let world {
+      ComputeThreads.count = world.defaultThreads()
     }
+    let writer = (world?.rank ?? 0) == 0
 
     // The recipe: defaults, then the saved one (resume) or the config's, then the options.
     let resume = args.flag("--resume")
@@ -78,12 +109,18 @@ enum TrainCommand {
       throw UsageError(message: "train: \(error)")
     }
     try options.check()
+    if let world, world.size > 1, options.batch % world.size != 0 {
+      throw UsageError(
+        message:
+          "train: --batch \(options.batch) (the global batch) cannot be shared by \(world.size) processes: give a multiple of \(world.size)"
+      )
+    }
 
     let objective = try makeObjective(args, options: options, command: command)
     let trainer: Trainer
     if resume {
-      trainer = try Trainer.resuming(from: out, objective: objective, options: options)
-      print("resuming at step \(trainer.step) of \(options.steps)")
+      trainer = try Trainer.resuming(from: out, objective: objective, options: options, reducer: world)
+      if writer { print("resuming at step \(trainer.step) of \(options.steps)") }
     } else {
       guard let configJSON else { throw UsageError(message: "train: --config is required") }
       let model = try ModelBuilder.build(configJSON, file: configURL?.path)
@@ -92,13 +129,23 @@ enum TrainCommand {
         throw UserError(
           message: "\(out.path): holds a checkpoint already; pass --resume to continue it, or another --out")
       }
-      trainer = try Trainer(model: model, objective: objective, options: options, directory: out)
-      print("training \(model.parameterCount) parameters for \(options.steps) steps into \(out.path)")
-      print("recipe: \(String(decoding: options.json.serialized(), as: UTF8.self))")
-      fflush(nil)
+      trainer = try Trainer(
+        model: model, objective: objective, options: options, directory: out, reducer: world)
+      if writer {
+        print("training \(model.parameterCount) parameters for \(options.steps) steps into \(out.path)")
+        if let world, world.size > 1 {
+          print(
+            "data-parallel: \(world.size) processes, \(options.batch / world.size) rows each, \(ComputeThreads.count) threads each"
+          )
+        }
+        print("recipe: \(String(decoding: options.json.serialized(), as: UTF8.self))")
+        fflush(nil)
+      }
     }
     try trainer.run()
-    print("done: checkpoint in \(trainer.checkpointDirectory.path), metrics and plots in \(out.path)")
+    if writer {
+      print("done: checkpoint in \(trainer.checkpointDirectory.path), metrics and plots in \(out.path)")
+    }
   }
 
   /// Refuses, before the first step, a batch whose activations (with the parameters, their

@@ -70,4 +70,16 @@ public struct MaskedSequenceBatch: Sendable, Equatable {
       return answerPositions.enumerated().flatMap { row, positions in positions.map { row * length + $0 } }
     }
   }
+
+  /// The rows `rows` of this batch, as a batch of their own.
+  public func rows(_ rows: Range<Int>) -> MaskedSequenceBatch {
+    if rows == 0..<size { return self }
+    var out = MaskedSequenceBatch(size: rows.count, length: length)
+    let span = rows.lowerBound * length..<rows.upperBound * length
+    out.inputs = Array(inputs[span])
+    out.targets = Array(targets[span])
+    out.answerMask = Array(answerMask[span])
+    out.answerPositions = Array(answerPositions[rows])
+    return out
+  }
 }
