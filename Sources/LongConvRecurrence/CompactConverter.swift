@@ -212,7 +212,7 @@ public struct CompactConverter: KernelConverter {
     return nil
   }
 
-  /// Kung's realisation with `size` states, its poles bounded, residues fitted by least squares and, when
+  /// Kung's realisation of rank `size`, its poles bounded, residues fitted by least squares and, when
   /// it is close, refined; the result when its measured error is within `budget` and its terms do not
   /// cancel.
   func realise(_ fit: ModalFit, u: [Double], sigma: [Double], rows: Int, size: Int, budget: Double)
