@@ -16,6 +16,8 @@ void dgesdd_(const char *jobz, const int *m, const int *n, double *a, const int 
 void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
              double *w, double *work, const int *lwork, int *iwork, const int *liwork,
              int *info);
+void dgeqrf_(const int *m, const int *n, double *a, const int *lda, double *tau, double *work,
+             const int *lwork, int *info);
 void dgels_(const char *trans, const int *m, const int *n, const int *nrhs, double *a,
             const int *lda, double *b, const int *ldb, double *work, const int *lwork, int *info);
 void dgeev_(const char *jobvl, const char *jobvr, const int *n, double *a, const int *lda,

@@ -89,6 +89,150 @@ import Testing
     #expect(conversion.report.relativeError < 1e-10)
   }
 
+  /// An S4D-like kernel computed here from its definition, in Double: per channel 8 modes
+  /// `A_n = -0.5 + i pi n` (`n = 0 ... 7`), a step `dt` log-uniform in `[dtMin, 0.1]`, `C` complex
+  /// Gaussian, `K[l] = 2 Re sum_n C'_n exp(dt A_n l)` with `C' = C (exp(dt A) - 1) / A`. As a
+  /// recurrence it needs 8 states (the real mode `n = 0` and 7 folded conjugate pairs).
+  static func s4dLikeKernel(channels: Int, length: Int, dtMin: Double, seed: UInt64) -> (
+    values: [Double], dt: [Double]
+  ) {
+    var generator = SeededGenerator(seed: seed)
+    func gaussian() -> Double {
+      let u = Double.random(in: Double.ulpOfOne..<1, using: &generator)
+      let v = Double.random(in: 0..<1, using: &generator)
+      return (-2 * Foundation.log(u)).squareRoot() * Foundation.cos(2 * Double.pi * v)
+    }
+    var values = [Double](repeating: 0, count: channels * length)
+    var steps: [Double] = []
+    for c in 0..<channels {
+      let dt = Foundation.exp(
+        Double.random(in: Foundation.log(dtMin)...Foundation.log(0.1), using: &generator))
+      steps.append(dt)
+      for n in 0..<8 {
+        let (ar, ai) = (-0.5, Double.pi * Double(n))
+        let (cr, ci) = (gaussian() / 2.squareRoot(), gaussian() / 2.squareRoot())
+        // exp(dt A) and C' = C (exp(dt A) - 1) / A.
+        let (er, ei) = (
+          Foundation.exp(dt * ar) * Foundation.cos(dt * ai), Foundation.exp(dt * ar) * Foundation.sin(dt * ai)
+        )
+        let (nr, ni) = (cr * (er - 1) - ci * ei, cr * ei + ci * (er - 1))
+        let denominator = ar * ar + ai * ai
+        let (pr, pi) = ((nr * ar + ni * ai) / denominator, (ni * ar - nr * ai) / denominator)
+        for l in 0..<length {
+          // exp(dt A l) directly (not by repeated products), as the kernel's definition.
+          let magnitude = Foundation.exp(dt * ar * Double(l))
+          let (zr, zi) = (
+            magnitude * Foundation.cos(dt * ai * Double(l)), magnitude * Foundation.sin(dt * ai * Double(l))
+          )
+          values[c * length + l] += 2 * (pr * zr - pi * zi)
+        }
+      }
+    }
+    return (values, steps)
+  }
+
+  /// Checks a compact conversion against references computed here: every channel's relative
+  /// error by stepping the recurrence on an impulse, the certified bound on a random input
+  /// against the dense convolution in Double, and every compact channel's poles strictly inside
+  /// the unit circle.
+  func expectCertified(
+    _ samples: CausalKernelSamples, _ conversion: KernelConversion, tolerance: Double, seed: UInt64,
+    _ label: String
+  ) {
+    let (d, n) = (samples.channels, samples.length)
+    for (c, error) in measuredErrors(samples, conversion.stateSpace).enumerated() {
+      #expect(error <= tolerance + 1e-6, "\(label) channel \(c): relative error \(error) > \(tolerance)")
+    }
+    let x = randomInputs(length: n, channels: d, seed: seed)
+    let y = runRecurrence(RecurrentConvolution(conversion.stateSpace), x, length: n)
+    let exact = denseConvolution(
+      x, length: n, kernel: samples.values, lags: n, channels: d, skip: samples.skip)
+    let bound = conversion.report.errorBound
+    for c in 0..<d {
+      let worst = (0..<n).map { Swift.abs(Double(y[$0 * d + c]) - exact[$0 * d + c]) }.max()!
+      // Float32 residues and outputs add rounding of about 1e-7 of ||t_c||_1 max|x| on top.
+      let slack = 1e-6 * samples.channel(c).reduce(0) { $0 + Swift.abs($1) }
+      #expect(worst <= bound + slack, "\(label) channel \(c): output error \(worst) above the bound \(bound)")
+    }
+    let system = conversion.stateSpace
+    for c in 0..<d where system.states(c) < (n + 1) / 2 {
+      for (re, im) in zip(system.polesReal[c], system.polesImaginary[c]) {
+        let modulus = (re * re + im * im).squareRoot()
+        #expect(modulus < 1, "\(label) channel \(c): pole of modulus \(modulus)")
+      }
+    }
+  }
+
+  /// S4D-like kernels with steps down to 1e-3 (poles clustered near 1 over 257 lags) need at
+  /// most their 8 states at tolerance 1e-4, on every channel: no fallback to exact.
+  @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
+  func s4dLikeKernelsNeedAtMostTheirEightStates(_ seed: UInt64) throws {
+    let (d, n) = (6, 257)
+    let (values, dt) = Self.s4dLikeKernel(channels: d, length: n, dtMin: 1e-3, seed: seed)
+    let samples = try CausalKernelSamples(name: "s4d", channels: d, length: n, values: values)
+    let conversion = try CompactConverter(tolerance: 1e-4).convert(samples)
+    let report = conversion.report
+    #expect(report.mode == .compact && report.exactChannels == 0, "seed \(seed), dt \(dt): \(report)")
+    for c in 0..<d {
+      #expect(
+        conversion.stateSpace.states(c) <= 8,
+        "seed \(seed) channel \(c) (dt \(dt[c])): \(conversion.stateSpace.states(c)) states")
+    }
+    #expect(report.relativeError <= 1e-4)
+    expectCertified(samples, conversion, tolerance: 1e-4, seed: seed + 100, "seed \(seed)")
+  }
+
+  /// Steps down to 1e-4: the poles are within 5e-5 of 1 and move by at most 2e-3 in angle over
+  /// the whole window; the kernel is nearly a low-degree polynomial. Still at most 8 states.
+  @Test(arguments: [1, 2, 3] as [UInt64])
+  func s4dLikeKernelsWithTinyStepsStayCompact(_ seed: UInt64) throws {
+    let (d, n) = (6, 257)
+    let (values, dt) = Self.s4dLikeKernel(channels: d, length: n, dtMin: 1e-4, seed: seed)
+    let samples = try CausalKernelSamples(name: "s4d", channels: d, length: n, values: values)
+    let conversion = try CompactConverter(tolerance: 1e-4).convert(samples)
+    #expect(conversion.report.exactChannels == 0, "seed \(seed), dt \(dt): \(conversion.report)")
+    #expect(conversion.report.maxStates <= 8, "seed \(seed): \(conversion.report)")
+    expectCertified(samples, conversion, tolerance: 1e-4, seed: seed + 200, "seed \(seed)")
+  }
+
+  /// Poles the realisation puts on or outside the unit circle are moved strictly inside: an
+  /// undamped constant and an undamped cosine (poles exactly on the circle) convert with one
+  /// state each, `|z| < 1`; a growing kernel either fits with poles inside or goes exact.
+  @Test func compactPolesStayInsideTheUnitCircle() throws {
+    let n = 200
+    var values: [Double] = []
+    values += [Double](repeating: 1, count: n)
+    values += (0..<n).map { Foundation.cos(0.3 * Double($0)) }
+    values += (0..<n).map { Foundation.pow(1.01, Double($0)) }
+    let samples = try CausalKernelSamples(name: "edge", channels: 3, length: n, values: values)
+    let conversion = try CompactConverter(tolerance: 1e-4).convert(samples)
+    let system = conversion.stateSpace
+    #expect(system.states(0) == 1 && system.states(1) == 1, "\(conversion.report)")
+    for c in 0..<3 where system.states(c) < (n + 1) / 2 {
+      for (re, im) in zip(system.polesReal[c], system.polesImaginary[c]) {
+        #expect((re * re + im * im).squareRoot() <= CompactConverter.largestPoleModulus, "channel \(c)")
+      }
+    }
+    expectCertified(samples, conversion, tolerance: 1e-4, seed: 9, "edge")
+  }
+
+  /// Kernels whose first lags stand apart from a smooth tail (a spike at lag 1 or 2): no mode
+  /// may fit them with a pole near 0 and a huge residue cancelled by the skip, which the Float32
+  /// runtime would round by far more than the tolerance. Checked on the Float32 recurrence.
+  @Test(arguments: [1e-3, 1e-4])
+  func earlyLagsDoNotNeedHugeResidues(_ tolerance: Double) throws {
+    let n = 64
+    var values: [Double] = []
+    for (spike, lag, decay) in [(0.3, 1, 0.95), (-0.5, 1, 0.8), (0.2, 2, 0.9), (1.0, 1, 0.99)] {
+      values += (0..<n).map { k in
+        Foundation.pow(decay, Double(k)) * Foundation.cos(0.1 * Double(k)) + (k == lag ? spike : 0)
+      }
+    }
+    let samples = try CausalKernelSamples(name: "spikes", channels: 4, length: n, values: values)
+    let conversion = try CompactConverter(tolerance: tolerance).convert(samples)
+    expectCertified(samples, conversion, tolerance: tolerance, seed: 11, "spikes \(tolerance)")
+  }
+
   @Test func refusesBadTolerances() {
     for bad in [0, -1e-3, .nan, .infinity] {
       #expect(throws: ConversionError.self) { try CompactConverter(tolerance: bad) }
