@@ -180,8 +180,7 @@ struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendab
     var inputs: [Tensor] = []
     let y = mixer.recurrence(streams: u) { o, v in
       inputs.append(v)
-      return v.longConvolution(
-        kernel: mixer.stepCoefficients(coefficients, step: o), direction: .causal, skip: mixer.stepSkip(o))
+      return mixer.longConvolution(v, step: o, coefficients: coefficients)
     }
     state.convolution = LongConvRecurrence.state(
       of: recurrence, after: inputs.count == 1 ? inputs[0] : Tensor.concatenate(inputs, axis: 2))

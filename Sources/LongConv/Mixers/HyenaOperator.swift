@@ -104,8 +104,7 @@ public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
     precondition(x.rank == 3 && x.shape[2] == width, "HyenaOperator: input \(x.shape) for width \(width)")
     let coefficients = try kernel.coefficients(length: x.shape[1])
     return recurrence(streams: shortFiltered(x)) { o, v in
-      v.longConvolution(
-        kernel: stepCoefficients(coefficients, step: o), direction: kernel.direction, skip: stepSkip(o))
+      longConvolution(v, step: o, coefficients: coefficients)
     }
   }
 
@@ -131,6 +130,13 @@ public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
       if let orderScales { v = v * orderScales.slice(axis: 0, o..<o + 1) }
     }
     return outProj(activation(v * stream(0)))
+  }
+
+  /// Step `o`'s long convolution of `v [..., L, d]` by FFT, with its filter and skip taken out
+  /// of the kernel's `coefficients` for length `L`.
+  public func longConvolution(_ v: Tensor, step o: Int, coefficients: Tensor) -> Tensor {
+    v.longConvolution(
+      kernel: stepCoefficients(coefficients, step: o), direction: kernel.direction, skip: stepSkip(o))
   }
 
   /// Step `o`'s filter `[d, lags]` out of the kernel's `[(N-1) d, lags]` coefficients.
