@@ -292,9 +292,10 @@ final class FusedDecoder: @unchecked Sendable {
         // Gated (GTU): g = act(W_u z) * rec(act(W_v z)).
         up.apply(input, into: u)
         vp.apply(input, into: v)
-        for c in channels { v[c] = activation(v[c]) }
+        activation.apply(v, channels)
         plan.recurrence.step(channels: channels, x: v, y: gated, state: (state.re, state.im))
-        for c in channels { gated[c] *= activation(u[c]) }
+        activation.apply(u, channels)
+        for c in channels { gated[c] *= u[c] }
       case .hyena(let form):
         // Hyena: q = shortconv(W_in z) per stream (x_0 ... x_(N-1), v), then per step o
         // v = w_o rec_o(v * x_(N-1-o)) on recurrence channels o d + c, and g = act(v * x_0).
@@ -319,11 +320,12 @@ final class FusedDecoder: @unchecked Sendable {
           let scale = form.orderScales?[o] ?? 1
           for c in channels { gated[c] = u[o * inner + c] * scale }
         }
-        for c in channels { gated[c] = form.activation(gated[c] * v[c]) }
+        for c in channels { gated[c] *= v[c] }
+        form.activation.apply(gated, channels)
       case .ssm(let activation):
         // SSM block: g = act(rec(z)); a GLU output follows the output product.
         plan.recurrence.step(channels: channels, x: input, y: gated, state: (state.re, state.im))
-        for c in channels { gated[c] = activation(gated[c]) }
+        activation.apply(gated, channels)
       }
       plan.o.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)
@@ -339,9 +341,10 @@ final class FusedDecoder: @unchecked Sendable {
       switch plan.activation {
       case .gated(let activation):
         plan.gate!.apply(input2, into: v)
-        for k in features { gated[k] = activation(u[k]) * v[k] }
+        activation.apply(u, features)
+        for k in features { gated[k] = u[k] * v[k] }
       case .pointwise(let activation):
-        for k in features { gated[k] = activation(u[k]) }
+        activation.map(u, into: gated, features)
       }
       plan.out.apply(gated, into: scratch.partial(t, phase: phase))
       lck_team_barrier(team)

@@ -45,16 +45,23 @@ enum ElementwisePlan {
     }
   }
 
+  /// `y[i] = f(x[i])` for `i` in `range` (`x` may be `y`), the function chosen once so that
+  /// each loop vectorises (a choice per element kept SiLU's loop scalar: 20% slower compact
+  /// decoding).
   @inline(__always)
-  func callAsFunction(_ x: Float) -> Float {
+  func map(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, _ range: Range<Int>) {
     switch self {
-    case .identity: x
-    case .silu: SiLUFunction.value(x)
-    case .gelu: GELUFunction.value(x)
-    case .relu: ReLUFunction.value(x)
-    case .other(let function): function.value(x)
+    case .identity: if UnsafePointer(y) != x { for i in range { y[i] = x[i] } }
+    case .silu: for i in range { y[i] = SiLUFunction.value(x[i]) }
+    case .gelu: for i in range { y[i] = GELUFunction.value(x[i]) }
+    case .relu: for i in range { y[i] = ReLUFunction.value(x[i]) }
+    case .other(let function): for i in range { y[i] = function.value(x[i]) }
     }
   }
+
+  /// `x[i] = f(x[i])` for `i` in `range`.
+  @inline(__always)
+  func apply(_ x: UnsafeMutablePointer<Float>, _ range: Range<Int>) { map(x, into: x, range) }
 }
 
 /// One member's share of one block.

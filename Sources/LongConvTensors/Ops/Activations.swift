@@ -79,7 +79,7 @@ public enum IdentityFunction: ElementwiseFunction {
   /// The config name.
   public static let name = "id"
   /// `f(x)`.
-  @inline(__always) public static func value(_ x: Float) -> Float { x }
+  @inlinable @inline(__always) public static func value(_ x: Float) -> Float { x }
   /// `f'(x)`.
   @inline(__always) public static func derivative(_ x: Float, _ y: Float) -> Float { 1 }
 }
@@ -89,7 +89,7 @@ public enum ReLUFunction: ElementwiseFunction {
   /// The config name.
   public static let name = "relu"
   /// `f(x)`.
-  public static func value(_ x: Float) -> Float { x > 0 ? x : 0 }
+  @inlinable public static func value(_ x: Float) -> Float { x > 0 ? x : 0 }
   /// `f'(x)`.
   public static func derivative(_ x: Float, _ y: Float) -> Float { x > 0 ? 1 : 0 }
 }
@@ -99,7 +99,7 @@ public enum SigmoidFunction: ElementwiseFunction {
   /// The config name.
   public static let name = "sigmoid"
   /// `f(x)`.
-  public static func value(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
+  @inlinable public static func value(_ x: Float) -> Float { 1 / (1 + Foundation.exp(-x)) }
   /// `f'(x)`.
   public static func derivative(_ x: Float, _ y: Float) -> Float { y * (1 - y) }
 }
@@ -110,7 +110,7 @@ public enum SiLUFunction: ElementwiseFunction {
   /// The config name.
   public static let name = "silu"
   /// `f(x)`.
-  @inline(__always) public static func value(_ x: Float) -> Float { x * FastMath.sigmoid(x) }
+  @inlinable @inline(__always) public static func value(_ x: Float) -> Float { x * FastMath.sigmoid(x) }
   /// `f'(x)`.
   @inline(__always) public static func derivative(_ x: Float, _ y: Float) -> Float {
     let s = FastMath.sigmoid(x)
@@ -123,7 +123,9 @@ public enum GELUFunction: ElementwiseFunction {
   /// The config name.
   public static let name = "gelu"
   /// `f(x)`.
-  public static func value(_ x: Float) -> Float { 0.5 * x * (1 + erf(x * 0.707_106_781_186_547_5)) }
+  @inlinable public static func value(_ x: Float) -> Float {
+    0.5 * x * (1 + erf(x * 0.707_106_781_186_547_5))
+  }
   /// `f'(x)`.
   public static func derivative(_ x: Float, _ y: Float) -> Float {
     let cdf = 0.5 * (1 + erf(x * 0.707_106_781_186_547_5))
@@ -138,10 +140,12 @@ public enum GELUFunction: ElementwiseFunction {
 public enum GELUTanhFunction: ElementwiseFunction {
   /// The config name.
   public static let name = "gelu_tanh"
-  static let a: Float = 0.797_884_560_802_865_4
-  static let b: Float = 0.044_715
+  @usableFromInline static let a: Float = 0.797_884_560_802_865_4
+  @usableFromInline static let b: Float = 0.044_715
   /// `f(x)`.
-  public static func value(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.tanh(a * (x + b * x * x * x))) }
+  @inlinable public static func value(_ x: Float) -> Float {
+    0.5 * x * (1 + Foundation.tanh(a * (x + b * x * x * x)))
+  }
   /// `f'(x)`.
   public static func derivative(_ x: Float, _ y: Float) -> Float {
     let t = Foundation.tanh(a * (x + b * x * x * x))
@@ -154,7 +158,7 @@ public enum TanhFunction: ElementwiseFunction {
   /// The config name.
   public static let name = "tanh"
   /// `f(x)`.
-  public static func value(_ x: Float) -> Float { Foundation.tanh(x) }
+  @inlinable public static func value(_ x: Float) -> Float { Foundation.tanh(x) }
   /// `f'(x)`.
   public static func derivative(_ x: Float, _ y: Float) -> Float { 1 - y * y }
 }

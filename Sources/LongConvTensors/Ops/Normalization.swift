@@ -120,11 +120,11 @@ public enum RowNormalization: Sendable, Equatable {
   }
 
   /// Whether the row's mean is subtracted first.
-  public var isCentered: Bool { if case .layer = self { true } else { false } }
+  @inlinable public var isCentered: Bool { if case .layer = self { true } else { false } }
 
   /// The centre `c` (the mean, or 0), `sumSquares = sum((x - c)^2)` and the scale `s` of the
   /// row `x[0 ..< d]`: the normalised row is `(x - c) * s`.
-  @inline(__always)
+  @inlinable @inline(__always)
   public func statistics(of x: UnsafePointer<Float>, count d: Int) -> (
     center: Float, sumSquares: Float, scale: Float
   ) {
@@ -139,7 +139,7 @@ public enum RowNormalization: Sendable, Equatable {
   }
 
   /// `s` such that the normalised row is `(x - c) * s`.
-  public func scale(sumSquares ss: Float, d: Int) -> Float {
+  @inlinable public func scale(sumSquares ss: Float, d: Int) -> Float {
     switch self {
     case .layer(let eps), .rms(let eps): 1 / (ss / Float(d) + eps).squareRoot()
     case .simpleRMS(let eps): 1 / ((ss / Float(d)).squareRoot() + eps)
