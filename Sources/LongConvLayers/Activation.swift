@@ -3,8 +3,8 @@ import Synchronization
 
 /// An element-wise nonlinearity chosen by name in a config: the one place that maps config
 /// names to formulas, for tensors (training and the module path, through
-/// ``LongConvTensors/Tensor/applying(_:)``) and for single values (the fused decoding step),
-/// both from the same ``LongConvTensors/ElementwiseFunction``.
+/// ``LongConvTensors/Tensor/applying(_:)``) and for raw buffers (the fused decoding step runs
+/// ``function``'s `value` in its loops), both from the same ``LongConvTensors/ElementwiseFunction``.
 ///
 /// | name | formula |
 /// |---|---|
@@ -93,10 +93,6 @@ public struct Activation: Hashable, Sendable, CustomStringConvertible {
     if ObjectIdentifier(function) == ObjectIdentifier(IdentityFunction.self) { return x }
     return function.applied(to: x)
   }
-
-  /// The same formula on one value, for loops over raw buffers.
-  @inline(__always)
-  public func value(_ x: Float) -> Float { function.value(x) }
 
   /// The config name.
   public var description: String { rawValue }
