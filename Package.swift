@@ -74,7 +74,8 @@ let package = Package(
     .executableTarget(
       name: "longconv", dependencies: ["LongConvKit", "LongConvCommandLine", "LongConvDistributed"]),
     .executableTarget(
-      name: "longconv-bench", dependencies: ["LongConvKit", "LongConvCommandLine", "CFFTW", "COpenBLAS"],
+      name: "longconv-bench",
+      dependencies: ["LongConvKit", "LongConvCommandLine", "LongConvDistributed", "CFFTW", "COpenBLAS"],
       path: "Benchmarks/longconv-bench"),
 
     // Examples: `swift run -c release <name>` (see Examples/README.md).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Data-parallel training over MPI (Open MPI, two processes on this machine, shared memory only):
+# Data-parallel training over MPI (Open MPI, two processes on this machine; loopback only):
 # - 30 steps on 2 ranks equal 30 steps of one process with the same global batch and seed
-#   (every step's loss within 1e-5 relative, the final weights within 1e-5);
+#   (every step's loss within 1e-5 relative, the final weights within 1e-5), over shared
+#   memory and again over TCP on the loopback interface;
 # - a checkpoint written by 2 ranks resumes in 1 process and the other way round, ending where
 #   an uninterrupted run ends;
 # - exactly one writer: metrics.jsonl holds each training step once;
@@ -16,7 +17,7 @@ cli=$PWD/.build/debug/longconv
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-# Loopback only: shared memory between the two local ranks (no network interface is used).
+# Shared memory between the two local ranks (no network interface is used).
 mpi=(mpirun --allow-run-as-root --oversubscribe --mca btl self,vader --mca oob_tcp_if_include lo -np 2)
 
 python3 - "$work/tiny.json" <<'PY'
@@ -73,6 +74,18 @@ grep -q "data-parallel: 2 processes, 2 rows each" "$work/two.log" ||
   { echo "mpi-smoke: metrics.jsonl of 2 ranks does not hold 30 training lines" >&2; cat "$work/two/metrics.jsonl" >&2; exit 1; }
 [[ $(grep -c "^done:" "$work/two.log") == 1 ]] || { echo "mpi-smoke: more than one rank reported" >&2; exit 1; }
 compare "$work/one" "$work/two" "2 ranks vs 1 process"
+python3 - "$work/two/metrics.jsonl" <<'PY'
+import json, sys
+steps = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+assert all(s["allreduce_exposed_ms"] <= s["allreduce_ms"] + 1e-3 for s in steps), "exposed time above the total"
+PY
+
+# The network path: Open MPI's TCP transport forced onto the loopback interface (no shared
+# memory between the ranks), the same run.
+tcp=(mpirun --allow-run-as-root --oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo
+  --mca oob_tcp_if_include lo -np 2)
+"${tcp[@]}" "$cli" "${args[@]}" --steps 30 --out "$work/tcp" > /dev/null
+compare "$work/one" "$work/tcp" "2 ranks over TCP (loopback) vs 1 process"
 
 # Resume across process counts: 2 ranks then 1 process, 1 process then 2 ranks.
 "${mpi[@]}" "$cli" "${args[@]}" --steps 15 --out "$work/two-one" > /dev/null

@@ -5,6 +5,7 @@
 //   longconv-bench conv   [--threads N] [--reps R]
 //   longconv-bench tno    [--dim D] [--batch B] [--len L ...] [--threads N] [--reps R]
 //   longconv-bench train  [--dim D] [--layers N] [--batch B] [--len L ...] [--threads N] [--reps R]
+//                         [--recompute] [--no-overlap]       (also under mpirun -np N)
 //   longconv-bench decode  [--dim D] [--layers N] [--len C ...] [--threads N] [--reps R]
 //   longconv-bench etsc    [--dim D] [--layers N] [--len N] [--context C ...] [--steps S] [--threads N]
 //   longconv-bench compact [--dim D] [--layers N] [--len N] [--context C ...] [--tolerance T]
@@ -15,6 +16,7 @@ import CFFTW
 import COpenBLAS
 import Foundation
 import LongConvCommandLine
+import LongConvDistributed
 import LongConvKit
 
 struct Options {
@@ -30,11 +32,17 @@ struct Options {
   var tolerance = 1e-4
   var maxStates = 64
   var recompute = false
+  var noOverlap = false
 
   static let usage = """
     usage: longconv-bench <matmul|conv|tno|train|decode|etsc|compact> [--threads N] [--reps R] [--dim D]
                           [--batch B] [--len L ...] [--layers N] [--context C ...] [--steps S]
-                          [--tolerance T] [--max-states S] [--recompute]
+                          [--tolerance T] [--max-states S] [--recompute] [--no-overlap]
+
+    train is one AdamW step of that model on --batch B rows of --len L random tokens; under
+    `mpirun -np N` the batch is shared by the ranks and the gradients summed over them, with
+    the sums started during the backward pass (--no-overlap: after it); --threads defaults to
+    the node's processors divided by the ranks on it.
 
     decode, etsc and compact decode one token at a time with the TNN language model of
     Benchmarks/torch_baseline.py (byte vocabulary, GTU expand 3, RPE width 64 x 3 layers,
@@ -58,7 +66,7 @@ struct Options {
       options: [
         "--threads", "--reps", "--dim", "--batch", "--layers", "--steps", "--max-states", "--tolerance",
       ],
-      listOptions: ["--len", "--context"], switches: ["--recompute"], positionals: 1)
+      listOptions: ["--len", "--context"], switches: ["--recompute", "--no-overlap"], positionals: 1)
     if parsed.wantsHelp { throw BenchUsage.help }
     var o = Options()
     o.command = parsed.positional.first ?? ""
@@ -73,6 +81,7 @@ struct Options {
     o.lengths = try parsed.positiveIntegers("--len")
     o.contexts = try parsed.positiveIntegers("--context")
     o.recompute = parsed.flag("--recompute")
+    o.noOverlap = parsed.flag("--no-overlap")
     return o
   }
 }
@@ -318,8 +327,19 @@ func peakResidentMegabytes() -> Double {
 
 /// One AdamW training step of the TNN language model of `torch_baseline.py train` (lr 1e-3):
 /// forward, cross-entropy, backward, optimizer step, on random tokens.
-func benchTrain(_ o: Options, threads: Int) throws {
+///
+/// Under `mpirun -np N` it is a data-parallel step: `--batch` is the global batch, each rank
+/// takes its rows, and the gradients are summed over the ranks by ``GradientExchange`` (buckets
+/// started during the backward pass, or after it with `--no-overlap`). Rank 0 then also reports
+/// the median time the sums were under way (`allreduce_ms`), the part the step waited for
+/// (`allreduce_exposed_ms`), the share hidden behind the backward pass and the gradient bytes
+/// each rank sends per step.
+func benchTrain(_ o: Options, threads: Int, world: MPIWorld?) throws {
   let (dim, layers, batch) = (o.dim ?? 256, o.layers ?? 6, o.batch ?? 8)
+  let ranks = world?.size ?? 1
+  guard batch % ranks == 0 else {
+    throw UsageError(message: "longconv-bench: --batch \(batch) cannot be shared by \(ranks) processes")
+  }
   for length in o.lengths.isEmpty ? [512] : o.lengths {
     let model = try makeTNNLanguageModel(dim: dim, layers: layers, maxLength: length, recompute: o.recompute)
     let optimizer = AdamW(
@@ -327,22 +347,51 @@ func benchTrain(_ o: Options, threads: Int) throws {
     var rng = SeededGenerator(seed: 3)
     let inputs = (0..<batch * length).map { _ in Int(rng.next() % 256) }
     let targets = (0..<batch * length).map { _ in Int(rng.next() % 256) }
+    // This rank's rows of the global batch.
+    let rows = BatchShard(index: world?.rank ?? 0, count: ranks).rows(of: batch)
+    let shard = rows.lowerBound * length..<rows.upperBound * length
+    let (shardInputs, shardTargets) = (Array(inputs[shard]), Array(targets[shard]))
+    var exchange: GradientExchange?
+    if let world, ranks > 1 {
+      for p in model.parameters { try p.withUnsafeMutableBufferPointer { try world.broadcast($0, from: 0) } }
+      exchange = GradientExchange(parameters: model.parameters, reducer: world, overlap: !o.noOverlap)
+    }
+    var timings: [GradientExchange.Timing] = []
     let times = interleavedMedians(
       reps: o.reps,
       [
         {
           optimizer.zeroGradients()
-          let loss = try! model.loss(inputs: inputs, targets: targets, batch: batch, length: length)
-          loss.backward()
+          let loss = try! model.loss(
+            inputs: shardInputs, targets: shardTargets, batch: rows.count, length: length)
+          if let exchange {
+            timings.append(try! exchange.backward(loss, scale: 1 / Float(ranks)))
+          } else {
+            loss.backward()
+          }
           optimizer.step()
         }
       ])
-    emit(
+    guard (world?.rank ?? 0) == 0 else { continue }
+    var fields: [(String, Any)] =
       header(threads) + [
-        ("bench", "train_step"), ("dim", dim), ("layers", layers), ("batch", batch), ("len", length),
-        ("params", model.parameterCount), ("recompute", o.recompute), ("step_ms", times[0] * 1e3),
+        ("bench", "train_step"), ("ranks", ranks), ("dim", dim), ("layers", layers), ("batch", batch),
+        ("len", length), ("params", model.parameterCount), ("recompute", o.recompute),
+        ("step_ms", times[0] * 1e3),
         ("tokens_per_s", Double(batch * length) / times[0]), ("peak_rss_mb", peakResidentMegabytes()),
-      ])
+      ]
+    if exchange != nil {
+      let timed = timings.suffix(o.reps)  // the two untimed rounds left out
+      func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+      let reduction = median(timed.map(\.reductionSeconds))
+      let exposed = median(timed.map(\.exposedSeconds))
+      fields += [
+        ("overlap", !o.noOverlap), ("backward_ms", median(timed.map(\.backwardSeconds)) * 1e3),
+        ("allreduce_ms", reduction * 1e3), ("allreduce_exposed_ms", exposed * 1e3),
+        ("allreduce_hidden_share", median(timed.map(\.hiddenShare))), ("gradient_bytes", timed.last!.bytes),
+      ]
+    }
+    emit(fields)
   }
 }
 
@@ -433,27 +482,40 @@ func benchRecurrent(_ o: Options, threads: Int, compact: Bool) throws {
   }
 }
 
+// MPI only under a launcher (for `train`): a process started on its own never calls into it.
+let world = MPIWorld.initializeIfLaunched()
 do {
   let o = try Options.parse(Array(CommandLine.arguments.dropFirst()))
-  let threads = o.threads > 0 ? o.threads : ProcessInfo.processInfo.activeProcessorCount
+  let threads =
+    o.threads > 0 ? o.threads : world?.defaultThreads() ?? ProcessInfo.processInfo.activeProcessorCount
   ComputeThreads.count = threads
   guard fftwf_init_threads() != 0 else { fatalError("fftwf_init_threads failed") }
   switch o.command {
   case "matmul": benchMatmul(o, threads: threads)
   case "conv": benchConv(o, threads: threads)
   case "tno": try benchTNO(o, threads: threads)
-  case "train": try benchTrain(o, threads: threads)
+  case "train": try benchTrain(o, threads: threads, world: world)
   case "decode": try benchDecode(o, threads: threads)
   case "etsc": try benchRecurrent(o, threads: threads, compact: false)
   case "compact": try benchRecurrent(o, threads: threads, compact: true)
   case "": throw UsageError(message: "longconv-bench: a subcommand is required")
   default: throw UsageError(message: "longconv-bench: unknown subcommand \(o.command)")
   }
+  world?.finalize()
 } catch BenchUsage.help {
   FileHandle.standardError.write(Data((Options.usage + "\n").utf8))
   exit(0)
 } catch let e as UsageError {
-  FileHandle.standardError.write(Data("\(e.message)\n".utf8))
-  FileHandle.standardError.write(Data((Options.usage + "\n").utf8))
+  // Every rank refuses the same arguments: say it once.
+  if (world?.rank ?? 0) == 0 {
+    FileHandle.standardError.write(Data("\(e.message)\n".utf8))
+    FileHandle.standardError.write(Data((Options.usage + "\n").utf8))
+  }
+  world?.finalize()
   exit(2)
+} catch {
+  FileHandle.standardError.write(
+    Data("longconv-bench: \(world.map { "rank \($0.rank): " } ?? "")\(error)\n".utf8))
+  world?.abort(status: 1)
+  exit(1)
 }

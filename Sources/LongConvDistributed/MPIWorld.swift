@@ -18,6 +18,19 @@ public final class MPIWorld: GradientReducer {
   public let localSize: Int
   private let comm: MPI_Comm
   private var gathered: [Float] = []
+  /// Sums started by ``startSum(_:)`` and not yet added up, in the order they started.
+  private var inFlight: [PendingSum] = []
+  /// Buffers of finished nonblocking gathers, reused by later ones.
+  private var spareGathers: [UnsafeMutableBufferPointer<Float>] = []
+
+  /// A nonblocking gather: its request, the buffer that takes the sum, and where every
+  /// process's copy arrives.
+  private struct PendingSum {
+    var request: MPI_Request?
+    let buffer: UnsafeMutableBufferPointer<Float>
+    let gathered: UnsafeMutableBufferPointer<Float>
+    var done = false
+  }
   private var finalized = false
 
   /// The environment variables a launcher sets: Open MPI's `mpirun` (`OMPI_COMM_WORLD_SIZE`),
@@ -74,12 +87,70 @@ public final class MPIWorld: GradientReducer {
         MPI_Allgather(
           buffer.baseAddress, Int32(n), lck_mpi_float(), all.baseAddress, Int32(n), lck_mpi_float(), comm),
         "MPI_Allgather")
-      for i in 0..<n {
-        var total = 0.0
-        for r in 0..<size { total += Double(all[r * n + i]) }
-        buffer[i] = Float(total)
-      }
+      addInRankOrder(UnsafeMutableBufferPointer(rebasing: all[0..<n * size]), into: buffer)
     }
+  }
+
+  /// `buffer[i]` = the sum over ranks `r` of `all[r * n + i]`, added in rank order in Double.
+  private func addInRankOrder(
+    _ all: UnsafeMutableBufferPointer<Float>, into buffer: UnsafeMutableBufferPointer<Float>
+  ) {
+    let n = buffer.count
+    for i in 0..<n {
+      var total = 0.0
+      for r in 0..<size { total += Double(all[r * n + i]) }
+      buffer[i] = Float(total)
+    }
+  }
+
+  /// Starts the sum of `buffer` over every process (`MPI_Iallgather`, then the same rank-order
+  /// addition as the blocking `sum(_:)`, done when the gather has
+  /// arrived) and returns.
+  public func startSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
+    let n = buffer.count
+    guard n > 0 else { return }
+    precondition(n <= Int(Int32.max), "MPIWorld.startSum: \(n) scalars in one call")
+    let index = spareGathers.firstIndex { $0.count >= n * size }
+    let gathered =
+      index.map { spareGathers.remove(at: $0) }
+      ?? UnsafeMutableBufferPointer<Float>.allocate(capacity: n * size)
+    var pending = PendingSum(request: lck_mpi_request_null(), buffer: buffer, gathered: gathered)
+    try check(
+      MPI_Iallgather(
+        buffer.baseAddress, Int32(n), lck_mpi_float(), gathered.baseAddress, Int32(n), lck_mpi_float(), comm,
+        &pending.request),
+      "MPI_Iallgather")
+    inFlight.append(pending)
+  }
+
+  /// Tests the started sums (`MPI_Test`, which also lets MPI move their data) and adds up
+  /// those that have arrived.
+  public func progressSums() throws {
+    for i in inFlight.indices where !inFlight[i].done {
+      var flag: Int32 = 0
+      try check(MPI_Test(&inFlight[i].request, &flag, lck_mpi_status_ignore()), "MPI_Test")
+      if flag != 0 { finish(i) }
+    }
+  }
+
+  /// Waits for every started sum (`MPI_Wait`, in the order they started) and adds it up.
+  public func completeSums() throws {
+    defer {
+      for pending in inFlight { spareGathers.append(pending.gathered) }
+      inFlight.removeAll(keepingCapacity: true)
+    }
+    for i in inFlight.indices where !inFlight[i].done {
+      try check(MPI_Wait(&inFlight[i].request, lck_mpi_status_ignore()), "MPI_Wait")
+      finish(i)
+    }
+  }
+
+  private func finish(_ i: Int) {
+    let pending = inFlight[i]
+    addInRankOrder(
+      UnsafeMutableBufferPointer(rebasing: pending.gathered[0..<pending.buffer.count * size]),
+      into: pending.buffer)
+    inFlight[i].done = true
   }
 
   /// The elementwise sums of `values` over every process, added in rank order.
@@ -133,6 +204,8 @@ public final class MPIWorld: GradientReducer {
   public func finalize() {
     guard !finalized else { return }
     finalized = true
+    for gathered in spareGathers { gathered.deallocate() }
+    spareGathers.removeAll()
     MPI_Finalize()
   }
 }

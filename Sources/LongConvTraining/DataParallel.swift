@@ -63,6 +63,23 @@ public protocol GradientReducer: AnyObject {
   func gather(_ value: UInt64) throws -> [UInt64]
   /// Returns when every process has called it.
   func barrier() throws
+  /// Starts replacing `buffer` with its sum over every process, as `sum(_:)` (buffer) does,
+  /// and may return before it is done: `buffer` must stay valid and untouched until
+  /// ``completeSums()`` returns. Processes start their sums in the same order.
+  func startSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+  /// Lets the started sums progress and returns at once.
+  func progressSums() throws
+  /// Returns when every started sum is in its buffer.
+  func completeSums() throws
+}
+
+extension GradientReducer {
+  /// `sum(_:)` (buffer) at once: a reducer without nonblocking sums.
+  public func startSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws { try sum(buffer) }
+  /// Nothing to do when ``startSum(_:)`` finishes each sum.
+  public func progressSums() throws {}
+  /// Nothing to do when ``startSum(_:)`` finishes each sum.
+  public func completeSums() throws {}
 }
 
 extension TrainingObjective {

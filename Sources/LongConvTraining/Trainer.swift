@@ -32,8 +32,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible {
 /// Trains a model on an objective with AdamW (default parameter groups), the options' schedule
 /// (``TrainingOptions/makeSchedule()``) and gradient clipping, writing into `directory`:
 /// - `metrics.jsonl`: one JSON object per step (`step`, `loss`, `lr`, `grad_norm`,
-///   `tokens_per_s`, and in a data-parallel run `allreduce_ms`: the time spent exchanging the
-///   loss and gradients, waiting for the other processes included) and per validation
+///   `tokens_per_s`, and in a data-parallel run `allreduce_ms`, the time the loss and gradient
+///   sums were under way (``GradientExchange``), and `allreduce_exposed_ms`, the part of it the
+///   step waited for, not hidden behind the backward pass) and per validation
 ///   (`step`, `val_loss`, and `val_accuracy` when the objective measures one);
 /// - `checkpoint/`: the model, `optimizer.safetensors`, `trainer.json` (the step) and
 ///   `training.json` (the resolved ``TrainingOptions/json``), written atomically every
@@ -66,6 +67,11 @@ public final class Trainer {
   /// Whether this process writes metrics, plots, progress and checkpoints (rank 0, or the only one).
   public var isWriter: Bool { (reducer?.rank ?? 0) == 0 }
   var isDistributed: Bool { (reducer?.size ?? 1) > 1 }
+  /// The gradient sum of a data-parallel run, overlapped with the backward pass.
+  lazy var exchange: GradientExchange? =
+    isDistributed
+    ? GradientExchange(parameters: optimizer.parameters, reducer: reducer!, bucketScalars: Self.bucketScalars)
+    : nil
   var losses: [(step: Int, loss: Double)] = []
   var validations: [(step: Int, loss: Double)] = []
   var accuracies: [(step: Int, accuracy: Double)] = []
@@ -154,6 +160,7 @@ public final class Trainer {
       let batchTokens: Int
       var shareOfMean: Float = 1
       var exchangeSeconds = 0.0
+      var exposedSeconds = 0.0
       if let reducer, reducer.size > 1 {
         // This process's rows; the global mean loss weighs each share by its loss positions.
         let local = try objective.nextLoss(model, shard: BatchShard(index: reducer.rank, count: reducer.size))
@@ -166,6 +173,7 @@ public final class Trainer {
         batchTokens = Int(totals[2])
         shareOfMean = Float(Double(local.weight) / totals[1])
         exchangeSeconds += Date().timeIntervalSince(exchangeStart)
+        exposedSeconds = exchangeSeconds
       } else {
         (loss, batchTokens) = try objective.nextLoss(model)
         value = loss.scalar
@@ -173,11 +181,12 @@ public final class Trainer {
       guard value.isFinite else {
         throw TrainingError.nonFinite(step: current, what: "loss", lastCheckpoint: lastCheckpoint)
       }
-      loss.backward()
-      if isDistributed {
-        let exchangeStart = Date()
-        try averageGradients(scale: shareOfMean)
-        exchangeSeconds += Date().timeIntervalSince(exchangeStart)
+      if let exchange {
+        let timing = try exchange.backward(loss, scale: shareOfMean)
+        exchangeSeconds += timing.reductionSeconds
+        exposedSeconds += timing.exposedSeconds
+      } else {
+        loss.backward()
       }
       let norm = options.clip > 0 ? clipGradientNorm(optimizer.parameters, maxNorm: options.clip) : 0
       guard norm.isFinite else {
@@ -194,7 +203,10 @@ public final class Trainer {
       losses.append((step, Double(value)))
       appendMetrics(
         "{\"step\": \(step), \"loss\": \(value), \"lr\": \(optimizer.learningRate), \"grad_norm\": \(norm), \"tokens_per_s\": \(Int(rate))"
-          + (isDistributed ? String(format: ", \"allreduce_ms\": %.3f", exchangeSeconds * 1000) : "") + "}"
+          + (isDistributed
+            ? String(
+              format: ", \"allreduce_ms\": %.3f, \"allreduce_exposed_ms\": %.3f", exchangeSeconds * 1000,
+              exposedSeconds * 1000) : "") + "}"
       )
       report(
         loss: value, rate: rate, elapsed: elapsed, stepsThisRun: step - firstStep, progress: progress,
@@ -249,51 +261,6 @@ public final class Trainer {
         "the processes' parameters or optimizer states differ after the broadcast (hashes by rank: "
           + hashes.map { String($0, radix: 16) }.joined(separator: ", ") + ")")
     }
-  }
-
-  /// Every gradient times `scale` (this process's share of the global mean), summed over the
-  /// processes in buckets of up to `bucketScalars`; every process ends with the same gradients.
-  func averageGradients(scale: Float) throws {
-    guard let reducer else { return }
-    var seen = Set<ObjectIdentifier>()
-    let gradients = optimizer.parameters.compactMap(\.gradient).filter {
-      seen.insert(ObjectIdentifier($0.storage)).inserted
-    }
-    let counts = try reducer.gather(UInt64(gradients.count))
-    guard Set(counts).count == 1 else {
-      throw TrainingError.cannotShard(
-        "step \(step + 1): the processes have gradients for different parameters (counts by rank: \(counts))")
-    }
-    var bucket = [Float](repeating: 0, count: min(Self.bucketScalars, gradients.map(\.count).reduce(0, +)))
-    var pending: [(gradient: Tensor, range: Range<Int>, at: Int)] = []
-    var filled = 0
-    func flush() throws {
-      guard filled > 0 else { return }
-      try bucket.withUnsafeMutableBufferPointer { b in
-        try reducer.sum(UnsafeMutableBufferPointer(rebasing: b[0..<filled]))
-        for p in pending {
-          p.gradient.withUnsafeMutableBufferPointer { g in
-            for i in p.range { g[i] = b[p.at + i - p.range.lowerBound] }
-          }
-        }
-      }
-      pending.removeAll(keepingCapacity: true)
-      filled = 0
-    }
-    for g in gradients {
-      var start = 0
-      while start < g.count {
-        if filled == bucket.count { try flush() }
-        let n = min(g.count - start, bucket.count - filled)
-        g.withUnsafeBufferPointer { g in
-          for i in 0..<n { bucket[filled + i] = g[start + i] * scale }
-        }
-        pending.append((g, start..<start + n, filled))
-        filled += n
-        start += n
-      }
-    }
-    try flush()
   }
 
   /// Scalars per gradient bucket (4 MB of Float).

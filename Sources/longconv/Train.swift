@@ -124,7 +124,7 @@ enum TrainCommand {
     } else {
       guard let configJSON else { throw UsageError(message: "train: --config is required") }
       let model = try ModelBuilder.build(configJSON, file: configURL?.path)
-      try checkMemory(model, args: args, options: options, command: command)
+      try checkMemory(model, args: args, options: options, command: command, world: world)
       if FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint").path) {
         throw UserError(
           message: "\(out.path): holds a checkpoint already; pass --resume to continue it, or another --out")
@@ -151,21 +151,26 @@ enum TrainCommand {
   /// Refuses, before the first step, a batch whose activations (with the parameters, their
   /// gradients and the optimizer's two moments) cannot fit (``MemoryEstimate``).
   static func checkMemory(
-    _ model: any SequenceModel, args: Arguments, options: TrainingOptions, command: String
+    _ model: any SequenceModel, args: Arguments, options: TrainingOptions, command: String, world: MPIWorld?
   )
     throws
   {
     let length = try args.positiveInteger("--length", command: command) ?? 256
     let rows = (model as? CausalLanguageModel)?.vocabulary ?? 0
     let width = model.blocks.first?.mixer.width ?? 0
+    // Each process holds the model and its share of the batch; this node runs `localSize` of them.
+    let processes = world?.size ?? 1
+    let onThisNode = Double(world?.localSize ?? 1)
     let needed =
-      MemoryEstimate.activationBytes(
-        rows: rows, dim: width, layers: model.blocks.count, batch: options.batch, length: length)
-      + 16 * Double(model.parameterCount)
+      onThisNode
+      * (MemoryEstimate.activationBytes(
+        rows: rows, dim: width, layers: model.blocks.count, batch: options.batch / processes, length: length)
+        + 16 * Double(model.parameterCount))
     if let available = MemoryEstimate.availableBytes(), needed > available {
+      let who = onThisNode > 1 ? " on \(Int(onThisNode)) processes of this node" : ""
       throw UserError(
         message: """
-          train: a batch of \(options.batch) x \(length) needs about \(MemoryEstimate.describe(needed)) \
+          train: a batch of \(options.batch) x \(length) needs about \(MemoryEstimate.describe(needed))\(who) \
           (an estimate); this machine has \(MemoryEstimate.describe(available)) available: lower --batch or --length
           """)
     }

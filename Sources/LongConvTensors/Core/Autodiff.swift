@@ -119,6 +119,13 @@ extension Tensor {
     }
   }
 
+  /// Adds `g` to this parameter's gradient as ``backward()`` would (nothing for a frozen
+  /// parameter or a tensor that is not a parameter).
+  public func accumulateGradient(_ g: Tensor) {
+    guard let node, node.isLeaf else { return }
+    node.accumulate(g)
+  }
+
   /// Forgets the gradient accumulated into this parameter.
   public func zeroGradient() { node?.gradient = nil }
 
@@ -143,7 +150,18 @@ extension Tensor {
   /// topological order, then releases the graph.
   ///
   /// Calling it twice on the same graph stops the program; build the graph again instead.
-  public func backward() {
+  public func backward() { backward(watching: []) { _ in } }
+
+  /// ``backward()`` that reports, while it runs, which of `parameters` have their complete
+  /// gradient: after each op's pullback, `progress` receives the indices (into `parameters`)
+  /// of those no later op can add to, possibly none; the last call holds every index not yet
+  /// reported, including parameters the loss does not depend on. Each index is reported once.
+  ///
+  /// A parameter is complete once the pullbacks of all ops that read it have run. The ops
+  /// inside a ``recomputed(_:_:)`` segment are not in this graph, so a parameter is reported
+  /// only after the last (in backward order) recomputed segment too. Data-parallel training
+  /// uses this to start summing gradients while the backward pass goes on.
+  public func backward(watching parameters: [Tensor], progress: ([Int]) -> Void) {
     precondition(count == 1, "backward: the loss must be a scalar, got shape \(shape)")
     guard let root = node else {
       preconditionFailure("backward: this tensor was not recorded (constant, or computed without recording)")
@@ -152,9 +170,10 @@ extension Tensor {
       root.isLeaf || root.pullback != nil, "backward: the graph was already released by an earlier backward()"
     )
     let order = Tensor.topologicalOrder(from: root)
+    let completeAfter = Tensor.completionPositions(of: parameters, in: order)
     Tensor.withoutRecording {
       root.accumulate(Tensor(repeating: 1, shape: shape))
-      for node in order.reversed() {
+      for (position, node) in order.enumerated().reversed() {
         guard let pullback = node.pullback else { continue }
         if let g = node.gradient {
           let grads = pullback(g)
@@ -171,8 +190,35 @@ extension Tensor {
         node.pullback = nil
         node.inputs = []
         node.gradient = nil
+        if !parameters.isEmpty { progress(completeAfter[position] ?? []) }
+      }
+      if !parameters.isEmpty { progress(completeAfter[-1] ?? []) }
+    }
+  }
+
+  /// For each position of `order`, the indices of `parameters` whose gradients are complete
+  /// once that node's pullback has run (backward runs from the last position to the first):
+  /// the earliest node reading the parameter, or the earliest recomputed segment if that comes
+  /// sooner (its pullback may reach any parameter). Key -1: parameters not in the graph, or
+  /// read only before position 0's pullback ran (the root itself).
+  static func completionPositions(of parameters: [Tensor], in order: [GraphNode]) -> [Int: [Int]] {
+    guard !parameters.isEmpty else { return [:] }
+    var firstReader: [ObjectIdentifier: Int] = [:]
+    var firstOpaque = Int.max
+    for (position, node) in order.enumerated() {
+      if node.op == Tensor.recomputedOp { firstOpaque = min(firstOpaque, position) }
+      for case let input? in node.inputs where input.isLeaf {
+        let key = ObjectIdentifier(input)
+        if firstReader[key] == nil { firstReader[key] = position }
       }
     }
+    var positions: [Int: [Int]] = [:]
+    for (index, parameter) in parameters.enumerated() {
+      var position = parameter.node.flatMap { firstReader[ObjectIdentifier($0)] } ?? -1
+      if position >= 0 && firstOpaque != Int.max { position = min(position, firstOpaque) }
+      positions[position, default: []].append(index)
+    }
+    return positions
   }
 
   /// Nodes reachable from `root`, each after all of its inputs (iterative depth-first search).

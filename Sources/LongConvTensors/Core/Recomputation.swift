@@ -1,4 +1,7 @@
 extension Tensor {
+  /// The op name of a recomputed segment's node (its pullback runs a graph of its own).
+  static let recomputedOp = "recomputed"
+
   /// Activation recomputation (gradient checkpointing): `body(inputs)` runs without recording,
   /// so none of its intermediate values are kept, and the result is one recorded op whose
   /// pullback runs `body` again, recording, on leaf copies of the inputs and differentiates
@@ -15,7 +18,7 @@ extension Tensor {
     let output = try Tensor.withoutRecording { try body(inputs) }
     GradientRecording.counter.add(1, ordering: .relaxed)
     // Recorded even when no input needs a gradient: the parameters inside `body` may.
-    let node = GraphNode(op: "recomputed", shape: output.shape, inputs: inputs.map(\.node)) { g in
+    let node = GraphNode(op: Tensor.recomputedOp, shape: output.shape, inputs: inputs.map(\.node)) { g in
       let leaves = inputs.map { $0.node == nil ? $0 : $0.detached().requiringGradient() }
       let replay = GradientRecording.$isEnabled.withValue(true) { try! body(leaves) }
       guard replay.node != nil else { return inputs.map { _ in nil } }
