@@ -2,7 +2,7 @@
 # Data-parallel training over MPI (Open MPI, two processes on this machine; loopback only):
 # - 30 steps on 2 ranks equal 30 steps of one process with the same global batch and seed
 #   (every step's loss within 1e-5 relative, the final weights within 1e-5), over shared
-#   memory and again over TCP on the loopback interface;
+#   memory, again over TCP on the loopback interface, and with 4 ranks;
 # - a checkpoint written by 2 ranks resumes in 1 process and the other way round, ending where
 #   an uninterrupted run ends;
 # - exactly one writer: metrics.jsonl holds each training step once;
@@ -86,6 +86,10 @@ tcp=(mpirun --allow-run-as-root --oversubscribe --mca btl self,tcp --mca btl_tcp
   --mca oob_tcp_if_include lo -np 2)
 "${tcp[@]}" "$cli" "${args[@]}" --steps 30 --out "$work/tcp" > /dev/null
 compare "$work/one" "$work/tcp" "2 ranks over TCP (loopback) vs 1 process"
+# Four ranks, one row each: every bucket is cut into four chunks of unequal sizes.
+mpirun --allow-run-as-root --oversubscribe --mca btl self,vader --mca oob_tcp_if_include lo -np 4 \
+  "$cli" "${args[@]}" --steps 30 --out "$work/four" > /dev/null
+compare "$work/one" "$work/four" "4 ranks vs 1 process"
 
 # Resume across process counts: 2 ranks then 1 process, 1 process then 2 ranks.
 "${mpi[@]}" "$cli" "${args[@]}" --steps 15 --out "$work/two-one" > /dev/null

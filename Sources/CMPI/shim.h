@@ -9,3 +9,4 @@ static inline MPI_Datatype lck_mpi_uint64(void) { return MPI_UINT64_T; }
 static inline int lck_mpi_thread_funneled(void) { return MPI_THREAD_FUNNELED; }
 static inline MPI_Request lck_mpi_request_null(void) { return MPI_REQUEST_NULL; }
 static inline MPI_Status *lck_mpi_status_ignore(void) { return MPI_STATUS_IGNORE; }
+static inline void *lck_mpi_in_place(void) { return MPI_IN_PLACE; }

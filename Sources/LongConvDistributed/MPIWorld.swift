@@ -6,9 +6,10 @@ import LongConvTraining
 ///
 /// MPI is initialised only when the process was started by a launcher
 /// (``launchedByMPI(environment:)``): a process started on its own never calls into MPI and
-/// trains exactly as without this module. Sums are deterministic: every process gathers every
-/// process's buffer (`MPI_Allgather`) and adds them in rank order in Double, so the result has
-/// the same bits on every process and in every run, whatever algorithm MPI picks.
+/// trains exactly as without this module. Sums are deterministic: every scalar is added in rank
+/// order in Double by one process (``RankOrderSum``: a reduce-scatter then an allgather, with
+/// the traffic of a ring allreduce), so the result has the same bits on every process and in
+/// every run, whatever algorithms MPI picks.
 public final class MPIWorld: GradientReducer {
   /// This process, `0 ..< size`.
   public let rank: Int
@@ -17,20 +18,8 @@ public final class MPIWorld: GradientReducer {
   /// Processes of this job on this node (`OMPI_COMM_WORLD_LOCAL_SIZE`; 1 when unknown).
   public let localSize: Int
   private let comm: MPI_Comm
-  private var gathered: [Float] = []
-  /// Sums started by ``startSum(_:)`` and not yet added up, in the order they started.
-  private var inFlight: [PendingSum] = []
-  /// Buffers of finished nonblocking gathers, reused by later ones.
-  private var spareGathers: [UnsafeMutableBufferPointer<Float>] = []
-
-  /// A nonblocking gather: its request, the buffer that takes the sum, and where every
-  /// process's copy arrives.
-  private struct PendingSum {
-    var request: MPI_Request?
-    let buffer: UnsafeMutableBufferPointer<Float>
-    let gathered: UnsafeMutableBufferPointer<Float>
-    var done = false
-  }
+  /// Sums started by ``startSum(_:)``, in the order they started.
+  private var inFlight: [RankOrderSum] = []
   private var finalized = false
 
   /// The environment variables a launcher sets: Open MPI's `mpirun` (`OMPI_COMM_WORLD_SIZE`),
@@ -75,82 +64,29 @@ public final class MPIWorld: GradientReducer {
     guard code == MPI_SUCCESS else { throw MPIError(rank: rank, call: what, code: code) }
   }
 
-  /// Replaces `buffer` with its elementwise sum over every process, added in rank order in
-  /// Double (the same bits on every process).
+  /// Replaces `buffer` with its elementwise sum over every process, the same bits on every
+  /// process (``RankOrderSum``).
   public func sum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
-    let n = buffer.count
-    guard n > 0 else { return }
-    precondition(n <= Int(Int32.max), "MPIWorld.sum: \(n) scalars in one call")
-    if gathered.count < n * size { gathered = [Float](repeating: 0, count: n * size) }
-    try gathered.withUnsafeMutableBufferPointer { all in
-      try check(
-        MPI_Allgather(
-          buffer.baseAddress, Int32(n), lck_mpi_float(), all.baseAddress, Int32(n), lck_mpi_float(), comm),
-        "MPI_Allgather")
-      addInRankOrder(UnsafeMutableBufferPointer(rebasing: all[0..<n * size]), into: buffer)
-    }
+    guard buffer.count > 0 else { return }
+    try RankOrderSum(buffer, comm: comm, rank: rank, size: size).wait()
   }
 
-  /// `buffer[i]` = the sum over ranks `r` of `all[r * n + i]`, added in rank order in Double.
-  private func addInRankOrder(
-    _ all: UnsafeMutableBufferPointer<Float>, into buffer: UnsafeMutableBufferPointer<Float>
-  ) {
-    let n = buffer.count
-    for i in 0..<n {
-      var total = 0.0
-      for r in 0..<size { total += Double(all[r * n + i]) }
-      buffer[i] = Float(total)
-    }
-  }
-
-  /// Starts the sum of `buffer` over every process (`MPI_Iallgather`, then the same rank-order
-  /// addition as the blocking `sum(_:)`, done when the gather has
-  /// arrived) and returns.
+  /// Starts the sum of `buffer` over every process (``RankOrderSum``) and returns.
   public func startSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
-    let n = buffer.count
-    guard n > 0 else { return }
-    precondition(n <= Int(Int32.max), "MPIWorld.startSum: \(n) scalars in one call")
-    let index = spareGathers.firstIndex { $0.count >= n * size }
-    let gathered =
-      index.map { spareGathers.remove(at: $0) }
-      ?? UnsafeMutableBufferPointer<Float>.allocate(capacity: n * size)
-    var pending = PendingSum(request: lck_mpi_request_null(), buffer: buffer, gathered: gathered)
-    try check(
-      MPI_Iallgather(
-        buffer.baseAddress, Int32(n), lck_mpi_float(), gathered.baseAddress, Int32(n), lck_mpi_float(), comm,
-        &pending.request),
-      "MPI_Iallgather")
-    inFlight.append(pending)
+    guard buffer.count > 0 else { return }
+    inFlight.append(try RankOrderSum(buffer, comm: comm, rank: rank, size: size))
   }
 
-  /// Tests the started sums (`MPI_Test`, which also lets MPI move their data) and adds up
-  /// those that have arrived.
+  /// Moves the started sums on (`MPI_Test`, which is also what lets MPI move their data
+  /// while this process computes).
   public func progressSums() throws {
-    for i in inFlight.indices where !inFlight[i].done {
-      var flag: Int32 = 0
-      try check(MPI_Test(&inFlight[i].request, &flag, lck_mpi_status_ignore()), "MPI_Test")
-      if flag != 0 { finish(i) }
-    }
+    for sum in inFlight where !sum.isDone { try sum.progress() }
   }
 
-  /// Waits for every started sum (`MPI_Wait`, in the order they started) and adds it up.
+  /// Waits for every started sum, in the order they started.
   public func completeSums() throws {
-    defer {
-      for pending in inFlight { spareGathers.append(pending.gathered) }
-      inFlight.removeAll(keepingCapacity: true)
-    }
-    for i in inFlight.indices where !inFlight[i].done {
-      try check(MPI_Wait(&inFlight[i].request, lck_mpi_status_ignore()), "MPI_Wait")
-      finish(i)
-    }
-  }
-
-  private func finish(_ i: Int) {
-    let pending = inFlight[i]
-    addInRankOrder(
-      UnsafeMutableBufferPointer(rebasing: pending.gathered[0..<pending.buffer.count * size]),
-      into: pending.buffer)
-    inFlight[i].done = true
+    defer { inFlight.removeAll(keepingCapacity: true) }
+    for sum in inFlight { try sum.wait() }
   }
 
   /// The elementwise sums of `values` over every process, added in rank order.
@@ -204,8 +140,6 @@ public final class MPIWorld: GradientReducer {
   public func finalize() {
     guard !finalized else { return }
     finalized = true
-    for gathered in spareGathers { gathered.deallocate() }
-    spareGathers.removeAll()
     MPI_Finalize()
   }
 }
