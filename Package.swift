@@ -90,7 +90,7 @@ let package = Package(
       path: "Examples/CustomKernel"),
 
     // Shared test helpers: finite differences and dense references in Double.
-    .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors"]),
+    .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors", "LongConvLayers", "LongConv"]),
     .testTarget(
       name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
     .testTarget(
