@@ -106,6 +106,8 @@ let package = Package(
         "LongConvInterop",
         "CDecodeKernels", "LongConvTestSupport",
       ]),
+    // The command-line tool's own logic (token sampling), through `@testable import longconv`.
+    .testTarget(name: "LongConvCLITests", dependencies: ["longconv", "LongConvTestSupport"]),
     .testTarget(
       name: "LongConvTrainingTests",
       dependencies: [
