@@ -17,12 +17,11 @@ import Testing
     return b
   }
 
-  /// Fixed logits `[8, 5]`; row 3 (an answer, target 3) ties its top two at columns 1 and 3,
-  /// row 6 (an answer, target 2) ties columns 2 and 4: first on ties is wrong for one, right for
-  /// the other.
+  /// Fixed logits `[8, 5]` whose answer rows all tie their top two: first on ties is right for
+  /// one answer (row 6), last on ties would be right for the other two.
   static let logits: [Double] = [
     0.5, -1.0, 2.0, 0.0, 0.3,
-    1.5, 0.2, -0.7, 2.5, 0.1,  // answer, target 4: top is 3, wrong
+    2.5, 0.2, -0.7, 0.1, 2.5,  // answer, target 4: tie 0/4, first is 0, wrong
     -0.4, 0.9, 0.0, 1.1, -2.0,
     0.0, 3.0, -1.0, 3.0, 0.5,  // answer, target 3: tie 1/3, first is 1, wrong
     2.0, 2.0, 2.0, 2.0, 2.0,
