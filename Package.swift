@@ -91,7 +91,7 @@ let package = Package(
       path: "Examples/CustomKernel"),
 
     // Shared test helpers: finite differences and dense references in Double.
-    .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors"]),
+    .target(name: "LongConvTestSupport", dependencies: ["LongConvTensors", "LongConvLayers", "LongConv"]),
     .testTarget(
       name: "LongConvTensorsTests", dependencies: ["LongConvTensors", "LongConvTestSupport"]),
     .testTarget(
@@ -107,6 +107,8 @@ let package = Package(
         "LongConvInterop",
         "CDecodeKernels", "LongConvTestSupport",
       ]),
+    // The command-line tool's own logic (token sampling), through `@testable import longconv`.
+    .testTarget(name: "LongConvCLITests", dependencies: ["longconv", "LongConvTestSupport"]),
     .testTarget(
       name: "LongConvTrainingTests",
       dependencies: [

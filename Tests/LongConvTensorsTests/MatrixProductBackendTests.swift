@@ -1,0 +1,133 @@
+import COpenBLAS
+import Glibc
+import LongConvTestSupport
+import Testing
+
+@testable import LongConvTensors
+
+/// Every branch of the matrix-product backend choice, the process's own choice, and both
+/// backends on products large enough to reach the choice, each within a rounding bound of the
+/// product in Double.
+@Suite struct MatrixProductBackendTests {
+  /// Every decision: no AVX-512 on the CPU means OpenBLAS whatever else is said; with it,
+  /// `LONGCONV_GEMM=openblas` or `own` decides, and any other value (or none) leaves the choice to
+  /// the core OpenBLAS runs (case-insensitive): its AVX-512 cores keep OpenBLAS, narrower ones
+  /// (and cores it does not name) take the own kernels.
+  @Test(
+    arguments: [
+      // (core, CPU has AVX-512, override, own kernels)
+      ("SkylakeX", true, nil, false), ("COOPERLAKE", true, nil, false), ("sapphirerapids", true, nil, false),
+      ("Haswell", true, nil, true), ("Prescott", true, nil, true), ("Zen", true, nil, true),
+      ("skylake", true, nil, true),  // the AVX2 Skylake client core, not SkylakeX
+      ("", true, nil, true),
+      ("Haswell", true, "openblas", false), ("SkylakeX", true, "own", true),
+      ("Haswell", true, "", true), ("SkylakeX", true, "", false),
+      ("Haswell", true, "OWN", true), ("SkylakeX", true, "OWN", false),  // not a recognised value
+      ("Haswell", true, "blas", true), ("SkylakeX", true, "yes", false),
+      ("Haswell", false, nil, false), ("Prescott", false, "own", false),
+      ("SkylakeX", false, "openblas", false),
+    ] as [(String, Bool, String?, Bool)])
+  func decision(core: String, avx512: Bool, override: String?, own: Bool) {
+    #expect(
+      BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: avx512, override: override) == own,
+      "core \(core), AVX-512 \(avx512), LONGCONV_GEMM \(override ?? "unset")")
+  }
+
+  /// The process's choice is the rule applied to this machine: OpenBLAS's reported core, the CPU's
+  /// AVX-512 (its `cpuid` flags as Linux lists them), and the environment.
+  @Test func theProcessAppliesTheRule() throws {
+    let core = try #require(openblas_get_corename().map { String(cString: $0) })
+    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    if !cpuinfo.isEmpty {
+      #expect(
+        BLAS.ownKernelsAvailable == cpuinfo.contains(" avx512f"), "lck_sgemm_available vs /proc/cpuinfo")
+    }
+    let override = getenv("LONGCONV_GEMM").map { String(cString: $0) }
+    let expected = BLAS.prefersOwnKernels(
+      openBLASCore: core, ownKernelsAvailable: BLAS.ownKernelsAvailable, override: override)
+    #expect(BLAS.usesOwnKernels == expected)
+    #expect(MatrixProductBackend.name == (expected ? "own-avx512" : "openblas"))
+  }
+
+  func values(_ count: Int, seed: UInt64) -> [Float] {
+    var generator = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in generator.nextUniform() * 2 - 1 }
+  }
+
+  /// `|c - ab| <= gamma_k sum_p |a_ip| |b_pj|` with `gamma_k = k u / (1 - k u)`, `u = 2^-24`: the
+  /// rounding bound of any order of summation in Float (fused or not), from the product in Double.
+  func worstRatio(_ c: [Float], _ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, tA: Bool, tB: Bool)
+    -> Double
+  {
+    let u = 0x1p-24
+    let gamma = Double(k) * u / (1 - Double(k) * u)
+    var worst = 0.0
+    for i in 0..<m {
+      for j in 0..<n {
+        var (sum, magnitude) = (0.0, 0.0)
+        for p in 0..<k {
+          let x = Double(tA ? a[p * m + i] : a[i * k + p])
+          let y = Double(tB ? b[j * k + p] : b[p * n + j])
+          sum += x * y
+          magnitude += abs(x * y)
+        }
+        let ratio = abs(Double(c[i * n + j]) - sum) / (gamma * magnitude)
+        if !ratio.isFinite { return .infinity }  // NaN would pass through max unnoticed
+        worst = max(worst, ratio)
+      }
+    }
+    return worst
+  }
+
+  /// Products above the own kernels' threshold (`m n k >= 2^20`), every transpose: `BLAS.sgemm`
+  /// (whichever backend the process chose), OpenBLAS's `cblas_sgemm` and, on AVX-512, the own
+  /// kernels, each within the rounding bound; `BLAS.sgemm` gives exactly what its chosen backend
+  /// gives.
+  @Test(arguments: [(96, 130, 100), (257, 33, 129)])
+  func bothBackendsWithinTheRoundingBound(m: Int, n: Int, k: Int) {
+    #expect(m * n * k >= BLAS.ownKernelProduct)
+    for (tA, tB) in [(false, false), (true, false), (false, true), (true, true)] {
+      let (a, b) = (values(m * k, seed: 7), values(k * n, seed: 8))
+      let label = "\(m)x\(n)x\(k) tA \(tA) tB \(tB)"
+      var chosen = [Float](repeating: .nan, count: m * n)
+      chosen.withUnsafeMutableBufferPointer {
+        BLAS.sgemm(transposeA: tA, transposeB: tB, m: m, n: n, k: k, a: a, b: b, c: $0.baseAddress!)
+      }
+      var openBLAS = [Float](repeating: .nan, count: m * n)
+      BLAS.useThreads(ComputeThreads.count)
+      cblas_sgemm(
+        CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n),
+        Int32(k), 1, a, Int32(tA ? m : k), b, Int32(tB ? k : n), 0, &openBLAS, Int32(n))
+      let chosenRatio = worstRatio(chosen, a, b, m: m, n: n, k: k, tA: tA, tB: tB)
+      let openRatio = worstRatio(openBLAS, a, b, m: m, n: n, k: k, tA: tA, tB: tB)
+      #expect(chosenRatio <= 1, "\(label): BLAS.sgemm at \(chosenRatio) of the bound")
+      #expect(openRatio <= 1, "\(label): cblas_sgemm at \(openRatio) of the bound")
+      if BLAS.ownKernelsAvailable {
+        var own = [Float](repeating: .nan, count: m * n)
+        own.withUnsafeMutableBufferPointer {
+          BLAS.ownProduct(
+            transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0,
+            c: $0.baseAddress!)
+        }
+        let ownRatio = worstRatio(own, a, b, m: m, n: n, k: k, tA: tA, tB: tB)
+        #expect(ownRatio <= 1, "\(label): own kernels at \(ownRatio) of the bound")
+        if BLAS.usesOwnKernels { #expect(chosen == own, "\(label): sgemm is not the own kernels' product") }
+      }
+      if !BLAS.usesOwnKernels { #expect(chosen == openBLAS, "\(label): sgemm is not OpenBLAS's product") }
+    }
+  }
+
+  /// Below the threshold, and for a single row (`sgemv`), products stay in OpenBLAS whatever the
+  /// choice; both within the rounding bound.
+  @Test func smallProductsAndRowsStayInOpenBLAS() {
+    for (m, n, k) in [(1, 700, 2000), (8, 9, 10)] {
+      let (a, b) = (values(m * k, seed: 9), values(k * n, seed: 10))
+      var c = [Float](repeating: .nan, count: m * n)
+      c.withUnsafeMutableBufferPointer {
+        BLAS.sgemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a, b: b, c: $0.baseAddress!)
+      }
+      let ratio = worstRatio(c, a, b, m: m, n: n, k: k, tA: false, tB: true)
+      #expect(ratio <= 1, "\(m)x\(n)x\(k): \(ratio) of the bound")
+    }
+  }
+}
