@@ -67,7 +67,9 @@ PY
 }
 
 "$cli" "${args[@]}" --steps 30 --out "$work/one" > /dev/null
-"${mpi[@]}" "$cli" "${args[@]}" --steps 30 --out "$work/two" > "$work/two.log"
+# Buckets of 1 KB: many sums in flight at once, whose two phases must start in the same order
+# on both ranks whatever order they finish in.
+"${mpi[@]}" "$cli" "${args[@]}" --steps 30 --bucket-mb 0.001 --out "$work/two" > "$work/two.log"
 grep -q "data-parallel: 2 processes, 2 rows each" "$work/two.log" ||
   { echo "mpi-smoke: no data-parallel line" >&2; cat "$work/two.log" >&2; exit 1; }
 [[ $(grep -c '"loss"' "$work/two/metrics.jsonl") == 30 ]] ||

@@ -18,6 +18,8 @@ public final class MPIWorld: GradientReducer {
   /// Processes of this job on this node (`OMPI_COMM_WORLD_LOCAL_SIZE`; 1 when unknown).
   public let localSize: Int
   private let comm: MPI_Comm
+  /// A duplicate of `comm` for the second phase of ``RankOrderSum``.
+  private let gatherComm: MPI_Comm
   /// Sums started by ``startSum(_:)``, in the order they started.
   private var inFlight: [RankOrderSum] = []
   private var finalized = false
@@ -45,6 +47,12 @@ public final class MPIWorld: GradientReducer {
     var provided: Int32 = 0
     MPI_Init_thread(nil, nil, lck_mpi_thread_funneled(), &provided)
     comm = lck_mpi_comm_world()
+    var duplicate: MPI_Comm? = nil
+    let status = MPI_Comm_dup(comm, &duplicate)
+    guard status == MPI_SUCCESS, let duplicate else {
+      fatalError("MPIWorld: MPI_Comm_dup failed with code \(status)")
+    }
+    gatherComm = duplicate
     var r: Int32 = 0
     var s: Int32 = 0
     MPI_Comm_rank(comm, &r)
@@ -68,19 +76,25 @@ public final class MPIWorld: GradientReducer {
   /// process (``RankOrderSum``).
   public func sum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
     guard buffer.count > 0 else { return }
-    try RankOrderSum(buffer, comm: comm, rank: rank, size: size).wait()
+    try completeSums()  // the sums started before come first
+    try RankOrderSum(buffer, comm: comm, gatherComm: gatherComm, rank: rank, size: size).wait()
   }
 
   /// Starts the sum of `buffer` over every process (``RankOrderSum``) and returns.
   public func startSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
     guard buffer.count > 0 else { return }
-    inFlight.append(try RankOrderSum(buffer, comm: comm, rank: rank, size: size))
+    inFlight.append(try RankOrderSum(buffer, comm: comm, gatherComm: gatherComm, rank: rank, size: size))
   }
 
   /// Moves the started sums on (`MPI_Test`, which is also what lets MPI move their data
   /// while this process computes).
   public func progressSums() throws {
-    for sum in inFlight where !sum.isDone { try sum.progress() }
+    // In order, and no further than the first sum still scattering: the allgathers must
+    // start in the same order on every process (see RankOrderSum).
+    for sum in inFlight where !sum.isDone {
+      try sum.progress()
+      if sum.isScattering { break }
+    }
   }
 
   /// Waits for every started sum, in the order they started.
@@ -140,6 +154,8 @@ public final class MPIWorld: GradientReducer {
   public func finalize() {
     guard !finalized else { return }
     finalized = true
+    var duplicate: MPI_Comm? = gatherComm
+    MPI_Comm_free(&duplicate)
     MPI_Finalize()
   }
 }

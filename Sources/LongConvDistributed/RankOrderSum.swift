@@ -10,9 +10,16 @@ import CMPI
 ///
 /// Each scalar is added by one process in rank order, so the result has the same bits on
 /// every process and in every run, whatever algorithms MPI picks.
+///
+/// MPI requires every process to start the collectives of a communicator in the same order.
+/// Phase 2 starts whenever phase 1 happens to finish, which differs between processes, so the
+/// two phases run on two communicators (`comm` and `gatherComm`), and each phase of a series
+/// of sums must start in the series' order: ``MPIWorld`` advances its sums in order and stops
+/// at the first one still in phase 1.
 final class RankOrderSum {
   let buffer: UnsafeMutableBufferPointer<Float>
   private let comm: MPI_Comm
+  private let gatherComm: MPI_Comm
   private let rank: Int
   private let size: Int
   /// Chunk `r` is `starts[r] ..< starts[r] + counts[r]`.
@@ -26,11 +33,16 @@ final class RankOrderSum {
   private var phase = 1
   /// Whether the sum is in `buffer`.
   var isDone: Bool { phase == 3 }
+  /// Whether the reduce-scatter is still under way (the allgather not started).
+  var isScattering: Bool { phase == 1 }
 
-  /// Starts the sum of `buffer` (which must stay valid and untouched until ``isDone``).
-  init(_ buffer: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm, rank: Int, size: Int) throws(MPIError) {
+  /// Starts the sum of `buffer` (which must stay valid and untouched until ``isDone``):
+  /// the reduce-scatter on `comm`; the allgather will run on `gatherComm`.
+  init(
+    _ buffer: UnsafeMutableBufferPointer<Float>, comm: MPI_Comm, gatherComm: MPI_Comm, rank: Int, size: Int
+  ) throws(MPIError) {
     precondition(buffer.count <= Int(Int32.max), "RankOrderSum: \(buffer.count) scalars in one call")
-    (self.buffer, self.comm, self.rank, self.size) = (buffer, comm, rank, size)
+    (self.buffer, self.comm, self.gatherComm, self.rank, self.size) = (buffer, comm, gatherComm, rank, size)
     let n = buffer.count
     counts = .allocate(capacity: size)
     starts = .allocate(capacity: size)
@@ -94,7 +106,7 @@ final class RankOrderSum {
     try check(
       MPI_Iallgatherv(
         lck_mpi_in_place(), 0, lck_mpi_float(), buffer.baseAddress, counts.baseAddress, starts.baseAddress,
-        lck_mpi_float(), comm, &request),
+        lck_mpi_float(), gatherComm, &request),
       "MPI_Iallgatherv")
   }
 

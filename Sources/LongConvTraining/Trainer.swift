@@ -70,7 +70,8 @@ public final class Trainer {
   /// The gradient sum of a data-parallel run, overlapped with the backward pass.
   lazy var exchange: GradientExchange? =
     isDistributed
-    ? GradientExchange(parameters: optimizer.parameters, reducer: reducer!, bucketScalars: Self.bucketScalars)
+    ? GradientExchange(
+      parameters: optimizer.parameters, reducer: reducer!, bucketScalars: options.bucketScalars)
     : nil
   var losses: [(step: Int, loss: Double)] = []
   var validations: [(step: Int, loss: Double)] = []
@@ -262,9 +263,6 @@ public final class Trainer {
           + hashes.map { String($0, radix: 16) }.joined(separator: ", ") + ")")
     }
   }
-
-  /// Scalars per gradient bucket (4 MB of Float).
-  static let bucketScalars = 1 << 20
 
   /// Writes the model, optimizer state and step atomically into `checkpoint/`.
   public func saveCheckpoint() throws {

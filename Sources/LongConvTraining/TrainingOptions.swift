@@ -51,6 +51,10 @@ public struct TrainingOptions: Sendable, Equatable {
   /// Progress is drawn every step on a terminal; otherwise a line every `logEvery` steps.
   /// Not part of the recipe (not read from or written to a config).
   public var logEvery = 100
+  /// Scalars per gradient bucket of a data-parallel run (``GradientExchange``; 2^20, 4 MB, by
+  /// default). Smaller buckets start their sums sooner; the sums' bits do not depend on it.
+  /// Not part of the recipe.
+  public var bucketScalars = 1 << 20
   /// The defaults above.
   public init() {}
 

@@ -8,6 +8,7 @@ enum TrainCommand {
   static let help = """
     usage: longconv train --config FILE (--text FILE | --task TASK) --out DIR
                           [--vocab V] [--length N] [--seed S] [--threads N] [--resume]
+                          [--bucket-mb X]
                           [--steps N] [--batch N] [--lr X] [--warmup N]
                           [--schedule cosine|warmup_cosine|linear|constant] [--weight-decay X]
                           [--clip X] [--loss-positions all|answers] [--validate-every N]
@@ -44,7 +45,9 @@ enum TrainCommand {
     on N processes: --batch is the global batch (N must divide it), each process takes its
     rows of every batch, the gradients are averaged (deterministically) before clipping, and
     rank 0 alone validates and writes. --threads defaults to the node's processors divided by
-    the processes on it. A checkpoint resumes with any number of processes.
+    the processes on it. A checkpoint resumes with any number of processes. The gradients are
+    summed in buckets of --bucket-mb megabytes (default 4), each started as soon as the
+    backward pass has finished its gradients; the result does not depend on the size.
     """
 
   static let recipeOptions = Set(TrainingOptions.commandLineKeys.keys)
@@ -75,7 +78,7 @@ enum TrainCommand {
     let args = try Arguments(
       arguments, command: command,
       options: recipeOptions.union([
-        "--config", "--text", "--task", "--out", "--vocab", "--length", "--seed", "--threads",
+        "--config", "--text", "--task", "--out", "--vocab", "--length", "--seed", "--threads", "--bucket-mb",
       ]), switches: ["--resume"])
     if args.wantsHelp {
       print(help)
@@ -109,6 +112,9 @@ enum TrainCommand {
       throw UsageError(message: "train: \(error)")
     }
     try options.check()
+    if let megabytes = try args.number("--bucket-mb", in: 1e-6...65536) {
+      options.bucketScalars = max(1, Int(megabytes * 1_048_576 / 4))
+    }
     if let world, world.size > 1, options.batch % world.size != 0 {
       throw UsageError(
         message:
