@@ -87,7 +87,8 @@ public func expectClose(
   sourceLocation: SourceLocation = #_sourceLocation
 ) {
   expectClose(
-    actual.doubles, expected, shape: actual.shape, tolerance: tolerance, label, sourceLocation: sourceLocation)
+    actual.doubles, expected, shape: actual.shape, tolerance: tolerance, label, sourceLocation: sourceLocation
+  )
 }
 
 /// ``expectClose(_:_:shape:tolerance:_:sourceLocation:)`` for Float values.

@@ -67,7 +67,8 @@ extension Dense {
     case .causal:
       return k >= 0 && k < columns ? k : nil
     case .bidirectional:
-      precondition(columns % 2 == 1, "Dense.kernelColumn: a bidirectional kernel has 2K - 1 columns, not \(columns)")
+      precondition(
+        columns % 2 == 1, "Dense.kernelColumn: a bidirectional kernel has 2K - 1 columns, not \(columns)")
       let lags = (columns + 1) / 2
       return Swift.abs(k) < lags ? k + lags - 1 : nil
     }
@@ -77,7 +78,9 @@ extension Dense {
   /// no lag `i - j`, so above the diagonal for a causal row).
   public static func toeplitz(_ row: [Double], direction: ConvolutionDirection, size n: Int) -> [[Double]] {
     (0..<n).map { i in
-      (0..<n).map { j in kernelColumn(lag: i - j, columns: row.count, direction: direction).map { row[$0] } ?? 0 }
+      (0..<n).map { j in
+        kernelColumn(lag: i - j, columns: row.count, direction: direction).map { row[$0] } ?? 0
+      }
     }
   }
 
@@ -91,7 +94,9 @@ extension Dense {
     for b in 0..<batch {
       for i in 0..<length {
         for j in 0..<length {
-          guard let column = kernelColumn(lag: i - j, columns: columns, direction: direction) else { continue }
+          guard let column = kernelColumn(lag: i - j, columns: columns, direction: direction) else {
+            continue
+          }
           for c in 0..<channels {
             body((b * length + i) * channels + c, (b * length + j) * channels + c, c * columns + column)
           }
@@ -104,13 +109,16 @@ extension Dense {
   /// row-major and `kernel` `[D, columns]` in ``kernelColumn(lag:columns:direction:)``'s layout;
   /// lags the kernel lacks are zero, lags of `L` or more reach no output.
   public static func longConvolution(
-    _ x: [Double], batch: Int, length: Int, channels: Int, kernel t: [Double], direction: ConvolutionDirection,
+    _ x: [Double], batch: Int, length: Int, channels: Int, kernel t: [Double],
+    direction: ConvolutionDirection,
     skip: [Double]? = nil
   ) -> [Double] {
     let columns = kernelColumns(x, batch: batch, length: length, channels: channels, kernel: t, skip: skip)
     var y = [Double](repeating: 0, count: x.count)
     if let skip {
-      for r in 0..<batch * length { for c in 0..<channels { y[r * channels + c] = skip[c] * x[r * channels + c] } }
+      for r in 0..<batch * length {
+        for c in 0..<channels { y[r * channels + c] = skip[c] * x[r * channels + c] }
+      }
     }
     forEachTap(batch: batch, length: length, channels: channels, columns: columns, direction: direction) {
       y[$0] += t[$2] * x[$1]
@@ -125,7 +133,8 @@ extension Dense {
     direction: ConvolutionDirection, skip: [Double]? = nil
   ) -> (input: [Double], kernel: [Double], skip: [Double]?) {
     let columns = kernelColumns(x, batch: batch, length: length, channels: channels, kernel: t, skip: skip)
-    precondition(g.count == x.count, "Dense.longConvolutionPullback: \(g.count) gradients for \(x.count) outputs")
+    precondition(
+      g.count == x.count, "Dense.longConvolutionPullback: \(g.count) gradients for \(x.count) outputs")
     var dx = [Double](repeating: 0, count: x.count)
     var dt = [Double](repeating: 0, count: t.count)
     forEachTap(batch: batch, length: length, channels: channels, columns: columns, direction: direction) {
@@ -147,9 +156,15 @@ extension Dense {
   private static func kernelColumns(
     _ x: [Double], batch: Int, length: Int, channels: Int, kernel t: [Double], skip: [Double]?
   ) -> Int {
-    precondition(x.count == batch * length * channels, "Dense.longConvolution: \(x.count) inputs for [\(batch), \(length), \(channels)]")
-    precondition(channels > 0 && t.count % channels == 0, "Dense.longConvolution: \(t.count) coefficients for \(channels) channels")
-    precondition(skip == nil || skip!.count == channels, "Dense.longConvolution: skip of \(skip!.count) for \(channels) channels")
+    precondition(
+      x.count == batch * length * channels,
+      "Dense.longConvolution: \(x.count) inputs for [\(batch), \(length), \(channels)]")
+    precondition(
+      channels > 0 && t.count % channels == 0,
+      "Dense.longConvolution: \(t.count) coefficients for \(channels) channels")
+    precondition(
+      skip == nil || skip!.count == channels,
+      "Dense.longConvolution: skip of \(skip!.count) for \(channels) channels")
     return t.count / channels
   }
 }

@@ -37,7 +37,9 @@ import Testing
     let flipped = gradientCheck(inputs: [x]) { 2 * $0[0].detached() * scale - $0[0] * scale }
     #expect(flipped.maxError > 1.5, "a flipped sign is off by twice the gradient: \(flipped.maxError)")
     withKnownIssue("a flipped sign on a small gradient") {
-      checkGradients("-x * \(scale), pullback of +x", inputs: [x]) { 2 * $0[0].detached() * scale - $0[0] * scale }
+      checkGradients("-x * \(scale), pullback of +x", inputs: [x]) {
+        2 * $0[0].detached() * scale - $0[0] * scale
+      }
     }
     let missing = gradientCheck(inputs: [x]) { $0[0].detached() * scale }
     #expect(!missing.arrived[0] && missing.worst[0]!.error == 1)

@@ -31,7 +31,8 @@ import Testing
     sourceLocation: SourceLocation = #_sourceLocation
   ) {
     func product(_ a: [Double], _ b: [Double]) -> [Double] {
-      reference(a, b, batch: batch, bBatch: bBatch, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB)
+      reference(
+        a, b, batch: batch, bBatch: bBatch, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB)
     }
     expectProductClose(
       y.doubles, product(a.doubles, b.doubles), magnitudes: product(a.doubles.map(abs), b.doubles.map(abs)),

@@ -82,7 +82,9 @@ struct ExplicitKernelTests {
     for direction in ConvolutionDirection.allCases {
       let k = Self.kernel(direction: direction, maxLength: 5)
       let x = uniformTensor([2, 5, 2], seed: 13)
-      let names = try checkGradients("explicit \(direction)", parameters: k.namedParameters()) { try k.convolve(x) }.names
+      let names = try checkGradients("explicit \(direction)", parameters: k.namedParameters()) {
+        try k.convolve(x)
+      }.names
       #expect(names == ["weight", "skip"])
       // A shorter length: the unused lags get no gradient.
       try checkGradients("explicit \(direction) L=3", parameters: k.namedParameters()) {

@@ -27,7 +27,8 @@ import Testing
     let u = rows.flatMap { linear(gtu.uProj, $0).map(silu) }
     let v = rows.flatMap { linear(gtu.vProj, $0).map(silu) }
     let mixed = zip(
-      u, Dense.longConvolution(v, batch: b, length: l, channels: d1, kernel: t, direction: gtu.kernel.direction)
+      u,
+      Dense.longConvolution(v, batch: b, length: l, channels: d1, kernel: t, direction: gtu.kernel.direction)
     ).map { $0 * $1 }
     return (0..<b * l).flatMap { linear(gtu.out, mixed[$0 * d1..<($0 + 1) * d1]) }
   }

@@ -101,7 +101,9 @@ import Testing
     var rng = SeededGenerator(seed: 21)
     let kernel = TNNKernel(
       channels: 3, direction: direction, rpeWidth: 4, rpeLayers: 1, gamma: 0.8, decay: decay, generator: &rng)
-    try checkGradients("TNN coefficients \(direction) \(decay)", parameters: kernel.namedParameters(), seed: 99) {
+    try checkGradients(
+      "TNN coefficients \(direction) \(decay)", parameters: kernel.namedParameters(), seed: 99
+    ) {
       try kernel.coefficients(length: 4)
     }
   }
