@@ -2,6 +2,7 @@ import Foundation
 import LongConv
 import LongConvRecurrence
 import LongConvTensors
+import LongConvTestSupport
 import Testing
 
 /// The compact converter: smaller states, its tolerance met (measured here independently),
@@ -43,8 +44,9 @@ import Testing
     // The certified bound holds on an arbitrary input: |y - y'| <= bound * max|x|.
     let x = randomInputs(length: 256, channels: 4, seed: 3)
     let y = runRecurrence(RecurrentConvolution(conversion.stateSpace), x, length: 256)
-    let exact = denseConvolution(
-      x, length: 256, kernel: samples.values, lags: 256, channels: 4, skip: samples.skip)
+    let exact = Dense.longConvolution(
+      x.map(Double.init), batch: 1, length: 256, channels: 4, kernel: samples.values, direction: .causal,
+      skip: samples.skip)
     let worst = zip(y, exact).map { Swift.abs(Double($0) - $1) }.max()!
     #expect(
       worst <= report.errorBound * 1 + 1e-5, "output error \(worst) above the bound \(report.errorBound)")
@@ -145,8 +147,9 @@ import Testing
     }
     let x = randomInputs(length: n, channels: d, seed: seed)
     let y = runRecurrence(RecurrentConvolution(conversion.stateSpace), x, length: n)
-    let exact = denseConvolution(
-      x, length: n, kernel: samples.values, lags: n, channels: d, skip: samples.skip)
+    let exact = Dense.longConvolution(
+      x.map(Double.init), batch: 1, length: n, channels: d, kernel: samples.values, direction: .causal,
+      skip: samples.skip)
     let bound = conversion.report.errorBound
     for c in 0..<d {
       let worst = (0..<n).map { Swift.abs(Double(y[$0 * d + c]) - exact[$0 * d + c]) }.max()!
@@ -257,7 +260,7 @@ import Testing
       let y = runRecurrence(recurrence, x, length: length)
       let fft = try Tensor.withoutRecording { try kernel.convolve(Tensor(x).reshaped([1, length, 3])) }
         .scalars
-      let error = relativeMaxError(y, fft.map { Double($0) })
+      let error = relativeError(y.map(Double.init), fft.map { Double($0) })
       #expect(error < 1e-5, "\(json) L=\(length): relative error \(error)")
     }
   }

@@ -2,6 +2,7 @@ import Foundation
 import LongConv
 import LongConvRecurrence
 import LongConvTensors
+import LongConvTestSupport
 import Testing
 
 /// ETSC against the convolution it replaces: the Float32 recurrence (token by token) vs a dense
@@ -45,16 +46,17 @@ import Testing
 
     let x = randomInputs(length: n, channels: d, seed: 7)
     let y = runRecurrence(RecurrentConvolution(conversion.stateSpace), x, length: n)
-    let dense = denseConvolution(
-      x, length: n, kernel: samples.values, lags: n, channels: d, skip: samples.skip)
-    let error = relativeMaxError(y, dense)
+    let dense = Dense.longConvolution(
+      x.map(Double.init), batch: 1, length: n, channels: d, kernel: samples.values, direction: .causal,
+      skip: samples.skip)
+    let error = relativeError(y.map(Double.init), dense)
     #expect(error < 1e-5, "\(label): recurrence vs dense Double product, relative error \(error)")
 
     if let kernel {
       let fft = try Tensor.withoutRecording {
         try kernel.convolve(Tensor(x).reshaped([1, n, d]))
       }.scalars.map { Double($0) }
-      let fftError = relativeMaxError(y, fft)
+      let fftError = relativeError(y.map(Double.init), fft)
       #expect(fftError < 1e-5, "\(label): recurrence vs FFT convolution, relative error \(fftError)")
     }
   }

@@ -3,6 +3,7 @@ import Foundation
 import LongConv
 import LongConvLayers
 import LongConvTensors
+import LongConvTestSupport
 import Synchronization
 import Testing
 
@@ -245,11 +246,19 @@ import Testing
           bias.withUnsafeBufferPointer { b in
             kernels.gemv(w, rows, cols, x, withBias ? b.baseAddress : nil, &y)
           }
+          var (expected, magnitudes) = ([Double](), [Double]())
           for r in 0..<rows {
-            var expected = withBias ? Double(bias[r]) : 0
-            for c in 0..<cols { expected += Double(w[r * cols + c]) * Double(x[c]) }
-            #expect(abs(Double(y[r]) - expected) < 1e-5 * Double(cols), "\(isa) \(rows)x\(cols) row \(r)")
+            var (sum, magnitude) = withBias ? (Double(bias[r]), abs(Double(bias[r]))) : (0, 0)
+            for c in 0..<cols {
+              sum += Double(w[r * cols + c]) * Double(x[c])
+              magnitude += abs(Double(w[r * cols + c]) * Double(x[c]))
+            }
+            expected.append(sum)
+            magnitudes.append(magnitude)
           }
+          expectProductClose(
+            y.map(Double.init), expected, magnitudes: magnitudes, depth: cols + (withBias ? 1 : 0),
+            "\(isa) \(rows)x\(cols) bias \(withBias)")
         }
       }
     }

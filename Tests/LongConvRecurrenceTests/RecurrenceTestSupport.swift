@@ -2,6 +2,7 @@ import Foundation
 import LongConv
 import LongConvRecurrence
 import LongConvTensors
+import LongConvTestSupport
 import Testing
 
 /// A registered kernel built from a JSON config string, causal, seeded.
@@ -28,34 +29,6 @@ func runRecurrence(_ recurrence: RecurrentConvolution, _ x: [Float], length: Int
     }
   }
   return y
-}
-
-/// The causal convolution of `x [length, channels]` with `t [channels, n]` (lags beyond `n`
-/// are zero) plus `skip * x`, as a dense sum in Double: the independent reference.
-func denseConvolution(
-  _ x: [Float], length: Int, kernel t: [Double], lags n: Int, channels d: Int, skip: [Double]?
-)
-  -> [Double]
-{
-  var y = [Double](repeating: 0, count: length * d)
-  for i in 0..<length {
-    for c in 0..<d {
-      var sum = (skip?[c] ?? 0) * Double(x[i * d + c])
-      for k in 0...min(i, n - 1) { sum += t[c * n + k] * Double(x[(i - k) * d + c]) }
-      y[i * d + c] = sum
-    }
-  }
-  return y
-}
-
-/// `max |a - b| / max |b|`.
-func relativeMaxError(_ a: [Float], _ b: [Double]) -> Double {
-  var (error, scale) = (0.0, 0.0)
-  for (x, y) in zip(a, b) {
-    error = max(error, Swift.abs(Double(x) - y))
-    scale = max(scale, Swift.abs(y))
-  }
-  return error / max(scale, .leastNormalMagnitude)
 }
 
 /// Seeded uniform inputs in [-1, 1], `[length, channels]`.

@@ -1,53 +1,11 @@
+import LongConvTestSupport
 import Testing
 
 @testable import LongConvTensors
 
-/// The long convolution against the dense Toeplitz product evaluated in Double (MODELS.md §1).
+/// The long convolution and its pullback against the dense Toeplitz product evaluated in Double
+/// (MODELS.md §1).
 @Suite struct LongConvolutionTests {
-  /// Dense reference: `y[b,i,c] = sum_k t[c,k] x[b,i-k,c] + skip[c] x[b,i,c]` and, for a loss
-  /// `sum(w * y)`, the exact gradients with respect to `x`, `t` and `skip`.
-  struct DenseReference {
-    var y: [Double], dx: [Double], dt: [Double], dskip: [Double]
-
-    init(
-      x: [Float], t: [Float], skip: [Float]?, w: [Float], b: Int, l: Int, d: Int, columns: Int, causal: Bool
-    ) {
-      let lags = causal ? columns : (columns + 1) / 2
-      y = .init(repeating: 0, count: x.count)
-      dx = .init(repeating: 0, count: x.count)
-      dt = .init(repeating: 0, count: t.count)
-      dskip = .init(repeating: 0, count: d)
-      for bi in 0..<b {
-        for c in 0..<d {
-          for i in 0..<l {
-            for j in 0..<l {
-              let k = i - j
-              guard k < lags && (causal ? k >= 0 : k > -lags) else { continue }
-              let col = c * columns + (causal ? k : k + lags - 1)
-              let xi = (bi * l + j) * d + c
-              let yi = (bi * l + i) * d + c
-              y[yi] += Double(t[col]) * Double(x[xi])
-              dx[xi] += Double(w[yi]) * Double(t[col])
-              dt[col] += Double(w[yi]) * Double(x[xi])
-            }
-            if let skip {
-              let idx = (bi * l + i) * d + c
-              y[idx] += Double(skip[c]) * Double(x[idx])
-              dx[idx] += Double(w[idx]) * Double(skip[c])
-              dskip[c] += Double(w[idx]) * Double(x[idx])
-            }
-          }
-        }
-      }
-    }
-  }
-
-  /// Largest error relative to the largest reference magnitude.
-  func relativeError(_ a: [Float], _ b: [Double]) -> Double {
-    let scale = max(b.map { Swift.abs($0) }.max() ?? 0, 1e-30)
-    return zip(a, b).map { Swift.abs(Double($0) - $1) }.max().map { $0 / scale } ?? 0
-  }
-
   func check(
     length l: Int, batch b: Int, channels d: Int, columns: Int, direction: ConvolutionDirection, skip: Bool
   ) {
@@ -58,14 +16,16 @@ import Testing
     let w = Tensor.normal([b, l, d], generator: &rng)
     let y = x.longConvolution(kernel: t, direction: direction, skip: s)
     (y * w).sum().backward()
-    let ref = DenseReference(
-      x: x.scalars, t: t.scalars, skip: s?.scalars, w: w.scalars, b: b, l: l, d: d, columns: columns,
-      causal: direction == .causal)
+    let expected = Dense.longConvolution(
+      x.doubles, batch: b, length: l, channels: d, kernel: t.doubles, direction: direction, skip: s?.doubles)
+    let gradients = Dense.longConvolutionPullback(
+      w.doubles, x: x.doubles, batch: b, length: l, channels: d, kernel: t.doubles, direction: direction,
+      skip: s?.doubles)
     let label = "L=\(l) B=\(b) D=\(d) columns=\(columns) \(direction) skip=\(skip)"
-    #expect(relativeError(y.scalars, ref.y) < 2e-6, "forward \(label)")
-    #expect(relativeError(x.gradient!.scalars, ref.dx) < 2e-6, "d input \(label)")
-    #expect(relativeError(t.gradient!.scalars, ref.dt) < 2e-6, "d kernel \(label)")
-    if let s { #expect(relativeError(s.gradient!.scalars, ref.dskip) < 2e-6, "d skip \(label)") }
+    expectClose(y, expected, tolerance: 2e-6, "forward \(label)")
+    expectClose(x.gradient!, gradients.input, tolerance: 2e-6, "d input \(label)")
+    expectClose(t.gradient!, gradients.kernel, tolerance: 2e-6, "d kernel \(label)")
+    if let s { expectClose(s.gradient!, gradients.skip!, tolerance: 2e-6, "d skip \(label)") }
   }
 
   @Test(arguments: [1, 2, 7, 64, 257, 1000])

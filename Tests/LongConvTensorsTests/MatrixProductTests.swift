@@ -8,10 +8,9 @@ import Testing
   /// `[batch, k, m]` transposed) and `B` `[batch, k, n]` (or `[batch, n, k]`); a batch
   /// of `B` of 1 is shared by every entry of `A`.
   func reference(
-    _ a: Tensor, _ b: Tensor, batch: Int, bBatch: Int, m: Int, k: Int, n: Int, transposeA: Bool,
+    _ ad: [Double], _ bd: [Double], batch: Int, bBatch: Int, m: Int, k: Int, n: Int, transposeA: Bool,
     transposeB: Bool
   ) -> [Double] {
-    let (ad, bd) = (a.doubles, b.doubles)
     var out: [Double] = []
     for i in 0..<batch {
       let aBlock = Array(ad[i * m * k..<(i + 1) * m * k])
@@ -24,6 +23,22 @@ import Testing
     return out
   }
 
+  /// Expects `y` to be the product within rounding: each entry within `4 sqrt(k) sum_p |a_ip||b_pj| u`
+  /// of the Double product (see `expectProductClose`).
+  func expectProduct(
+    _ y: Tensor, _ a: Tensor, _ b: Tensor, batch: Int, bBatch: Int, m: Int, k: Int, n: Int,
+    transposeA: Bool = false, transposeB: Bool = false, _ label: String,
+    sourceLocation: SourceLocation = #_sourceLocation
+  ) {
+    func product(_ a: [Double], _ b: [Double]) -> [Double] {
+      reference(
+        a, b, batch: batch, bBatch: bBatch, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB)
+    }
+    expectProductClose(
+      y.doubles, product(a.doubles, b.doubles), magnitudes: product(a.doubles.map(abs), b.doubles.map(abs)),
+      depth: k, label, sourceLocation: sourceLocation)
+  }
+
   static let transposes: [(Bool, Bool)] = [(false, false), (true, false), (false, true), (true, true)]
 
   @Test(arguments: transposes)
@@ -34,10 +49,8 @@ import Testing
     let y = a.matmul(b, transposeA: transposeA, transposeB: transposeB)
     #expect(y.shape == [m, n])
     let label = "[\(m),\(k)]x[\(k),\(n)] transposeA=\(transposeA) transposeB=\(transposeB)"
-    expectClose(
-      y,
-      reference(a, b, batch: 1, bBatch: 1, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB),
-      label)
+    expectProduct(
+      y, a, b, batch: 1, bBatch: 1, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB, label)
     checkGradients("matmul \(label)", inputs: [a, b]) {
       $0[0].matmul($0[1], transposeA: transposeA, transposeB: transposeB)
     }
@@ -52,9 +65,7 @@ import Testing
     let y = a.matmul(b, transposeB: transposeB)
     #expect(y.shape == [2, m, n])
     let label = "[2,\(m),\(k)]x[\(k),\(n)] transposeB=\(transposeB)"
-    expectClose(
-      y, reference(a, b, batch: 2, bBatch: 1, m: m, k: k, n: n, transposeA: false, transposeB: transposeB),
-      label)
+    expectProduct(y, a, b, batch: 2, bBatch: 1, m: m, k: k, n: n, transposeB: transposeB, label)
     checkGradients("matmul \(label)", inputs: [a, b]) { $0[0].matmul($0[1], transposeB: transposeB) }
   }
 
@@ -63,9 +74,7 @@ import Testing
     let b = uniformTensor([4, 2], seed: 56)
     let y = a.matmul(b)
     #expect(y.shape == [2, 2, 3, 2])
-    expectClose(
-      y, reference(a, b, batch: 4, bBatch: 1, m: 3, k: 4, n: 2, transposeA: false, transposeB: false),
-      "rank 4")
+    expectProduct(y, a, b, batch: 4, bBatch: 1, m: 3, k: 4, n: 2, "rank 4")
     checkGradients("matmul rank 4 x rank 2", inputs: [a, b]) { $0[0].matmul($0[1]) }
   }
 
@@ -77,10 +86,8 @@ import Testing
     let y = a.matmul(b, transposeA: transposeA, transposeB: transposeB)
     #expect(y.shape == [batch, m, n])
     let label = "batched transposeA=\(transposeA) transposeB=\(transposeB)"
-    expectClose(
-      y,
-      reference(
-        a, b, batch: batch, bBatch: batch, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB),
+    expectProduct(
+      y, a, b, batch: batch, bBatch: batch, m: m, k: k, n: n, transposeA: transposeA, transposeB: transposeB,
       label)
     checkGradients("matmul \(label)", inputs: [a, b]) {
       $0[0].matmul($0[1], transposeA: transposeA, transposeB: transposeB)
@@ -92,9 +99,7 @@ import Testing
     let b = uniformTensor([2, 2, 2, 3], seed: 60)
     let y = a.matmul(b)
     #expect(y.shape == [2, 2, 3, 3])
-    expectClose(
-      y, reference(a, b, batch: 4, bBatch: 4, m: 3, k: 2, n: 3, transposeA: false, transposeB: false),
-      "[2,2] batch")
+    expectProduct(y, a, b, batch: 4, bBatch: 4, m: 3, k: 2, n: 3, "[2,2] batch")
     checkGradients("matmul [2,2] batch", inputs: [a, b]) { $0[0].matmul($0[1]) }
   }
 
@@ -103,6 +108,18 @@ import Testing
     let b = uniformTensor([4, 5], seed: 62)
     checkGradients("matmul wrt a only", inputs: [a, b], wrt: [0]) { $0[0].matmul($0[1]) }
     checkGradients("matmul wrt b only", inputs: [a, b], wrt: [1]) { $0[0].matmul($0[1]) }
+  }
+
+  /// Deep products, where a bound growing with `k` would hide a lost block of the sum.
+  @Test(arguments: [(7, 300, 5), (3, 1000, 17), (33, 2049, 2)])
+  func deepProducts(m: Int, k: Int, n: Int) {
+    let a = uniformTensor([m, k], seed: 63)
+    let b = uniformTensor([k, n], seed: 64)
+    expectProduct(a.matmul(b), a, b, batch: 1, bBatch: 1, m: m, k: k, n: n, "[\(m),\(k)]x[\(k),\(n)]")
+    let bt = uniformTensor([n, k], seed: 65)
+    expectProduct(
+      a.matmul(bt, transposeB: true), a, bt, batch: 1, bBatch: 1, m: m, k: k, n: n, transposeB: true,
+      "[\(m),\(k)]x[\(n),\(k)]^T")
   }
 
   @Test func emptyInnerDimensionGivesZeros() {

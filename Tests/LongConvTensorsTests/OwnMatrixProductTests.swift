@@ -1,3 +1,4 @@
+import LongConvTestSupport
 import Testing
 
 @testable import LongConvTensors
@@ -26,22 +27,24 @@ import Testing
             beta: beta,
             c: c.baseAddress!)
         }
-        var worst = 0.0
+        var (expected, magnitudes) = ([Double](), [Double]())
         for i in 0..<m {
           for j in 0..<n {
-            var sum = 0.0
+            var (sum, magnitude) = (0.0, 0.0)
             for p in 0..<k {
-              let x = transposeA ? a[p * m + i] : a[i * k + p]
-              let y = transposeB ? b[j * k + p] : b[p * n + j]
-              sum += Double(x) * Double(y)
+              let x = Double(transposeA ? a[p * m + i] : a[i * k + p])
+              let y = Double(transposeB ? b[j * k + p] : b[p * n + j])
+              sum += x * y
+              magnitude += abs(x * y)
             }
-            let expected = Double(alpha) * sum + Double(beta) * Double(initial[i * n + j])
-            worst = max(worst, abs(Double(c[i * n + j]) - expected))
+            let c0 = Double(beta) * Double(initial[i * n + j])
+            expected.append(Double(alpha) * sum + c0)
+            magnitudes.append(abs(Double(alpha)) * magnitude + abs(c0))
           }
         }
-        #expect(
-          worst < 1e-5 * Double(k),
-          "\(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta): \(worst)")
+        expectProductClose(
+          c.map(Double.init), expected, magnitudes: magnitudes, depth: k,
+          "\(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta)")
       }
     }
   }

@@ -82,10 +82,12 @@ struct ExplicitKernelTests {
     for direction in ConvolutionDirection.allCases {
       let k = Self.kernel(direction: direction, maxLength: 5)
       let x = uniformTensor([2, 5, 2], seed: 13)
-      let names = try checkParameterGradients("explicit \(direction)", module: k) { try k.convolve(x) }
+      let names = try checkGradients("explicit \(direction)", parameters: k.namedParameters()) {
+        try k.convolve(x)
+      }.names
       #expect(names == ["weight", "skip"])
       // A shorter length: the unused lags get no gradient.
-      try checkParameterGradients("explicit \(direction) L=3", module: k) {
+      try checkGradients("explicit \(direction) L=3", parameters: k.namedParameters()) {
         try k.convolve(x.slice(axis: 1, 0..<3))
       }
     }

@@ -14,8 +14,6 @@ import Testing
     let (b, l, d) = (x.shape[0], x.shape[1], x.shape[2])
     let d1 = gtu.innerWidth
     let t = try gtu.kernel.coefficients(length: l).doubles
-    let columns = t.count / d1
-    let causal = gtu.kernel.direction == .causal
     func linear(_ layer: Linear, _ v: ArraySlice<Double>) -> [Double] {
       let (w, bias) = (layer.weight.doubles, layer.bias!.doubles)
       let v = Array(v)
@@ -25,30 +23,14 @@ import Testing
     }
     func silu(_ z: Double) -> Double { z / (1 + Foundation.exp(-z)) }
     let xs = x.doubles
-    var y: [Double] = []
-    for bi in 0..<b {
-      var u: [[Double]] = []
-      var v: [[Double]] = []
-      for i in 0..<l {
-        let row = xs[(bi * l + i) * d..<(bi * l + i + 1) * d]
-        u.append(linear(gtu.uProj, row).map(silu))
-        v.append(linear(gtu.vProj, row).map(silu))
-      }
-      for i in 0..<l {
-        var mixed = [Double](repeating: 0, count: d1)
-        for c in 0..<d1 {
-          var acc = 0.0
-          for j in 0..<l {
-            let k = i - j
-            if causal && k < 0 { continue }
-            acc += t[c * columns + (causal ? k : k + l - 1)] * v[j][c]
-          }
-          mixed[c] = u[i][c] * acc
-        }
-        y += linear(gtu.out, mixed[...])
-      }
-    }
-    return y
+    let rows = (0..<b * l).map { xs[$0 * d..<($0 + 1) * d] }
+    let u = rows.flatMap { linear(gtu.uProj, $0).map(silu) }
+    let v = rows.flatMap { linear(gtu.vProj, $0).map(silu) }
+    let mixed = zip(
+      u,
+      Dense.longConvolution(v, batch: b, length: l, channels: d1, kernel: t, direction: gtu.kernel.direction)
+    ).map { $0 * $1 }
+    return (0..<b * l).flatMap { linear(gtu.out, mixed[$0 * d1..<($0 + 1) * d1]) }
   }
 
   @Test(arguments: [ConvolutionDirection.causal, .bidirectional])

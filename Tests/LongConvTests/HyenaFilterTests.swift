@@ -106,10 +106,14 @@ struct HyenaFilterTests {
   func gradients() throws {
     let k = Self.filter(channels: 2, maxLength: 5, embeddingDimension: 3, width: 3, innerLayers: 1)
     let x = uniformTensor([1, 5, 2], seed: 11)
-    let names = try checkParameterGradients("hyena convolve", module: k) { try k.convolve(x) }
+    let names = try checkGradients("hyena convolve", parameters: k.namedParameters()) { try k.convolve(x) }
+      .names
     #expect(names.count == 7)
     // The coefficients of a shorter length too (a slice of the features).
-    try checkParameterGradients("hyena coefficients L=3", module: k) { try k.coefficients(length: 3) }
+    // The skip is no coefficient: its gradient is zero by design.
+    try checkGradients("hyena coefficients L=3", parameters: k.namedParameters(), expectingZero: ["skip"]) {
+      try k.coefficients(length: 3)
+    }
   }
 
   @Test("a length beyond max_length is refused with a KernelError that names the limit")

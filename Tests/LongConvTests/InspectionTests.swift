@@ -1,6 +1,7 @@
 import Foundation
 import LongConvInspection
 import LongConvTensors
+import LongConvTestSupport
 import Testing
 
 @testable import LongConv
@@ -21,22 +22,12 @@ import Testing
     return try KernelResponse(kernel: kernel, length: length)
   }
 
-  /// `T[i][j] = t[i - j]` built directly from the coefficient rows (zero above the diagonal
-  /// for a causal kernel).
-  static func dense(_ row: [Double], _ direction: ConvolutionDirection, _ n: Int) -> [[Double]] {
-    (0..<n).map { i in
-      (0..<n).map { j in
-        direction == .causal ? (i >= j ? row[i - j] : 0) : row[i - j + n - 1]
-      }
-    }
-  }
-
   @Test(arguments: [ConvolutionDirection.causal, .bidirectional])
   func toeplitzSampleMatchesTheDenseMatrix(direction: ConvolutionDirection) throws {
     for (n, maxCells) in [(12, 64), (12, 4), (10, 4), (9, 2)] {
       let response = try Self.response(direction, length: n)
       for channel in 0..<3 {
-        let t = Self.dense(response.coefficients[channel], direction, n)
+        let t = Dense.toeplitz(response.coefficients[channel], direction: direction, size: n)
         let sample = response.toeplitz(channel: channel, maxCells: maxCells)
         let s = sample.stride
         #expect(sample.cells <= maxCells && sample.cells == (n + s - 1) / s && sample.size == n)

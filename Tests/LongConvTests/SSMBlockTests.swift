@@ -31,20 +31,25 @@ struct SSMBlockTests {
     let s4d = SSMBlock(
       kernel: S4DKernel(channels: 2, stateSize: 4, dtMin: 0.05, dtMax: 0.3, generator: &rng), generator: &rng)
     let x = uniformTensor([2, 7, 2], seed: 2)
+    // Measured: 1.1e-7 (s4d) and 1.5e-7 (ema) of the outputs' largest value.
     let y = try s4d(x)
     #expect(y.shape == [2, 7, 2] && s4d.width == 2)
-    expectClose(y, try reference(s4d, x), tolerance: 1e-4, "ssm block (s4d)")
+    expectClose(y, try reference(s4d, x), tolerance: 2e-6, "ssm block (s4d)")
 
     let ema = SSMBlock(kernel: EMAKernel(channels: 3, ndim: 2, generator: &rng), generator: &rng)
     let x3 = uniformTensor([1, 6, 3], seed: 3)
-    expectClose(try ema(x3), try reference(ema, x3), tolerance: 1e-4, "ssm block (ema)")
+    expectClose(try ema(x3), try reference(ema, x3), tolerance: 2e-6, "ssm block (ema)")
   }
 
   @Test("gradients reach the input, the kernel and the projection")
   func gradients() throws {
     var rng = SeededGenerator(seed: 4)
     let block = SSMBlock(kernel: S4DKernel(channels: 2, stateSize: 4, generator: &rng), generator: &rng)
-    checkGradients("ssm block input", inputs: [uniformTensor([1, 5, 2], seed: 5)]) { p in try! block(p[0]) }
+    // h = 3e-2: the error measured falls from 6.1e-4 (h = 1e-2, Float32 rounding of the
+    // outputs dominates) to 1.1e-4.
+    checkGradients("ssm block input", inputs: [uniformTensor([1, 5, 2], seed: 5)], step: 3e-2) { p in
+      try! block(p[0])
+    }
     block.zeroGradients()
     try block(uniformTensor([1, 5, 2], seed: 6)).sum().backward()
     let names = block.namedParameters().map(\.name)

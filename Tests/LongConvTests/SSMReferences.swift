@@ -25,30 +25,6 @@ struct ComplexDouble {
 }
 
 enum SSMReference {
-  /// `y[b, i, c] = sum_k kernel[c][k] x[b, i - k, c] + skip[c] x[b, i, c]` for `x` `[B, L, D]`
-  /// row-major; `kernel[c]` has causal lags `0 ... L-1`, or `2L - 1` bidirectional lags.
-  static func convolve(
-    _ x: [Double], batch: Int, length: Int, channels: Int, kernel: [[Double]], skip: [Double]?,
-    bidirectional: Bool = false
-  ) -> [Double] {
-    var y = [Double](repeating: 0, count: x.count)
-    for b in 0..<batch {
-      for i in 0..<length {
-        for c in 0..<channels {
-          var acc = (skip?[c] ?? 0) * x[(b * length + i) * channels + c]
-          for j in 0..<length {
-            let lag = i - j
-            if !bidirectional && lag < 0 { continue }
-            let column = bidirectional ? lag + length - 1 : lag
-            acc += kernel[c][column] * x[(b * length + j) * channels + c]
-          }
-          y[(b * length + i) * channels + c] = acc
-        }
-      }
-    }
-    return y
-  }
-
   /// Runs `s_i = poles * s_(i-1) + x_i`, `y_i = Re(sum residues s_i) + skip x_i` step by step.
   static func recurrence(
     _ system: DiagonalStateSpace, _ x: [Double], batch: Int, length: Int, channels: Int
@@ -89,10 +65,4 @@ enum SSMReference {
     }
   }
 
-  /// Rows of a `[D, K]` tensor as Double arrays.
-  static func rows(_ t: Tensor) -> [[Double]] {
-    let v = t.doubles
-    let columns = t.shape[1]
-    return (0..<t.shape[0]).map { Array(v[$0 * columns..<($0 + 1) * columns]) }
-  }
 }

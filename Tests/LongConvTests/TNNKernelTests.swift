@@ -96,49 +96,16 @@ import Testing
     #expect(learned.separableDecay?.requiresGradient == false)
   }
 
-  /// Analytic gradients of `sum(t * R)` for every parameter of `kernel` against central
-  /// differences (Richardson-extrapolated, as `checkGradients`), the parameters perturbed in place.
-  static func checkKernelGradients(_ kernel: TNNKernel, length: Int, tolerance: Double = 1e-3) throws {
-    let output = try kernel.coefficients(length: length)
-    var rng = SeededGenerator(seed: 99)
-    let weights = Tensor.normal(output.shape, generator: &rng)
-    kernel.zeroGradients()
-    (output * weights).sum().backward()
-    let w = weights.doubles
-    func loss() throws -> Double {
-      let t = try Tensor.withoutRecording { try kernel.coefficients(length: length) }
-      return zip(t.doubles, w).reduce(0) { $0 + $1.0 * $1.1 }
-    }
-    for (name, p) in kernel.namedParameters() {
-      let analytic = p.gradient?.doubles ?? [Double](repeating: 0, count: p.count)
-      var worst = (index: 0, error: 0.0, numeric: 0.0)
-      for j in 0..<p.count {
-        let original = p.scalars[j]
-        func central(_ h: Double) throws -> Double {
-          let (up, down) = (Float(Double(original) + h), Float(Double(original) - h))
-          p.withUnsafeMutableBufferPointer { $0[j] = up }
-          let lossUp = try loss()
-          p.withUnsafeMutableBufferPointer { $0[j] = down }
-          let lossDown = try loss()
-          p.withUnsafeMutableBufferPointer { $0[j] = original }
-          return (lossUp - lossDown) / (Double(up) - Double(down))
-        }
-        let numeric = (4 * (try central(5e-3)) - (try central(1e-2))) / 3
-        let error = Swift.abs(analytic[j] - numeric) / Swift.max(1, Swift.abs(numeric))
-        if error > worst.error { worst = (j, error, numeric) }
-      }
-      #expect(
-        worst.error <= tolerance,
-        "\(name)[\(worst.index)]: analytic \(analytic[worst.index]) vs numeric \(worst.numeric)")
-    }
-  }
-
   @Test(arguments: [ConvolutionDirection.causal, .bidirectional], [TNNKernel.Decay.fixed, .learned])
   func gradientsMatchFiniteDifferences(direction: ConvolutionDirection, decay: TNNKernel.Decay) throws {
     var rng = SeededGenerator(seed: 21)
     let kernel = TNNKernel(
       channels: 3, direction: direction, rpeWidth: 4, rpeLayers: 1, gamma: 0.8, decay: decay, generator: &rng)
-    try Self.checkKernelGradients(kernel, length: 4)
+    try checkGradients(
+      "TNN coefficients \(direction) \(decay)", parameters: kernel.namedParameters(), seed: 99
+    ) {
+      try kernel.coefficients(length: 4)
+    }
   }
 
   @Test func gradientsFlowThroughTheConvolution() {

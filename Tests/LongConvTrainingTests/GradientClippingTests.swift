@@ -1,5 +1,6 @@
 import Foundation
 import LongConvTensors
+import LongConvTestSupport
 import Testing
 
 @testable import LongConvTraining
@@ -15,8 +16,8 @@ import Testing
     let norm = clipGradientNorm([a, b, unused], maxNorm: 1)
     #expect(norm == 13)
     let scale = 1 / (13 + 1e-6)
-    expectClose(a.gradient!.scalars, [3 * scale, 4 * scale], tolerance: 1e-6)
-    expectClose(b.gradient!.scalars, [12 * scale], tolerance: 1e-6)
+    expectClose(a.gradient!, [3 * scale, 4 * scale], tolerance: 1e-6, "a")
+    expectClose(b.gradient!, [12 * scale], tolerance: 1e-6, "b")
     #expect(unused.gradient == nil)
   }
 
@@ -34,7 +35,7 @@ import Testing
     setGradient(a, [3e20, 4e20])
     let norm = clipGradientNorm([a], maxNorm: 1)
     #expect(abs(norm / 5e20 - 1) < 1e-6)
-    expectClose(a.gradient!.scalars, [0.6, 0.8], tolerance: 1e-6)
+    expectClose(a.gradient!, [0.6, 0.8], tolerance: 1e-6, "a")
   }
 
   @Test func nonFiniteNormPassesThroughUnscaled() {

@@ -1,5 +1,6 @@
 import Foundation
 import LongConvTensors
+import LongConvTestSupport
 import Testing
 
 @testable import LongConvTraining
@@ -8,13 +9,6 @@ import Testing
 func setGradient(_ parameter: Tensor, _ values: [Float]) {
   parameter.zeroGradient()
   (parameter * Tensor(values)).sum().backward()
-}
-
-func expectClose(_ actual: [Float], _ expected: [Double], tolerance: Double = 1e-5, _ what: String = "") {
-  #expect(actual.count == expected.count, "\(what): count")
-  for (a, e) in zip(actual, expected) {
-    #expect(abs(Double(a) - e) <= tolerance * max(1, abs(e)), "\(what): \(a) vs \(e)")
-  }
 }
 
 /// Gradients for three steps of a two-parameter problem, deliberately different each step.
@@ -97,7 +91,7 @@ let gradientsB: [[Float]] = [[1.0, -2.0], [0.5, 0.5], [-0.25, 3.0]]
     let optimizer = AdamW(groups: [ParameterGroup(name: "g", parameters: [p])], learningRate: 0.1)
     setGradient(p, [3, -0.01])
     optimizer.step()
-    expectClose(p.scalars, [0.9, 1.1], tolerance: 1e-5)
+    expectClose(p.scalars, [0.9, 1.1], tolerance: 1e-5, "p")
   }
 
   @Test func parametersWithoutGradientAreSkipped() {
@@ -210,7 +204,7 @@ let gradientsB: [[Float]] = [[1.0, -2.0], [0.5, 0.5], [-0.25, 3.0]]
     setGradient(p, [1])
     optimizer.step()
     optimizer.step()
-    expectClose(p.scalars, [-0.29])
+    expectClose(p.scalars, [-0.29], "p")
     #expect(
       optimizer.state["g.0.momentum_buffer"].map { $0.map(Double.init) }.map { abs($0[0] - 1.9) < 1e-6 }
         == true)
