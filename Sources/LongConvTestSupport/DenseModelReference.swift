@@ -75,25 +75,14 @@ public enum DenseModel {
     return y
   }
 
-  /// `y[i, c] = sum_j t_c[i - j] x[j, c] + skip_c x[i, c]`: the dense Toeplitz product of one
-  /// sequence `[length, channels]`.
+  /// `y[i, c] = sum_j t_c[i - j] x[j, c] + skip_c x[i, c]` for one sequence `[length, channels]`
+  /// (``Dense/longConvolution(_:batch:length:channels:kernel:direction:skip:)``).
   public static func toeplitz(
     _ x: [Double], length: Int, channels: Int, kernel: DenseKernel, direction: ConvolutionDirection
   ) -> [Double] {
-    let columns = direction == .causal ? length : 2 * length - 1
-    precondition(kernel.coefficients.count == channels * columns, "DenseModel.toeplitz: coefficient count")
-    var y = [Double](repeating: 0, count: length * channels)
-    for i in 0..<length {
-      for c in 0..<channels {
-        var acc = (kernel.skip?[c] ?? 0) * x[i * channels + c]
-        for j in 0..<length where direction == .bidirectional || j <= i {
-          let column = direction == .causal ? i - j : i - j + length - 1
-          acc += kernel.coefficients[c * columns + column] * x[j * channels + c]
-        }
-        y[i * channels + c] = acc
-      }
-    }
-    return y
+    Dense.longConvolution(
+      x, batch: 1, length: length, channels: channels, kernel: kernel.coefficients, direction: direction,
+      skip: kernel.skip)
   }
 
   /// A GLU `W3 (SiLU(W1 x + b1) * (W2 x + b2)) + b3` or an MLP `W2 act(W1 x + b1) + b2`.
