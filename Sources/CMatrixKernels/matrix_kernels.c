@@ -9,11 +9,18 @@
 #include <immintrin.h>
 
 // Blocking (BLIS's loop order): C is computed in MR x NR tiles from packed panels of A
-// (MR rows, KC deep) and B (KC deep, NR columns). A KC x NR panel of B (32 KB) stays in L1,
-// an MC x KC block of A (192 KB) in L2, a KC x NC block of B (up to 4 MB) in L3.
+// (MR rows, KC deep) and B (KC deep, NR columns). With AVX-512 (12 x 32 tiles) a KC x NR panel
+// of B (32 KB) stays in L1, an MC x KC block of A (192 KB) in L2, a KC x NC block of B (up to
+// 4 MB) in L3. The AVX2 tiles are 6 x 16 (12 of the 16 ymm registers accumulate), its A block
+// 120 rows (120 KB, for the 256 KB L2 of older AVX2 cores).
 enum { MR = 12, NR = 32, KC = 256, MC = 192, NC = 4096 };
+enum { MR2 = 6, NR2 = 16, MC2 = 120 };
 
-int lck_sgemm_available(void) { return lck_cpu_supports(LCK_ISA_AVX512); }
+lck_isa lck_sgemm_widest_isa(void) {
+  if (lck_cpu_supports(LCK_ISA_AVX512)) return LCK_ISA_AVX512;
+  if (lck_cpu_supports(LCK_ISA_AVX2)) return LCK_ISA_AVX2;
+  return LCK_ISA_PORTABLE;
+}
 
 // Per-thread packing buffers, allocated on a thread's first product and kept (packing into
 // fresh pages every call would fault them in each time), freed when the thread exits.
@@ -86,31 +93,48 @@ __attribute__((target("avx512f"))) static void pack_a(const float *a, long lda, 
   }
 }
 
-// Packs depth [p0, p0 + kc) and columns [j0, j0 + nc) of op(B) into NR-column panels, each
-// `kc` steps of NR values; columns past n are zero.
+// Packs depth [p0, p0 + kc) and columns [j0, j0 + nc) of op(B) into `nr`-column panels, each
+// `kc` steps of `nr` values; columns past n are zero.
 static void pack_b(const float *b, long ldb, int t, long n, long p0, long kc, long j0, long nc,
-                   float *out) {
-  for (long jr = 0; jr < nc; jr += NR) {
+                   long nr, float *out) {
+  for (long jr = 0; jr < nc; jr += nr) {
     float *panel = out + jr * kc;
-    const long width = (j0 + jr + NR <= n) ? NR : (n - j0 - jr);
+    const long width = (j0 + jr + nr <= n) ? nr : (n - j0 - jr);
     if (!t) {
       for (long p = 0; p < kc; p++) {
         const float *row = b + (p0 + p) * ldb + j0 + jr;
-        float *dst = panel + p * NR;
-        if (width == NR) {
-          memcpy(dst, row, NR * sizeof(float));
+        float *dst = panel + p * nr;
+        if (width == nr) {
+          memcpy(dst, row, nr * sizeof(float));
         } else {
-          for (long j = 0; j < NR; j++) dst[j] = j < width ? row[j] : 0;
+          for (long j = 0; j < nr; j++) dst[j] = j < width ? row[j] : 0;
         }
       }
     } else {
-      for (long j = 0; j < NR; j++) {
+      for (long j = 0; j < nr; j++) {
         if (j < width) {
           const float *column = b + (j0 + jr + j) * ldb + p0;
-          for (long p = 0; p < kc; p++) panel[p * NR + j] = column[p];
+          for (long p = 0; p < kc; p++) panel[p * nr + j] = column[p];
         } else {
-          for (long p = 0; p < kc; p++) panel[p * NR + j] = 0;
+          for (long p = 0; p < kc; p++) panel[p * nr + j] = 0;
         }
+      }
+    }
+  }
+}
+
+// Packs rows [i0, i0 + mc) and depth [p0, p0 + kc) of op(A) into MR2-row panels (the AVX2
+// tiles'), each `kc` steps of MR2 values; rows past m are zero.
+static void pack_a_avx2(const float *a, long lda, int t, long m, long i0, long mc, long p0, long kc,
+                        float *out) {
+  for (long ir = 0; ir < mc; ir += MR2) {
+    float *panel = out + ir * kc;
+    long rows = mc - ir < MR2 ? mc - ir : MR2;
+    if (i0 + ir + rows > m) rows = m - i0 - ir;
+    for (long p = 0; p < kc; p++) {
+      for (long r = 0; r < MR2; r++) {
+        const long i = i0 + ir + r, q = p0 + p;
+        panel[p * MR2 + r] = r < rows ? (t ? a[q * lda + i] : a[i * lda + q]) : 0;
       }
     }
   }
@@ -183,8 +207,75 @@ __attribute__((target("avx512f"))) static void kernel(long kc, const float *A, c
   }
 }
 
-void lck_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
+// The MR2 x NR2 tile of the AVX2 kernels, as `kernel` (AVX-512) does its tile; edge tiles go
+// through a copy of the tile in memory.
+__attribute__((target("avx2,fma"))) static void kernel_avx2(long kc, const float *A, const float *B,
+                                                            float *c, long ldc, float alpha,
+                                                            float beta, long rows, long cols) {
+  __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+  __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+  for (long i = 0; i < rows; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+#pragma clang loop unroll_count(4)
+  for (long p = 0; p < kc; p++) {
+    const __m256 b0 = _mm256_load_ps(B), b1 = _mm256_load_ps(B + 8);
+#define ROW(i, x0, x1)                         \
+  {                                            \
+    const __m256 ai = _mm256_broadcast_ss(A + i); \
+    x0 = _mm256_fmadd_ps(ai, b0, x0);          \
+    x1 = _mm256_fmadd_ps(ai, b1, x1);          \
+  }
+    ROW(0, c00, c01) ROW(1, c10, c11) ROW(2, c20, c21) ROW(3, c30, c31) ROW(4, c40, c41)
+    ROW(5, c50, c51)
+#undef ROW
+    A += MR2;
+    B += NR2;
+  }
+  __m256 acc[MR2][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  if (alpha != 1.0f) {
+    const __m256 va = _mm256_set1_ps(alpha);
+    for (long i = 0; i < MR2; i++) acc[i][0] = _mm256_mul_ps(va, acc[i][0]), acc[i][1] = _mm256_mul_ps(va, acc[i][1]);
+  }
+  if (rows == MR2 && cols == NR2) {
+    const __m256 vb = _mm256_set1_ps(beta);
+    for (long i = 0; i < MR2; i++) {
+      float *row = c + i * ldc;
+      if (beta == 0) {
+        _mm256_storeu_ps(row, acc[i][0]);
+        _mm256_storeu_ps(row + 8, acc[i][1]);
+      } else {
+        _mm256_storeu_ps(row, _mm256_fmadd_ps(vb, _mm256_loadu_ps(row), acc[i][0]));
+        _mm256_storeu_ps(row + 8, _mm256_fmadd_ps(vb, _mm256_loadu_ps(row + 8), acc[i][1]));
+      }
+    }
+    return;
+  }
+  float tile[MR2][NR2];
+  for (long i = 0; i < MR2; i++) {
+    _mm256_storeu_ps(tile[i], acc[i][0]);
+    _mm256_storeu_ps(tile[i] + 8, acc[i][1]);
+  }
+  for (long i = 0; i < rows; i++) {
+    float *row = c + i * ldc;
+    for (long j = 0; j < cols; j++) row[j] = beta == 0 ? tile[i][j] : tile[i][j] + beta * row[j];
+  }
+}
+
+// One instruction set's tiles: their sizes, how A is packed and the micro-kernel.
+typedef struct {
+  long mr, nr, mc;
+  void (*pack_a)(const float *a, long lda, int t, long m, long i0, long mc, long p0, long kc,
+                 float *out);
+  void (*kernel)(long kc, const float *A, const float *B, float *c, long ldc, float alpha,
+                 float beta, long rows, long cols);
+} tiles;
+
+static const tiles avx512_tiles = {MR, NR, MC, pack_a, kernel};
+static const tiles avx2_tiles = {MR2, NR2, MC2, pack_a_avx2, kernel_avx2};
+
+void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
+  if (isa == LCK_ISA_PORTABLE || !lck_cpu_supports(isa)) abort();
+  const tiles *tl = isa == LCK_ISA_AVX512 ? &avx512_tiles : &avx2_tiles;
   const packing *buffers = thread_packing();
   float *pa = buffers->a, *pb = buffers->b;
   for (long j0 = 0; j0 < n; j0 += NC) {
@@ -193,16 +284,16 @@ void lck_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float a
       const long kc = k - p0 < KC ? k - p0 : KC;
       // The first depth block applies the caller's beta; later ones accumulate.
       const float block_beta = p0 == 0 ? beta : 1.0f;
-      pack_b(b, ldb, transpose_b, n, p0, kc, j0, nc, pb);
-      for (long i0 = 0; i0 < m; i0 += MC) {
-        const long mc = m - i0 < MC ? m - i0 : MC;
-        pack_a(a, lda, transpose_a, m, i0, mc, p0, kc, pa);
-        for (long jr = 0; jr < nc; jr += NR) {
-          const long cols = nc - jr < NR ? nc - jr : NR;
-          for (long ir = 0; ir < mc; ir += MR) {
-            const long rows = mc - ir < MR ? mc - ir : MR;
+      pack_b(b, ldb, transpose_b, n, p0, kc, j0, nc, tl->nr, pb);
+      for (long i0 = 0; i0 < m; i0 += tl->mc) {
+        const long mc = m - i0 < tl->mc ? m - i0 : tl->mc;
+        tl->pack_a(a, lda, transpose_a, m, i0, mc, p0, kc, pa);
+        for (long jr = 0; jr < nc; jr += tl->nr) {
+          const long cols = nc - jr < tl->nr ? nc - jr : tl->nr;
+          for (long ir = 0; ir < mc; ir += tl->mr) {
+            const long rows = mc - ir < tl->mr ? mc - ir : tl->mr;
             float *tile_c = c + (i0 + ir) * ldc + j0 + jr;
-            kernel(kc, pa + ir * kc, pb + jr * kc, tile_c, ldc, alpha, block_beta, rows, cols);
+            tl->kernel(kc, pa + ir * kc, pb + jr * kc, tile_c, ldc, alpha, block_beta, rows, cols);
           }
         }
       }
@@ -212,9 +303,9 @@ void lck_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float a
 
 #else
 
-int lck_sgemm_available(void) { return 0; }
+lck_isa lck_sgemm_widest_isa(void) { return LCK_ISA_PORTABLE; }
 
-void lck_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
+void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
   abort();
 }

@@ -9,44 +9,56 @@ import Testing
 /// backends on products large enough to reach the choice, each within a rounding bound of the
 /// product in Double.
 @Suite struct MatrixProductBackendTests {
-  /// Every decision: no AVX-512 on the CPU means OpenBLAS whatever else is said; with it,
+  /// Every decision: without own kernels on the CPU, OpenBLAS whatever else is said; with them,
   /// `LONGCONV_GEMM=openblas` or `own` decides, and any other value (or none) leaves the choice to
-  /// the core OpenBLAS runs (case-insensitive): its AVX-512 cores keep OpenBLAS, narrower ones
-  /// (and cores it does not name) take the own kernels.
+  /// the width of the core OpenBLAS runs (case-insensitive): the own kernels when they are wider
+  /// (cores it does not name count as SSE).
   @Test(
     arguments: [
-      // (core, CPU has AVX-512, override, own kernels)
-      ("SkylakeX", true, nil, false), ("COOPERLAKE", true, nil, false), ("sapphirerapids", true, nil, false),
-      ("Haswell", true, nil, true), ("Prescott", true, nil, true), ("Zen", true, nil, true),
-      ("skylake", true, nil, true),  // the AVX2 Skylake client core, not SkylakeX
-      ("", true, nil, true),
-      ("Haswell", true, "openblas", false), ("SkylakeX", true, "own", true),
-      ("Haswell", true, "", true), ("SkylakeX", true, "", false),
-      ("Haswell", true, "OWN", true), ("SkylakeX", true, "OWN", false),  // not a recognised value
-      ("Haswell", true, "blas", true), ("SkylakeX", true, "yes", false),
-      ("Haswell", false, nil, false), ("Prescott", false, "own", false),
-      ("SkylakeX", false, "openblas", false),
-    ] as [(String, Bool, String?, Bool)])
-  func decision(core: String, avx512: Bool, override: String?, own: Bool) {
+      // (core, own kernel bits, override, own kernels)
+      ("SkylakeX", 512, nil, false), ("COOPERLAKE", 512, nil, false), ("sapphirerapids", 512, nil, false),
+      ("Haswell", 512, nil, true), ("Prescott", 512, nil, true), ("Zen", 512, nil, true),
+      ("skylake", 512, nil, true),  // not an OpenBLAS core with AVX2 kernels (SkylakeX is)
+      ("Sandybridge", 512, nil, true), ("", 512, nil, true),
+      ("Haswell", 512, "openblas", false), ("SkylakeX", 512, "own", true),
+      ("Haswell", 512, "", true), ("SkylakeX", 512, "", false),
+      ("Haswell", 512, "OWN", true), ("SkylakeX", 512, "OWN", false),  // not a recognised value
+      ("Haswell", 512, "blas", true), ("SkylakeX", 512, "yes", false),
+      // An AVX2 CPU: the own kernels only over OpenBLAS's SSE (or AVX without FMA) ones.
+      ("Prescott", 256, nil, true), ("Sandybridge", 256, nil, true), ("Nehalem", 256, nil, true),
+      ("unknown", 256, nil, true), ("Haswell", 256, nil, false), ("ZEN", 256, nil, false),
+      ("SkylakeX", 256, nil, false), ("Haswell", 256, "own", true), ("Prescott", 256, "openblas", false),
+      // A width asked for by name: taken when the CPU runs it, the rule otherwise.
+      ("SkylakeX", 512, "own-avx2", true), ("SkylakeX", 512, "own-avx512", true),
+      ("Haswell", 256, "own-avx512", false), ("Prescott", 256, "own-avx512", true),
+      // No own kernels.
+      ("Haswell", 0, nil, false), ("Prescott", 0, "own", false), ("SkylakeX", 0, "openblas", false),
+    ] as [(String, Int, String?, Bool)])
+  func decision(core: String, bits: Int, override: String?, own: Bool) {
     #expect(
-      BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: avx512, override: override) == own,
-      "core \(core), AVX-512 \(avx512), LONGCONV_GEMM \(override ?? "unset")")
+      BLAS.prefersOwnKernels(openBLASCore: core, ownKernelBits: bits, override: override) == own,
+      "core \(core), own kernels \(bits) bits, LONGCONV_GEMM \(override ?? "unset")")
   }
 
-  /// The process's choice is the rule applied to this machine: OpenBLAS's reported core, the CPU's
-  /// AVX-512 (its `cpuid` flags as Linux lists them), and the environment.
+  /// The process's choice is the rule applied to this machine: OpenBLAS's reported core, the
+  /// CPU's widest own kernels (from its `cpuid` flags as Linux lists them), and the environment.
   @Test func theProcessAppliesTheRule() throws {
     let core = try #require(openblas_get_corename().map { String(cString: $0) })
     let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-    if !cpuinfo.isEmpty {
-      #expect(
-        BLAS.ownKernelsAvailable == cpuinfo.contains(" avx512f"), "lck_sgemm_available vs /proc/cpuinfo")
+    if let flags = cpuinfo.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) {
+      let set = Set(flags.split(separator: " ").map(String.init))
+      let expectedBits = set.contains("avx512f") ? 512 : set.contains("avx2") && set.contains("fma") ? 256 : 0
+      #expect(BLAS.ownKernelBits == expectedBits, "lck_sgemm_widest_isa vs /proc/cpuinfo")
     }
     let override = getenv("LONGCONV_GEMM").map { String(cString: $0) }
     let expected = BLAS.prefersOwnKernels(
-      openBLASCore: core, ownKernelsAvailable: BLAS.ownKernelsAvailable, override: override)
+      openBLASCore: core, ownKernelBits: BLAS.ownKernelBits, override: override)
     #expect(BLAS.usesOwnKernels == expected)
-    #expect(MatrixProductBackend.name == (expected ? "own-avx512" : "openblas"))
+    let asked = BLAS.requestedBits(override, ownKernelBits: BLAS.ownKernelBits)
+    let bitsInUse = asked.map { $0 <= BLAS.ownKernelBits ? $0 : BLAS.ownKernelBits } ?? BLAS.ownKernelBits
+    #expect(BLAS.ownKernelBitsInUse == bitsInUse)
+    let name = expected ? (bitsInUse == 512 ? "own-avx512" : "own-avx2") : "openblas"
+    #expect(MatrixProductBackend.name == name)
   }
 
   func values(_ count: Int, seed: UInt64) -> [Float] {
@@ -80,8 +92,8 @@ import Testing
   }
 
   /// Products above the own kernels' threshold (`m n k >= 2^20`), every transpose: `BLAS.sgemm`
-  /// (whichever backend the process chose), OpenBLAS's `cblas_sgemm` and, on AVX-512, the own
-  /// kernels, each within the rounding bound; `BLAS.sgemm` gives exactly what its chosen backend
+  /// (whichever backend the process chose), OpenBLAS's `cblas_sgemm` and the own kernels of
+  /// every width the CPU runs, each within the rounding bound; `BLAS.sgemm` gives exactly what its chosen backend
   /// gives.
   @Test(arguments: [(96, 130, 100), (257, 33, 129)])
   func bothBackendsWithinTheRoundingBound(m: Int, n: Int, k: Int) {
@@ -102,16 +114,18 @@ import Testing
       let openRatio = worstRatio(openBLAS, a, b, m: m, n: n, k: k, tA: tA, tB: tB)
       #expect(chosenRatio <= 1, "\(label): BLAS.sgemm at \(chosenRatio) of the bound")
       #expect(openRatio <= 1, "\(label): cblas_sgemm at \(openRatio) of the bound")
-      if BLAS.ownKernelsAvailable {
+      for bits in OwnMatrixProductTests.widths {
         var own = [Float](repeating: .nan, count: m * n)
         own.withUnsafeMutableBufferPointer {
           BLAS.ownProduct(
             transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0,
-            c: $0.baseAddress!)
+            c: $0.baseAddress!, bits: bits)
         }
         let ownRatio = worstRatio(own, a, b, m: m, n: n, k: k, tA: tA, tB: tB)
-        #expect(ownRatio <= 1, "\(label): own kernels at \(ownRatio) of the bound")
-        if BLAS.usesOwnKernels { #expect(chosen == own, "\(label): sgemm is not the own kernels' product") }
+        #expect(ownRatio <= 1, "\(label): own \(bits)-bit kernels at \(ownRatio) of the bound")
+        if BLAS.usesOwnKernels && bits == BLAS.ownKernelBitsInUse {
+          #expect(chosen == own, "\(label): sgemm is not the own kernels' product")
+        }
       }
       if !BLAS.usesOwnKernels { #expect(chosen == openBLAS, "\(label): sgemm is not OpenBLAS's product") }
     }

@@ -3,19 +3,31 @@ import Testing
 
 @testable import LongConvTensors
 
-/// The toolkit's AVX-512 matrix product (`BLAS.ownProduct`) against a dense product in Double:
-/// every transpose, edge tiles in both dimensions, depths over several blocks, alpha and beta.
+/// The toolkit's matrix products (`BLAS.ownProduct`, AVX-512 and AVX2 kernels, each where the
+/// CPU runs it) against a dense product in Double: every transpose, edge tiles in both
+/// dimensions, depths over several blocks, alpha and beta.
 @Suite struct OwnMatrixProductTests {
+  /// The kernel widths this CPU runs (every width up to its widest).
+  static let widths = [512, 256].filter { $0 <= BLAS.ownKernelBits }
+
   func values(_ count: Int, seed: UInt64) -> [Float] {
     var generator = SeededGenerator(seed: seed)
     return (0..<count).map { _ in generator.nextUniform() * 2 - 1 }
   }
 
-  @Test(arguments: [
-    (1, 1, 1), (13, 33, 7), (12, 32, 256), (25, 70, 300), (200, 45, 513), (3, 4100, 5), (130, 9, 40),
-  ])
+  @Test(
+    .enabled(if: BLAS.ownKernelsAvailable, "this CPU has neither AVX-512 nor AVX2 with FMA"),
+    arguments: [
+      (1, 1, 1), (13, 33, 7), (12, 32, 256), (25, 70, 300), (200, 45, 513), (3, 4100, 5), (130, 9, 40),
+      (6, 16, 3), (121, 17, 257),
+    ])
   func matchesTheDenseProduct(_ m: Int, _ n: Int, _ k: Int) throws {
-    try #require(BLAS.ownKernelsAvailable, "this machine has no AVX-512")
+    for bits in Self.widths {
+      try check(m, n, k, bits: bits)
+    }
+  }
+
+  func check(_ m: Int, _ n: Int, _ k: Int, bits: Int) throws {
     for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
       for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (-2, 0.25)] {
         let (a, b) = (values(m * k, seed: 1), values(k * n, seed: 2))
@@ -25,7 +37,7 @@ import Testing
           BLAS.ownProduct(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b,
             beta: beta,
-            c: c.baseAddress!)
+            c: c.baseAddress!, bits: bits)
         }
         var (expected, magnitudes) = ([Double](), [Double]())
         for i in 0..<m {
@@ -44,40 +56,24 @@ import Testing
         }
         expectProductClose(
           c.map(Double.init), expected, magnitudes: magnitudes, depth: k,
-          "\(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta)")
+          "\(bits)-bit \(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta)")
       }
     }
   }
 
   /// With beta 0, C is written without being read: NaNs in it do not survive.
-  @Test func betaZeroIgnoresC() throws {
-    try #require(BLAS.ownKernelsAvailable, "this machine has no AVX-512")
-    let (m, n, k) = (14, 35, 9)
-    let (a, b) = (values(m * k, seed: 4), values(k * n, seed: 5))
-    var c = [Float](repeating: .nan, count: m * n)
-    c.withUnsafeMutableBufferPointer { c in
-      BLAS.ownProduct(
-        transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0,
-        c: c.baseAddress!)
+  @Test(.enabled(if: BLAS.ownKernelsAvailable, "this CPU has neither AVX-512 nor AVX2 with FMA"))
+  func betaZeroIgnoresC() throws {
+    for bits in Self.widths {
+      let (m, n, k) = (14, 35, 9)
+      let (a, b) = (values(m * k, seed: 4), values(k * n, seed: 5))
+      var c = [Float](repeating: .nan, count: m * n)
+      c.withUnsafeMutableBufferPointer { c in
+        BLAS.ownProduct(
+          transposeA: false, transposeB: false, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0,
+          c: c.baseAddress!, bits: bits)
+      }
+      #expect(c.allSatisfy { $0.isFinite }, "\(bits)-bit kernels")
     }
-    #expect(c.allSatisfy { $0.isFinite })
-  }
-}
-
-/// The choice between OpenBLAS and the own kernels follows the kernel set OpenBLAS really runs
-/// (its reported core name, stubbed here), never the presence of an environment variable.
-@Suite struct MatrixProductBackendChoiceTests {
-  @Test(arguments: [
-    ("Prescott", true), ("Haswell", true), ("Zen", true), ("Sandybridge", true), ("unknown", true),
-    ("SkylakeX", false), ("Cooperlake", false), ("SapphireRapids", false),
-  ])
-  func ownKernelsWhenOpenBLASRunsNarrowerOnes(core: String, own: Bool) {
-    #expect(BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: true, override: nil) == own)
-    // Without AVX-512 on the CPU, always OpenBLAS.
-    #expect(!BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: false, override: nil))
-    #expect(!BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: false, override: "own"))
-    // LONGCONV_GEMM overrides.
-    #expect(!BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: true, override: "openblas"))
-    #expect(BLAS.prefersOwnKernels(openBLASCore: core, ownKernelsAvailable: true, override: "own"))
   }
 }

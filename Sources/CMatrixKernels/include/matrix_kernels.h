@@ -1,19 +1,23 @@
-// A single-precision matrix product with AVX-512 micro-kernels, for machines whose BLAS runs
-// narrower kernels than the CPU has (see LongConvTensors' BLAS.swift for when it is used).
+// A single-precision matrix product with AVX-512 or AVX2 micro-kernels, for machines whose BLAS
+// runs narrower kernels than the CPU has (see LongConvTensors' BLAS.swift for when it is used).
 #ifndef MATRIX_KERNELS_H
 #define MATRIX_KERNELS_H
+
+#include "cpu_dispatch.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-/// Whether this machine runs `lck_sgemm` (AVX-512F).
-int lck_sgemm_available(void);
+/// The widest kernels `lck_sgemm` has for this CPU: `LCK_ISA_AVX512`, `LCK_ISA_AVX2` (with FMA),
+/// or `LCK_ISA_PORTABLE` when it has none (then do not call it).
+lck_isa lck_sgemm_widest_isa(void);
 
 /// Row-major `C = alpha op(A) op(B) + beta C`, `op(A)` `[m, k]`, `op(B)` `[k, n]`, on the
-/// calling thread; `lda`, `ldb`, `ldc` are the row strides of `A`, `B`, `C` as stored. With
-/// `beta == 0`, `C` is not read. Call only when `lck_sgemm_available()`.
-void lck_sgemm(int transpose_a, int transpose_b, long m, long n, long k, float alpha,
+/// calling thread with the `isa` kernels (AVX-512 or AVX2, which the CPU must run: otherwise it
+/// aborts); `lda`, `ldb`, `ldc` are the row strides of `A`, `B`, `C` as stored. With
+/// `beta == 0`, `C` is not read.
+void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
 
 #ifdef __cplusplus

@@ -76,46 +76,87 @@ enum BLAS {
       beta, c, Int32(n))
   }
 
-  /// Whether the CPU runs the toolkit's own product (AVX-512F).
-  static let ownKernelsAvailable = lck_sgemm_available() != 0
+  /// The vector width in bits of the widest own product kernels the CPU runs: 512 (AVX-512F),
+  /// 256 (AVX2 with FMA), or 0 (none).
+  static let ownKernelBits: Int = bits(of: lck_sgemm_widest_isa())
+
+  /// Whether the CPU runs any of the toolkit's own product kernels.
+  static var ownKernelsAvailable: Bool { ownKernelBits > 0 }
+
+  static func bits(of isa: lck_isa) -> Int {
+    switch isa {
+    case LCK_ISA_AVX512: 512
+    case LCK_ISA_AVX2: 256
+    default: 0
+    }
+  }
 
   /// Products with at least this many multiply-adds run in the toolkit's own kernels when
   /// ``usesOwnKernels``; smaller ones gain nothing from them.
   static let ownKernelProduct = 1 << 20
 
-  /// Whether large products run in the toolkit's AVX-512 kernels (`lck_sgemm`) rather than
-  /// OpenBLAS: decided by ``prefersOwnKernels(openBLASCore:ownKernelsAvailable:override:)``
-  /// from the kernel set OpenBLAS really runs (`openblas_get_corename()`), whatever made it
-  /// choose that set (its CPU detection, which falls back to SSE3 "Prescott" kernels on CPUs
-  /// it does not know, or `OPENBLAS_CORETYPE`).
+  /// Whether large products run in the toolkit's own kernels (`lck_sgemm`) rather than
+  /// OpenBLAS: decided by ``prefersOwnKernels(openBLASCore:ownKernelBits:override:)`` from the
+  /// kernel set OpenBLAS really runs (`openblas_get_corename()`), whatever made it choose that
+  /// set (its CPU detection, which falls back to SSE3 "Prescott" kernels on CPUs it does not
+  /// know, or `OPENBLAS_CORETYPE`).
   static let usesOwnKernels: Bool = prefersOwnKernels(
     openBLASCore: openblas_get_corename().map { String(cString: $0) } ?? "unknown",
-    ownKernelsAvailable: ownKernelsAvailable,
+    ownKernelBits: ownKernelBits,
     override: getenv("LONGCONV_GEMM").map { String(cString: $0) })
 
   /// OpenBLAS core names whose SGEMM uses AVX-512 (as fast as ours: SGEMM 1024^3 on one
   /// thread, OpenBLAS's Cooperlake kernels 192 GFLOP/s, ours 200, its Haswell (AVX2) kernels
   /// 110, its Prescott (SSE3) kernels about 37).
   static let avx512Cores: Set<String> = ["skylakex", "cooperlake", "sapphirerapids"]
+  /// OpenBLAS core names whose SGEMM uses AVX2 with FMA.
+  static let avx2Cores: Set<String> = ["haswell", "zen"]
 
-  /// Our kernels when the CPU has AVX-512 (`ownKernelsAvailable`) and OpenBLAS runs a
-  /// narrower kernel set; OpenBLAS otherwise. `override` is `LONGCONV_GEMM`: `openblas` keeps
-  /// every product in OpenBLAS, `own` uses ours whenever the CPU allows.
-  static func prefersOwnKernels(openBLASCore: String, ownKernelsAvailable: Bool, override: String?) -> Bool {
-    guard ownKernelsAvailable else { return false }
+  /// The vector width in bits of the SGEMM kernels of an OpenBLAS core: 512, 256, or 128 for
+  /// every other name (SSE kernels; Sandybridge's AVX without FMA; names it does not list).
+  static func openBLASBits(core: String) -> Int {
+    let name = core.lowercased()
+    return avx512Cores.contains(name) ? 512 : avx2Cores.contains(name) ? 256 : 128
+  }
+
+  /// Our kernels when they are wider than the ones OpenBLAS runs, OpenBLAS otherwise.
+  /// `override` is `LONGCONV_GEMM`: `openblas` keeps every product in OpenBLAS; `own` uses our
+  /// widest kernels, `own-avx512` or `own-avx2` those, whenever the CPU runs them (a width it
+  /// does not run leaves the choice to the rule).
+  static func prefersOwnKernels(openBLASCore: String, ownKernelBits: Int, override: String?) -> Bool {
+    guard ownKernelBits > 0, override != "openblas" else { return false }
+    if let bits = requestedBits(override, ownKernelBits: ownKernelBits), bits <= ownKernelBits { return true }
+    return ownKernelBits > openBLASBits(core: openBLASCore)
+  }
+
+  /// The width `LONGCONV_GEMM` asks the own kernels for (`nil` for other values).
+  static func requestedBits(_ override: String?, ownKernelBits: Int) -> Int? {
     switch override {
-    case "openblas": return false
-    case "own": return true
-    default: return !avx512Cores.contains(openBLASCore.lowercased())
+    case "own": ownKernelBits
+    case "own-avx512": 512
+    case "own-avx2": 256
+    default: nil
     }
   }
 
+  /// The width of the own kernels large products run in when ``usesOwnKernels``: the widest the
+  /// CPU runs, or a narrower one `LONGCONV_GEMM` asks for.
+  static let ownKernelBitsInUse: Int = {
+    let asked = requestedBits(
+      getenv("LONGCONV_GEMM").map { String(cString: $0) }, ownKernelBits: ownKernelBits)
+    return asked.map { $0 <= ownKernelBits ? $0 : ownKernelBits } ?? ownKernelBits
+  }()
+
   /// `lck_sgemm` with the rows of C (or its columns, when there are more) split over
   /// ``ComputeThreads/count`` threads.
+  /// `bits` picks the kernels (512: AVX-512, 256: AVX2), the widest the CPU has by default.
   static func ownProduct(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
-    a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>
+    a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
+    bits: Int = ownKernelBitsInUse
   ) {
+    precondition(bits == 512 || bits == 256, "BLAS.ownProduct: no \(bits)-bit kernels")
+    let isa = bits == 512 ? LCK_ISA_AVX512 : LCK_ISA_AVX2
     let (lda, ldb) = (transposeA ? m : k, transposeB ? k : n)
     let splitRows = m >= n
     let tasks = max(1, min(ComputeThreads.count, (splitRows ? m : n) / 64))
@@ -124,13 +165,13 @@ enum BLAS {
       if splitRows {
         let (lower, upper) = (m * t / tasks, m * (t + 1) / tasks)
         lck_sgemm(
-          transposeA ? 1 : 0, transposeB ? 1 : 0, upper - lower, n, k, alpha,
+          isa, transposeA ? 1 : 0, transposeB ? 1 : 0, upper - lower, n, k, alpha,
           transposeA ? pa.value + lower : pa.value + lower * lda, lda, pb.value, ldb, beta,
           pc.base + lower * n, n)
       } else {
         let (lower, upper) = (n * t / tasks, n * (t + 1) / tasks)
         lck_sgemm(
-          transposeA ? 1 : 0, transposeB ? 1 : 0, m, upper - lower, k, alpha, pa.value, lda,
+          isa, transposeA ? 1 : 0, transposeB ? 1 : 0, m, upper - lower, k, alpha, pa.value, lda,
           transposeB ? pb.value + lower * ldb : pb.value + lower, ldb, beta, pc.base + lower, n)
       }
     }
@@ -139,6 +180,8 @@ enum BLAS {
 
 /// Which code runs the large matrix products (see `BLAS.usesOwnKernels`).
 public enum MatrixProductBackend {
-  /// `"own-avx512"` (the toolkit's kernels) or `"openblas"`.
-  public static var name: String { BLAS.usesOwnKernels ? "own-avx512" : "openblas" }
+  /// `"own-avx512"` or `"own-avx2"` (the toolkit's kernels), or `"openblas"`.
+  public static var name: String {
+    BLAS.usesOwnKernels ? (BLAS.ownKernelBitsInUse == 512 ? "own-avx512" : "own-avx2") : "openblas"
+  }
 }
