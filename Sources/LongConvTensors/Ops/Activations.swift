@@ -2,7 +2,7 @@ import Foundation
 
 /// A scalar function applied element-wise, with its derivative for the pullback: what
 /// ``Tensor/applying(_:)`` runs, and what an activation of a layer is made of.
-public protocol ElementwiseFunction {
+public protocol ElementwiseFunction: SendableMetatype {
   /// The function's name (an activation's config name).
   static var name: String { get }
   /// `y = f(x)`.
