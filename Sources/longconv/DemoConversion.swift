@@ -11,12 +11,9 @@ extension Demo {
   {
     var tokens = prompt
     var logits: [[Float]] = []
-    let vocabulary = model.vocabulary
     for _ in 0..<count {
-      let all = try Tensor.withoutRecording { try model.logits(tokens, batch: 1, length: tokens.count) }
-      let last = Array(all.scalars[(tokens.count - 1) * vocabulary..<tokens.count * vocabulary])
-      logits.append(last)
-      tokens.append(argmax(last))
+      logits.append(try model.nextTokenLogits(after: tokens))
+      tokens.append(argmax(logits.last!))
     }
     return (tokens, logits)
   }

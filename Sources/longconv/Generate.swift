@@ -98,11 +98,7 @@ enum GenerateCommand {
     } else {
       var context = prompt
       for i in 0..<tokens {
-        let logits = try Tensor.withoutRecording {
-          try model.logits(context, batch: 1, length: context.count)
-            .slice(axis: 1, context.count - 1..<context.count).scalars
-        }
-        let token = sampler.sample(logits)
+        let token = sampler.sample(try model.nextTokenLogits(after: context))
         emit(token)
         if i + 1 < tokens { context.append(token) }
       }
