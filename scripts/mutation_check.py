@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import fcntl
 import hashlib
 import json
 import os
@@ -110,7 +111,7 @@ def parse_list(path: Path) -> list[Mutation]:
         if raw.strip() == "":
             finish()
             continue
-        if raw.lstrip().startswith("#") and not block.get("from"):
+        if raw.lstrip().startswith("#"):
             continue
         match = re.match(r"^([a-z]+): ?(.*)$", raw)
         if not match or match.group(1) not in keys:
@@ -131,6 +132,18 @@ def parse_list(path: Path) -> list[Mutation]:
             problems.append(f"{path}:{m.line}: {m.id}: 'from' and 'to' are the same text")
         if m.original.strip() == "":
             problems.append(f"{path}:{m.line}: {m.id}: empty 'from'")
+        if Path(m.file).is_absolute() or ".." in Path(m.file).parts:
+            problems.append(f"{path}:{m.line}: {m.id}: file must be a path inside the package, got {m.file}")
+        for f in m.filters:
+            if f == "":
+                problems.append(f"{path}:{m.line}: {m.id}: empty filter")
+                continue
+            try:
+                re.compile(f)
+            except re.error as error:
+                problems.append(f"{path}:{m.line}: {m.id}: filter {f!r} is not a regular expression ({error})")
+    if not mutations:
+        problems.append(f"{path}: no mutations")
     if problems:
         fail("the mutation list is malformed:\n  " + "\n  ".join(problems))
     return mutations
@@ -395,6 +408,18 @@ def main() -> int:
     os.chdir(root)
     list_path = (args.mutations or root / "scripts" / "mutations.txt").resolve()
     mutations = parse_list(list_path)
+    # One run per tree (two would mutate and build the same sources); whoever holds the lock
+    # first puts back a file that a run killed outright (SIGKILL) left mutated.
+    state = root / ".build" / "mutation-check"
+    state.mkdir(parents=True, exist_ok=True)
+    lock = open(state / "lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = True
+    except BlockingIOError:
+        locked = False
+    if locked:
+        Restorer(root, state).recover_stale()
     lines = check_sources(root, mutations)
 
     if args.only:
@@ -405,6 +430,7 @@ def main() -> int:
         mutations = [m for m in mutations if m.id in wanted]
 
     if args.list:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `--list | head` ends quietly
         for m in mutations:
             print(f"{m.id}\t{m.file}:{lines[m.id]}\t{' '.join(m.filters)}\t{m.what}")
         return 0
@@ -412,7 +438,6 @@ def main() -> int:
         print(f"{len(mutations)} mutations; every original text occurs exactly once in its file")
         return 0
 
-    state = root / ".build" / "mutation-check"
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     report = (args.report or state / "report.md").resolve()
@@ -423,13 +448,13 @@ def main() -> int:
     started_at = datetime.datetime.now(datetime.timezone.utc)
     started = time.monotonic()
 
+    if not locked:
+        fail(f"another mutation check is running in {root}")
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, on_signal)
     restorer = Restorer(root, state)
     outcomes: list[Outcome] = []
     try:
-        restorer.recover_stale()
-        lines = check_sources(root, mutations)  # again, after a possible recovery
 
         # Baseline: the unmutated tree builds, every filter selects tests, and they pass.
         print(f"building the unmutated tree ({swift} build --build-tests) ...", flush=True)
