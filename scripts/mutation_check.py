@@ -420,6 +420,9 @@ def main() -> int:
         locked = False
     if locked:
         Restorer(root, state).recover_stale()
+    else:
+        print("mutation-check: a run is in progress in this tree; a file it has mutated may not match",
+              file=sys.stderr)
     lines = check_sources(root, mutations)
 
     if args.only:
@@ -455,7 +458,6 @@ def main() -> int:
     restorer = Restorer(root, state)
     outcomes: list[Outcome] = []
     try:
-
         # Baseline: the unmutated tree builds, every filter selects tests, and they pass.
         print(f"building the unmutated tree ({swift} build --build-tests) ...", flush=True)
         status, seconds, _ = run([swift, "build", "--build-tests"], root, logs / "baseline.build.log",
