@@ -1,0 +1,105 @@
+import Foundation
+import LongConv
+import LongConvTensors
+import Testing
+
+@testable import LongConvRecurrence
+
+/// `RecurrentConvolution.step`'s outputs against the convolution with the system's impulse
+/// response, `h[0] = D + Re(sum r)`, `h[k] = Re(sum r p^k)`, summed densely in Double from the
+/// poles and residues themselves (not from the converters): every number of states per channel
+/// from 1 to 9 (the four-wide SIMD loop, its scalar tail, both), and the threaded step over a
+/// channel range that does not start at channel 0.
+@Suite struct RecurrentStepReferenceTests {
+  /// A diagonal system with `states[c]` modes on channel `c`: poles of modulus 0.5 ... 0.95 at
+  /// seeded angles, residues and skips on a 1/64 grid (exact in Float32, as the step stores them).
+  static func system(states: [Int], seed: UInt64) -> DiagonalStateSpace {
+    var generator = SeededGenerator(seed: seed)
+    func uniform() -> Double { generator.nextUniformDouble() }
+    var s = DiagonalStateSpace(
+      polesReal: [], polesImaginary: [], residuesReal: [], residuesImaginary: [], skip: [])
+    for count in states {
+      var (pr, pi, rr, ri) = ([Double](), [Double](), [Double](), [Double]())
+      for _ in 0..<count {
+        let (radius, angle) = (0.5 + 0.45 * uniform(), Double.pi * uniform())
+        pr.append(radius * Foundation.cos(angle))
+        pi.append(radius * Foundation.sin(angle))
+        rr.append((64 * (2 * uniform() - 1)).rounded() / 64)
+        ri.append((64 * (2 * uniform() - 1)).rounded() / 64)
+      }
+      s.polesReal.append(pr)
+      s.polesImaginary.append(pi)
+      s.residuesReal.append(rr)
+      s.residuesImaginary.append(ri)
+      s.skip!.append((64 * (2 * uniform() - 1)).rounded() / 64)
+    }
+    return s
+  }
+
+  /// `h[c * n + k]` for `k < n`, lag 0 without the skip, by powers of each pole in Double.
+  static func impulseResponse(_ s: DiagonalStateSpace, lags n: Int) -> [Double] {
+    var h = [Double](repeating: 0, count: s.channels * n)
+    for c in 0..<s.channels {
+      for j in s.polesReal[c].indices {
+        let (pr, pi) = (s.polesReal[c][j], s.polesImaginary[c][j])
+        var (zr, zi) = (1.0, 0.0)  // p^k
+        for k in 0..<n {
+          h[c * n + k] += s.residuesReal[c][j] * zr - s.residuesImaginary[c][j] * zi
+          (zr, zi) = (pr * zr - pi * zi, pr * zi + pi * zr)
+        }
+      }
+    }
+    return h
+  }
+
+  @Test func stepMatchesTheImpulseResponseForOneToNineStates() {
+    let system = Self.system(states: Array(1...9), seed: 21)
+    let (d, length) = (system.channels, 40)
+    let x = randomInputs(length: length, channels: d, seed: 22)
+    let y = runRecurrence(RecurrentConvolution(system), x, length: length)
+    let reference = denseConvolution(
+      x, length: length, kernel: Self.impulseResponse(system, lags: length), lags: length, channels: d,
+      skip: system.skip)
+    for c in 0..<d {
+      let (got, want) = ((0..<length).map { y[$0 * d + c] }, (0..<length).map { reference[$0 * d + c] })
+      let error = relativeMaxError(got, want)
+      #expect(error < 1e-5, "channel \(c) with \(c + 1) states: relative error \(error)")
+    }
+  }
+
+  /// At least 2^15 states in the selected channels: the step splits them over threads (when the
+  /// machine has more than one); channels outside the range keep their outputs and states.
+  @Test func threadedStepOverAChannelRangeMatchesTheImpulseResponse() {
+    let (d, perChannel, length) = (6, 8192, 5)
+    let system = Self.system(states: [Int](repeating: perChannel, count: d), seed: 23)
+    let recurrence = RecurrentConvolution(system)
+    let selected = 2..<6
+    let x = randomInputs(length: length, channels: d, seed: 24)
+    var state = recurrence.makeState()
+    let untouched: Float = 12345
+    var y = [Float](repeating: 0, count: length * d)
+    x.withUnsafeBufferPointer { input in
+      y.withUnsafeMutableBufferPointer { output in
+        for i in 0..<length {
+          for c in 0..<d { output[i * d + c] = untouched }
+          recurrence.step(
+            channels: selected, input.baseAddress! + i * d, into: output.baseAddress! + i * d, state: &state)
+        }
+      }
+    }
+    let reference = denseConvolution(
+      x, length: length, kernel: Self.impulseResponse(system, lags: length), lags: length, channels: d,
+      skip: system.skip)
+    for c in 0..<d {
+      let got = (0..<length).map { y[$0 * d + c] }
+      if selected.contains(c) {
+        let error = relativeMaxError(got, (0..<length).map { reference[$0 * d + c] })
+        #expect(error < 1e-5, "channel \(c): relative error \(error)")
+      } else {
+        #expect(got.allSatisfy { $0 == untouched }, "channel \(c) outside \(selected) was written")
+        let states = recurrence.offsets[c]..<recurrence.offsets[c + 1]
+        #expect(states.allSatisfy { state.re[$0] == 0 && state.im[$0] == 0 }, "channel \(c)'s state moved")
+      }
+    }
+  }
+}
