@@ -1,6 +1,7 @@
 import Foundation
 import LongConv
 import LongConvTensors
+import LongConvTestSupport
 import Testing
 
 @testable import LongConvRecurrence
@@ -57,12 +58,12 @@ import Testing
     let (d, length) = (system.channels, 40)
     let x = randomInputs(length: length, channels: d, seed: 22)
     let y = runRecurrence(RecurrentConvolution(system), x, length: length)
-    let reference = denseConvolution(
-      x, length: length, kernel: Self.impulseResponse(system, lags: length), lags: length, channels: d,
-      skip: system.skip)
+    let reference = Dense.longConvolution(
+      x.map(Double.init), batch: 1, length: length, channels: d,
+      kernel: Self.impulseResponse(system, lags: length), direction: .causal, skip: system.skip)
     for c in 0..<d {
       let (got, want) = ((0..<length).map { y[$0 * d + c] }, (0..<length).map { reference[$0 * d + c] })
-      let error = relativeMaxError(got, want)
+      let error = relativeError(got.map(Double.init), want)
       #expect(error < 1e-5, "channel \(c) with \(c + 1) states: relative error \(error)")
     }
   }
@@ -87,13 +88,13 @@ import Testing
         }
       }
     }
-    let reference = denseConvolution(
-      x, length: length, kernel: Self.impulseResponse(system, lags: length), lags: length, channels: d,
-      skip: system.skip)
+    let reference = Dense.longConvolution(
+      x.map(Double.init), batch: 1, length: length, channels: d,
+      kernel: Self.impulseResponse(system, lags: length), direction: .causal, skip: system.skip)
     for c in 0..<d {
       let got = (0..<length).map { y[$0 * d + c] }
       if selected.contains(c) {
-        let error = relativeMaxError(got, (0..<length).map { reference[$0 * d + c] })
+        let error = relativeError(got.map(Double.init), (0..<length).map { reference[$0 * d + c] })
         #expect(error < 1e-5, "channel \(c): relative error \(error)")
       } else {
         #expect(got.allSatisfy { $0 == untouched }, "channel \(c) outside \(selected) was written")

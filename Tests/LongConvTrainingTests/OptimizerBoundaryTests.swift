@@ -1,5 +1,6 @@
 import Foundation
 import LongConvTensors
+import LongConvTestSupport
 import Testing
 
 @testable import LongConvTraining
