@@ -7,7 +7,7 @@ import LongConvTraining
 /// MPI is initialised only when the process was started by a launcher
 /// (``launchedByMPI(environment:)``): a process started on its own never calls into MPI and
 /// trains exactly as without this module. Sums are deterministic: every scalar is added in rank
-/// order in Double by one process (``RankOrderSum``: a reduce-scatter then an allgather, with
+/// order in Double by one process (`RankOrderSum`: a reduce-scatter then an allgather, with
 /// the traffic of a ring allreduce), so the result has the same bits on every process and in
 /// every run, whatever algorithms MPI picks.
 public final class MPIWorld: GradientReducer {
@@ -18,7 +18,7 @@ public final class MPIWorld: GradientReducer {
   /// Processes of this job on this node (`OMPI_COMM_WORLD_LOCAL_SIZE`; 1 when unknown).
   public let localSize: Int
   private let comm: MPI_Comm
-  /// A duplicate of `comm` for the second phase of ``RankOrderSum``.
+  /// A duplicate of `comm` for the second phase of `RankOrderSum`.
   private let gatherComm: MPI_Comm
   /// Sums started by ``startSum(_:)``, in the order they started.
   private var inFlight: [RankOrderSum] = []
@@ -73,14 +73,14 @@ public final class MPIWorld: GradientReducer {
   }
 
   /// Replaces `buffer` with its elementwise sum over every process, the same bits on every
-  /// process (``RankOrderSum``).
+  /// process (`RankOrderSum`).
   public func sum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
     guard buffer.count > 0 else { return }
     try completeSums()  // the sums started before come first
     try RankOrderSum(buffer, comm: comm, gatherComm: gatherComm, rank: rank, size: size).wait()
   }
 
-  /// Starts the sum of `buffer` over every process (``RankOrderSum``) and returns.
+  /// Starts the sum of `buffer` over every process (`RankOrderSum`) and returns.
   public func startSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
     guard buffer.count > 0 else { return }
     inFlight.append(try RankOrderSum(buffer, comm: comm, gatherComm: gatherComm, rank: rank, size: size))
