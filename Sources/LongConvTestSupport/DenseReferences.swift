@@ -44,6 +44,31 @@ public enum Dense {
     return c
   }
 
+  /// `op(A) op(B)` `[m, n]` in Double for Float operands stored row-major (`A` `[m, k]`, or
+  /// `[k, m]` when `transposeA`; `B` `[k, n]`, or `[n, k]` when `transposeB`), with
+  /// `sum_p |op(A)_ip op(B)_pj|` per entry: the scale a rounding bound of the product uses.
+  public static func product(
+    _ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool = false, transposeB: Bool = false
+  ) -> (values: [Double], magnitudes: [Double]) {
+    var (values, magnitudes) = ([Double](), [Double]())
+    values.reserveCapacity(m * n)
+    magnitudes.reserveCapacity(m * n)
+    for i in 0..<m {
+      for j in 0..<n {
+        var (sum, magnitude) = (0.0, 0.0)
+        for p in 0..<k {
+          let x = Double(transposeA ? a[p * m + i] : a[i * k + p])
+          let y = Double(transposeB ? b[j * k + p] : b[p * n + j])
+          sum += x * y
+          magnitude += Swift.abs(x * y)
+        }
+        values.append(sum)
+        magnitudes.append(magnitude)
+      }
+    }
+    return (values, magnitudes)
+  }
+
   /// The transpose of a row-major `[rows, columns]` matrix.
   public static func transpose(_ a: [Double], rows: Int, columns: Int) -> [Double] {
     precondition(a.count == rows * columns, "Dense.transpose: \(a.count) values for [\(rows), \(columns)]")

@@ -73,20 +73,12 @@ import Testing
   {
     let u = 0x1p-24
     let gamma = Double(k) * u / (1 - Double(k) * u)
+    let product = Dense.product(a, b, m: m, n: n, k: k, transposeA: tA, transposeB: tB)
     var worst = 0.0
-    for i in 0..<m {
-      for j in 0..<n {
-        var (sum, magnitude) = (0.0, 0.0)
-        for p in 0..<k {
-          let x = Double(tA ? a[p * m + i] : a[i * k + p])
-          let y = Double(tB ? b[j * k + p] : b[p * n + j])
-          sum += x * y
-          magnitude += abs(x * y)
-        }
-        let ratio = abs(Double(c[i * n + j]) - sum) / (gamma * magnitude)
-        if !ratio.isFinite { return .infinity }  // NaN would pass through max unnoticed
-        worst = max(worst, ratio)
-      }
+    for (index, (sum, magnitude)) in zip(product.values, product.magnitudes).enumerated() {
+      let ratio = abs(Double(c[index]) - sum) / (gamma * magnitude)
+      if !ratio.isFinite { return .infinity }  // NaN would pass through max unnoticed
+      worst = max(worst, ratio)
     }
     return worst
   }

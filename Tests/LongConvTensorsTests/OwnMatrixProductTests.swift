@@ -39,21 +39,10 @@ import Testing
             beta: beta,
             c: c.baseAddress!, bits: bits)
         }
-        var (expected, magnitudes) = ([Double](), [Double]())
-        for i in 0..<m {
-          for j in 0..<n {
-            var (sum, magnitude) = (0.0, 0.0)
-            for p in 0..<k {
-              let x = Double(transposeA ? a[p * m + i] : a[i * k + p])
-              let y = Double(transposeB ? b[j * k + p] : b[p * n + j])
-              sum += x * y
-              magnitude += abs(x * y)
-            }
-            let c0 = Double(beta) * Double(initial[i * n + j])
-            expected.append(Double(alpha) * sum + c0)
-            magnitudes.append(abs(Double(alpha)) * magnitude + abs(c0))
-          }
-        }
+        let product = Dense.product(a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB)
+        let c0 = initial.map { Double(beta) * Double($0) }
+        let expected = zip(product.values, c0).map { Double(alpha) * $0 + $1 }
+        let magnitudes = zip(product.magnitudes, c0).map { abs(Double(alpha)) * $0 + abs($1) }
         expectProductClose(
           c.map(Double.init), expected, magnitudes: magnitudes, depth: k,
           "\(bits)-bit \(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta)")

@@ -37,39 +37,25 @@ import Testing
     }
   }
 
-  static func options() -> TrainingOptions {
-    var o = TrainingOptions()
-    o.steps = 7
-    o.warmupSteps = 2
-    o.validateEvery = 3
-    o.checkpointEvery = 3
-    o.logEvery = 1000
-    return o
-  }
-
-  func scratch() throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
-  }
-
   /// `stopAt` 5: the stop saves a checkpoint at 5. `killedAfter` 5 with the checkpoint of 3: the
   /// run is rolled back to its last periodic checkpoint, as after a SIGKILL at step 5.
   @Test(arguments: [("recall", false), ("recall", true), ("listops", false), ("listops", true)])
   func resumedRunEqualsOneRun(objective name: String, killed: Bool) throws {
     let classifier = name == "listops"
-    let (a, b) = (try scratch(), try scratch())
+    let (a, b) = (try TrainerTests().scratch(), try TrainerTests().scratch())
     defer {
       try? FileManager.default.removeItem(at: a)
       try? FileManager.default.removeItem(at: b)
     }
     let whole = try Trainer(
-      model: Self.model(classifier: classifier), objective: Self.objective(name), options: Self.options(),
+      model: Self.model(classifier: classifier), objective: Self.objective(name),
+      options: TrainerTests.options(steps: 7),
       directory: a)
     try whole.run(progress: false)
 
     let first = try Trainer(
-      model: Self.model(classifier: classifier), objective: Self.objective(name), options: Self.options(),
+      model: Self.model(classifier: classifier), objective: Self.objective(name),
+      options: TrainerTests.options(steps: 7),
       directory: b)
     if killed {
       try first.run(stopAfter: 3, progress: false)
@@ -82,7 +68,8 @@ import Testing
     } else {
       try first.run(stopAfter: 5, progress: false)
     }
-    let resumed = try Trainer.resuming(from: b, objective: Self.objective(name), options: Self.options())
+    let resumed = try Trainer.resuming(
+      from: b, objective: Self.objective(name), options: TrainerTests.options(steps: 7))
     #expect(resumed.step == (killed ? 3 : 5))
     try resumed.run(progress: false)
 
