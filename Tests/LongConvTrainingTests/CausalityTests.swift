@@ -33,6 +33,12 @@ import Testing
       "ssm + s4d, linear output",
       #"{"type": "ssm", "output": "linear", "kernel": {"type": "s4d", "state_size": 4}}"#
     ),
+    (
+      "ssm + ema",
+      #"{"type": "ssm", "output": "linear", "activation": "gelu", "kernel": {"type": "ema", "ndim": 4}}"#
+    ),
+    ("hyena + explicit", #"{"type": "hyena", "order": 2, "kernel": {"type": "explicit"}}"#),
+    ("gtu + explicit", #"{"type": "gtu", "expand_ratio": 2, "kernel": {"type": "explicit"}}"#),
   ]
 
   @Test(arguments: mixers.map(\.name))
