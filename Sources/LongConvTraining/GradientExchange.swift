@@ -22,7 +22,8 @@ public final class GradientExchange {
     public var reductionSeconds = 0.0
     /// The part of `reductionSeconds` after the backward pass ended: the time the step waited.
     public var exposedSeconds = 0.0
-    /// Scalars of gradient this process sent, times 4 (Float32).
+    /// Bytes of gradient (Float32) in this step's buckets; how many of them cross the network
+    /// depends on the reducer (MPIWorld's sum sends and receives `2 (N - 1) / N` times this).
     public var bytes = 0
 
     /// The share of the reduction hidden behind the backward pass, 0 ... 1 (1 when nothing
