@@ -14,10 +14,8 @@ extension CausalLanguageModel {
     let length = generationLength(for: context.count)
     let padded = context + [Int](repeating: 0, count: length - context.count)
     return try Tensor.withoutRecording {
-      var h = embedding(padded, shape: [1, length])
-      for block in blocks { h = try block(h) }
-      let last = h.slice(axis: 1, context.count - 1..<context.count)
-      return finalNorm(last).matmul(embedding.weight, transposeB: true).scalars
+      let h = try hidden(padded, batch: 1, length: length)
+      return head(h.slice(axis: 1, context.count - 1..<context.count)).scalars
     }
   }
 

@@ -43,10 +43,18 @@ public final class CausalLanguageModel: SequenceModel {
 
   /// Logits `[B, L, vocabulary]` for `tokens` laid out `[B, L]`.
   public func logits(_ tokens: [Int], batch: Int, length: Int) throws -> Tensor {
+    head(try hidden(tokens, batch: batch, length: length))
+  }
+
+  /// The last block's output `[B, L, D]` for `tokens` laid out `[B, L]`.
+  func hidden(_ tokens: [Int], batch: Int, length: Int) throws -> Tensor {
     var h = embedding(tokens, shape: [batch, length])
     for block in blocks { h = try block(h) }
-    return finalNorm(h).matmul(embedding.weight, transposeB: true)
+    return h
   }
+
+  /// Logits from hidden states `[..., D]`: the final norm, then the tied head.
+  func head(_ h: Tensor) -> Tensor { finalNorm(h).matmul(embedding.weight, transposeB: true) }
 
   /// Mean next-token cross-entropy: position `i` of each row predicts `targets[i]`.
   public func loss(inputs: [Int], targets: [Int], batch: Int, length: Int) throws -> Tensor {

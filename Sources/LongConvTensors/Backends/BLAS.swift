@@ -103,7 +103,10 @@ enum BLAS {
   static let usesOwnKernels: Bool = prefersOwnKernels(
     openBLASCore: openblas_get_corename().map { String(cString: $0) } ?? "unknown",
     ownKernelBits: ownKernelBits,
-    override: getenv("LONGCONV_GEMM").map { String(cString: $0) })
+    override: gemmOverride)
+
+  /// `LONGCONV_GEMM`, read once.
+  static let gemmOverride = getenv("LONGCONV_GEMM").map { String(cString: $0) }
 
   /// OpenBLAS core names whose SGEMM uses AVX-512 (as fast as ours: SGEMM 1024^3 on one
   /// thread, OpenBLAS's Cooperlake kernels 192 GFLOP/s, ours 200, its Haswell (AVX2) kernels
@@ -143,7 +146,7 @@ enum BLAS {
   /// CPU runs, or a narrower one `LONGCONV_GEMM` asks for.
   static let ownKernelBitsInUse: Int = {
     let asked = requestedBits(
-      getenv("LONGCONV_GEMM").map { String(cString: $0) }, ownKernelBits: ownKernelBits)
+      gemmOverride, ownKernelBits: ownKernelBits)
     return asked.map { $0 <= ownKernelBits ? $0 : ownKernelBits } ?? ownKernelBits
   }()
 
