@@ -5,7 +5,7 @@
 //   longconv-bench conv   [--threads N] [--reps R]
 //   longconv-bench tno    [--dim D] [--batch B] [--len L ...] [--threads N] [--reps R]
 //   longconv-bench train  [--dim D] [--layers N] [--batch B] [--len L ...] [--threads N] [--reps R]
-//                         [--recompute] [--no-overlap]       (also under mpirun -np N)
+//                         [--recompute] [--no-overlap] [--config FILE]   (also under mpirun -np N)
 //   longconv-bench decode  [--dim D] [--layers N] [--len C ...] [--threads N] [--reps R]
 //   longconv-bench etsc    [--dim D] [--layers N] [--len N] [--context C ...] [--steps S] [--threads N]
 //   longconv-bench compact [--dim D] [--layers N] [--len N] [--context C ...] [--tolerance T]
@@ -33,13 +33,17 @@ struct Options {
   var maxStates = 64
   var recompute = false
   var noOverlap = false
+  var config: String?
 
   static let usage = """
     usage: longconv-bench <matmul|conv|tno|train|decode|etsc|compact> [--threads N] [--reps R] [--dim D]
                           [--batch B] [--len L ...] [--layers N] [--context C ...] [--steps S]
-                          [--tolerance T] [--max-states S] [--recompute] [--no-overlap]
+                          [--tolerance T] [--max-states S] [--recompute] [--no-overlap] [--config FILE]
 
-    train is one AdamW step of that model on --batch B rows of --len L random tokens; under
+    train is one AdamW step (lr 1e-3, no weight decay) of the TNN language model below, or of
+    the language model --config FILE describes (any model config, e.g. Configs/hyena_recall.json;
+    --dim, --layers and --recompute then come from the file), on --batch B rows of --len L
+    random tokens of its vocabulary; under
     `mpirun -np N` the batch is shared by the ranks and the gradients summed over them, with
     the sums started during the backward pass (--no-overlap: after it); --threads defaults to
     the node's processors divided by the ranks on it.
@@ -65,6 +69,7 @@ struct Options {
       args, command: "longconv-bench",
       options: [
         "--threads", "--reps", "--dim", "--batch", "--layers", "--steps", "--max-states", "--tolerance",
+        "--config",
       ],
       listOptions: ["--len", "--context"], switches: ["--recompute", "--no-overlap"], positionals: 1)
     if parsed.wantsHelp { throw BenchUsage.help }
@@ -82,6 +87,10 @@ struct Options {
     o.contexts = try parsed.positiveIntegers("--context")
     o.recompute = parsed.flag("--recompute")
     o.noOverlap = parsed.flag("--no-overlap")
+    o.config = parsed.string("--config")
+    if o.config != nil, o.command != "train" {
+      throw UsageError(message: "longconv-bench: --config is for train")
+    }
     return o
   }
 }
@@ -317,6 +326,20 @@ func makeTNNLanguageModel(dim: Int, layers: Int, maxLength: Int, recompute: Bool
   return try ModelBuilder.build(JSONValue.parse(Data(config.utf8), source: "bench")) as! CausalLanguageModel
 }
 
+/// The language model a config file describes, checked to take rows of `length` tokens.
+func languageModel(configFile path: String, length: Int) throws -> CausalLanguageModel {
+  let built = try ModelBuilder.build(JSONValue.read(contentsOf: URL(fileURLWithPath: path)), file: path)
+  guard let model = built as? CausalLanguageModel else {
+    throw UsageError(
+      message: "longconv-bench: \(path): not a language model (train needs \"model\": \"causal_lm\")")
+  }
+  guard length <= model.maxLength else {
+    throw UsageError(
+      message: "longconv-bench: --len \(length) exceeds the max_length \(model.maxLength) of \(path)")
+  }
+  return model
+}
+
 /// The process's peak resident memory so far, in MB (`getrusage`): run one length per process
 /// to read it per shape.
 func peakResidentMegabytes() -> Double {
@@ -335,18 +358,23 @@ func peakResidentMegabytes() -> Double {
 /// (`allreduce_exposed_ms`), the share hidden behind the backward pass and the gradient bytes
 /// each rank sends per step.
 func benchTrain(_ o: Options, threads: Int, world: MPIWorld?) throws {
-  let (dim, layers, batch) = (o.dim ?? 256, o.layers ?? 6, o.batch ?? 8)
+  let batch = o.batch ?? 8
   let ranks = world?.size ?? 1
   guard batch % ranks == 0 else {
     throw UsageError(message: "longconv-bench: --batch \(batch) cannot be shared by \(ranks) processes")
   }
   for length in o.lengths.isEmpty ? [512] : o.lengths {
-    let model = try makeTNNLanguageModel(dim: dim, layers: layers, maxLength: length, recompute: o.recompute)
+    let model =
+      try o.config.map { try languageModel(configFile: $0, length: length) }
+      ?? makeTNNLanguageModel(
+        dim: o.dim ?? 256, layers: o.layers ?? 6, maxLength: length, recompute: o.recompute)
+    let (dim, layers) = (model.blocks.first?.mixer.width ?? 0, model.blocks.count)
     let optimizer = AdamW(
       groups: [ParameterGroup(name: "all", parameters: model.parameters)], learningRate: 1e-3)
     var rng = SeededGenerator(seed: 3)
-    let inputs = (0..<batch * length).map { _ in Int(rng.next() % 256) }
-    let targets = (0..<batch * length).map { _ in Int(rng.next() % 256) }
+    let vocabulary = UInt64(model.vocabulary)
+    let inputs = (0..<batch * length).map { _ in Int(rng.next() % vocabulary) }
+    let targets = (0..<batch * length).map { _ in Int(rng.next() % vocabulary) }
     // This rank's rows of the global batch.
     let rows = BatchShard(index: world?.rank ?? 0, count: ranks).rows(of: batch)
     let shard = rows.lowerBound * length..<rows.upperBound * length
@@ -375,7 +403,8 @@ func benchTrain(_ o: Options, threads: Int, world: MPIWorld?) throws {
     guard (world?.rank ?? 0) == 0 else { continue }
     var fields: [(String, Any)] =
       header(threads) + [
-        ("bench", "train_step"), ("ranks", ranks), ("dim", dim), ("layers", layers), ("batch", batch),
+        ("bench", "train_step"), ("model", o.config ?? "tnn"), ("ranks", ranks), ("dim", dim),
+        ("layers", layers), ("batch", batch),
         ("len", length), ("params", model.parameterCount), ("recompute", o.recompute),
         ("step_ms", times[0] * 1e3),
         ("tokens_per_s", Double(batch * length) / times[0]), ("peak_rss_mb", peakResidentMegabytes()),

@@ -6,8 +6,11 @@ import LongConvTensors
 ///
 /// - `"decay"`: everything else, with `weightDecay` and learning-rate scale 1;
 /// - `"no_decay"`: norms (names containing `norm`, any case), biases (names ending in `bias`),
-///   and the decay parameters of kernels: a learned TNN decay (`gamma` of a ``LongConv/TNNKernel``),
-///   EMA's `delta` and `alpha` (``LongConv/EMAKernel``); weight decay 0, scale 1;
+///   the decay parameters of kernels: a learned TNN decay (`gamma` of a ``LongConv/TNNKernel``),
+///   EMA's `delta` and `alpha` (``LongConv/EMAKernel``), and every parameter of a Hyena
+///   filter (``LongConv/HyenaFilter``: its implicit MLP, `freq` and `bias`, as safari's
+///   `HyenaFilter`, whose kernel parameters take `wd = 0` unless told otherwise); weight
+///   decay 0, scale 1;
 /// - `"ssm"`: the S4D state-space parameters `logDt`, `logAReal`, `aImag` (``LongConv/S4DKernel``),
 ///   weight decay 0 and learning-rate scale `ssmLearningRateScale`.
 ///
@@ -37,6 +40,8 @@ public func defaultGroups(
       if let logit = kernel.decayLogit { noDecayStorages.insert(ObjectIdentifier(logit.storage)) }
     case let kernel as EMAKernel:
       for t in [kernel.delta, kernel.alpha] { noDecayStorages.insert(ObjectIdentifier(t.storage)) }
+    case let filter as HyenaFilter:
+      for (_, t) in filter.trainableParameters() { noDecayStorages.insert(ObjectIdentifier(t.storage)) }
     default: break
     }
   }

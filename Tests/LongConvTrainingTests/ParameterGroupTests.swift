@@ -78,6 +78,28 @@ import Testing
     #expect(decay.contains { $0.hasSuffix("kernel.beta") })
   }
 
+  /// safari's `HyenaFilter` gives its kernel parameters `wd = 0` (the recall recipes keep it):
+  /// the implicit MLP, `freq` and the filter's bias are not decayed, the operator's projections are.
+  @Test func hyenaFilterParametersAreNotDecayed() throws {
+    let model = try Self.model(
+      #"""
+      {"dim": 8, "num_layers": 1, "max_length": 16,
+       "layers": {"mixer": {"type": "hyena", "order": 2,
+                  "kernel": {"type": "hyena", "emb_dim": 3, "filter_width": 8}}}}
+      """#)
+    let groups = defaultGroups(for: model, weightDecay: 0.1)
+    let noDecay = Self.names(groups, "no_decay")
+    let filterNames = model.namedParameters().map(\.name).filter { $0.contains(".kernel.") }
+    #expect(filterNames.contains { $0.hasSuffix("freq") })
+    #expect(filterNames.contains { $0.hasSuffix("implicitFilter.0.weight") })
+    #expect(filterNames.allSatisfy { noDecay.contains($0) })
+    let decay = Self.names(groups, "decay")
+    #expect(decay.contains { $0.hasSuffix("mixer.inProj.weight") })
+    #expect(!decay.contains { $0.contains(".kernel.") })
+    let all = groups.flatMap(\.parameterNames)
+    #expect(all.sorted() == model.namedParameters().map(\.name).sorted())
+  }
+
   @Test func groupsDriveAnOptimizer() throws {
     let model = try Self.model(
       #"""
