@@ -104,6 +104,21 @@ assert steps == list(range(1, 9)), f"training steps logged after a resume: {step
 PY
 echo "cli-smoke: reproducible training (two runs, kill and resume) ok"
 
+# A new run from another run's weights (--init-from): its first step starts from run1's final
+# loss, not from a fresh initialisation's; combined with --resume it is refused.
+"$cli" train --config Configs/tnn_lm.json --text Examples/Data/tinyshakespeare.txt --steps 1 --batch 4 --length 128 \
+  --threads 2 --out "$work/init" --init-from "$work/run1" > "$work/init.log"
+grep -q "starting from the weights in $work/run1" "$work/init.log" ||
+  { echo "cli-smoke: --init-from did not say where it started" >&2; exit 1; }
+python3 - "$work/run1/metrics.jsonl" "$work/init/metrics.jsonl" <<'PY'
+import json, sys
+def losses(path):
+    return [json.loads(l)["loss"] for l in open(path) if '"loss"' in l and "val_" not in l]
+trained, started = losses(sys.argv[1]), losses(sys.argv[2])
+assert abs(started[0] - trained[-1]) < abs(trained[0] - trained[-1]) / 2, (trained, started)
+PY
+echo "cli-smoke: --init-from ok"
+
 expect_status() {  # expect_status STATUS command...
   local want=$1; shift
   set +e; "$@" > /dev/null 2> "$work/stderr"; local got=$?; set -e
@@ -117,6 +132,9 @@ grep -q "layer.num_heads" "$work/stderr" || { echo "cli-smoke: num_heads 2 was n
 [[ ! -e "$work/never" ]] || { echo "cli-smoke: a refused safari import created its output" >&2; exit 1; }
 expect_status 2 "$cli" import-torch --format keras --state-dict "$fixture/model.safetensors" --config "$fixture/config.json" --out "$work/never"
 expect_status 2 "$cli" eval --checkpoint "$work/ckpt"
+expect_status 2 "$cli" "${train_args[@]}" --out "$work/init" --resume --init-from "$work/run1"
+expect_status 1 "$cli" train --config Configs/hyena_lm.json --text Examples/Data/tinyshakespeare.txt --steps 1 --out "$work/never" --init-from "$work/run1"
+grep -q "shape mismatch\|missing" "$work/stderr" || { echo "cli-smoke: --init-from with another model's checkpoint" >&2; cat "$work/stderr" >&2; exit 1; }
 expect_status 2 "$cli" inspect --checkpoint "$work/ckpt" --out "$work/inspect" --length 0
 expect_status 1 "$cli" inspect --checkpoint "$work/missing" --out "$work/inspect"
 expect_status 1 "$cli" inspect --checkpoint "$work/ckpt" --out "$work/tokens.bin"

@@ -8,13 +8,13 @@ enum TrainCommand {
   static let help = """
     usage: longconv train --config FILE (--text FILE | --task TASK) --out DIR
                           [--vocab V] [--length N] [--seed S] [--threads N] [--resume]
-                          [--bucket-mb X]
+                          [--init-from DIR] [--bucket-mb X]
                           [--steps N] [--batch N] [--lr X] [--warmup N]
                           [--schedule cosine|warmup_cosine|linear|constant] [--weight-decay X]
                           [--clip X] [--loss-positions all|answers] [--validate-every N]
                           [--validation-rows N] [--checkpoint-every N]
 
-    Trains with AdamW (weight decay off norms, biases and decay parameters), a learning-rate
+    Trains with AdamW (weight decay off norms, biases, decay parameters and Hyena filters), a learning-rate
     schedule and gradient clipping. The recipe comes from the config's "training" object
     (docs/CONFIG.md), every key of which the options in the last three lines override; without
     one: 1500 steps, batch 16, lr 2e-3, 100 warmup steps then cosine, weight decay 0.1,
@@ -23,7 +23,11 @@ enum TrainCommand {
     DIR/checkpoint (atomically, every --checkpoint-every steps and at the end), with the
     resolved recipe in DIR/checkpoint/training.json. --resume continues from DIR/checkpoint
     with its saved recipe (options given again override it) and the same data options, and
-    ends exactly where one uninterrupted run would.
+    ends exactly where one uninterrupted run would. --init-from DIR starts a new run from the
+    parameters and buffers of the checkpoint in DIR (another run's --out directory, or its
+    checkpoint) instead of the config's initialisation: the config must describe the same
+    model (names and shapes are checked), and the step, optimizer state and schedule start
+    afresh (a curriculum over lengths, or fine-tuning).
 
     Data (--seed S draws the training rows; validation rows come from seed S + 1):
       --text FILE      bytes, last 10% for validation; --length N tokens per row (default 256)
@@ -79,6 +83,7 @@ enum TrainCommand {
       arguments, command: command,
       options: recipeOptions.union([
         "--config", "--text", "--task", "--out", "--vocab", "--length", "--seed", "--threads", "--bucket-mb",
+        "--init-from",
       ]), switches: ["--resume"])
     if args.wantsHelp {
       print(help)
@@ -94,6 +99,12 @@ enum TrainCommand {
 
     // The recipe: defaults, then the saved one (resume) or the config's, then the options.
     let resume = args.flag("--resume")
+    let initFrom = args.string("--init-from")
+    if resume, initFrom != nil {
+      throw UsageError(
+        message:
+          "train: --init-from starts a new run from another checkpoint; it cannot be combined with --resume")
+    }
     let configURL = args.string("--config").map { URL(fileURLWithPath: $0) }
     let configJSON = try configURL.map { try JSONValue.read(contentsOf: $0) }
     var options: TrainingOptions
@@ -130,6 +141,7 @@ enum TrainCommand {
     } else {
       guard let configJSON else { throw UsageError(message: "train: --config is required") }
       let model = try ModelBuilder.build(configJSON, file: configURL?.path)
+      if let initFrom { try Checkpoint.loadState(into: model, from: checkpointDirectory(initFrom)) }
       try checkMemory(model, args: args, options: options, command: command, world: world)
       if FileManager.default.fileExists(atPath: out.appendingPathComponent("checkpoint").path) {
         throw UserError(
@@ -139,6 +151,7 @@ enum TrainCommand {
         model: model, objective: objective, options: options, directory: out, reducer: world)
       if writer {
         print("training \(model.parameterCount) parameters for \(options.steps) steps into \(out.path)")
+        if let initFrom { print("starting from the weights in \(initFrom)") }
         if let world, world.size > 1 {
           print(
             "data-parallel: \(world.size) processes, \(options.batch / world.size) rows each, \(ComputeThreads.count) threads each"
@@ -152,6 +165,15 @@ enum TrainCommand {
     if writer {
       print("done: checkpoint in \(trainer.checkpointDirectory.path), metrics and plots in \(out.path)")
     }
+  }
+
+  /// The checkpoint `--init-from` names: `path` itself when it holds weights, else the
+  /// checkpoint of the run directory `path`.
+  static func checkpointDirectory(_ path: String) -> URL {
+    let given = URL(fileURLWithPath: path)
+    let weights = given.appendingPathComponent(Checkpoint.weightsFile).path
+    return FileManager.default.fileExists(atPath: weights)
+      ? given : Checkpoint.location(of: given.appendingPathComponent("checkpoint"))
   }
 
   /// Refuses, before the first step, a batch whose activations (with the parameters, their

@@ -191,6 +191,40 @@ import Testing
     return directory
   }
 
+  /// `loadState(into:from:)` (a run started from another run's weights): a model built from the
+  /// same config takes every parameter and buffer; a model of another shape is refused by name
+  /// and left as it was.
+  @Test func stateLoadsIntoAModelBuiltElsewhere() throws {
+    let scratch = try ScratchDirectory()
+    defer { scratch.cleanUp() }
+    let trained = try Self.model()
+    Self.perturb(trained)
+    let directory = scratch.file("ckpt")
+    try Checkpoint.save(trained, to: directory)
+    let fresh = try Self.model(seed: 9)
+    #expect(try Self.logits(fresh) != Self.logits(trained))
+    try Checkpoint.loadState(into: fresh, from: directory)
+    #expect(try Self.logits(fresh) == Self.logits(trained))
+    for ((name, p), (_, q)) in zip(trained.namedState(), fresh.namedState()) {
+      #expect(p.scalars == q.scalars, "\(name)")
+    }
+
+    let wider = try #require(
+      try ModelBuilder.build(
+        JSONValue.parse(
+          Data(Self.config.replacingOccurrences(of: "\"dim\": 8", with: "\"dim\": 12").utf8), source: "t"))
+        as? CausalLanguageModel)
+    let before = try Self.logits(wider)
+    do {
+      try Checkpoint.loadState(into: wider, from: directory)
+      Issue.record("a model of another width took the checkpoint")
+    } catch let error as CheckpointError {
+      #expect(error.tensor == "embedding.weight")
+      #expect(error.problem == "shape mismatch: expected [256, 12], found [256, 8]")
+    }
+    #expect(try Self.logits(wider) == before)
+  }
+
   @Test func loadRejectsMisshapenTensors() throws {
     let scratch = try ScratchDirectory()
     defer { scratch.cleanUp() }

@@ -99,22 +99,21 @@ public enum Checkpoint {
   }
 
   /// Builds the model described by `directory/config.json` and loads its parameters and
-  /// buffers from `directory/model.safetensors`, after checking that every parameter is
-  /// present, that every tensor has its exact shape and that the file holds nothing else.
-  /// A buffer the file lacks keeps the value the config gives it (checkpoints written before a
-  /// constant became a buffer hold none).
+  /// buffers from `directory/model.safetensors` (``loadState(into:from:)``).
   public static func load(from directory: URL) throws -> any SequenceModel {
-    var source = directory.standardizedFileURL
-    let fileManager = FileManager.default
-    if !fileManager.fileExists(atPath: source.path) {
-      // Interrupted between the two renames of a save: the old checkpoint is aside.
-      let previous = previousURL(source)
-      guard fileManager.fileExists(atPath: previous.appendingPathComponent(weightsFile).path) else {
-        throw CheckpointError(file: source.path, problem: "no such checkpoint directory")
-      }
-      source = previous
-    }
+    let source = try existing(directory)
     let model = try ModelBuilder.build(contentsOf: source.appendingPathComponent(configFile))
+    try loadState(into: model, from: source)
+    return model
+  }
+
+  /// Loads the parameters and buffers of the checkpoint in `directory` into `model` (a model
+  /// built from another config, to start a run from trained weights), after checking that every
+  /// parameter is present, that every tensor has its exact shape and that the file holds nothing
+  /// else. A buffer the file lacks keeps the value the config gives it (checkpoints written
+  /// before a constant became a buffer hold none).
+  public static func loadState(into model: any SequenceModel, from directory: URL) throws {
+    let source = try existing(directory)
     let weightsURL = source.appendingPathComponent(weightsFile)
     let file = weightsURL.path
     let stored = try SafeTensors.read(contentsOf: weightsURL)
@@ -154,7 +153,19 @@ public enum Checkpoint {
         }
       }
     }
-    return model
+  }
+
+  /// `directory`, or the previous checkpoint a save interrupted between its two renames set
+  /// aside; throws when neither exists.
+  static func existing(_ directory: URL) throws -> URL {
+    let source = directory.standardizedFileURL
+    let fileManager = FileManager.default
+    if fileManager.fileExists(atPath: source.path) { return source }
+    let previous = previousURL(source)
+    guard fileManager.fileExists(atPath: previous.appendingPathComponent(weightsFile).path) else {
+      throw CheckpointError(file: source.path, problem: "no such checkpoint directory")
+    }
+    return previous
   }
 
   /// Where the checkpoint at `directory` really is: the directory itself, or the previous
