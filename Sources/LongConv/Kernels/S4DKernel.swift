@@ -18,12 +18,11 @@ import LongConvTensors
 /// y[i] = sum_k K[k] x[i - k] + D[c] x[i]
 /// ```
 ///
-/// Everything is computed with real tensor ops (`exp`, `cos`, `sin`, products, sums; the
+/// `dt A` and `C'` are computed with real tensor ops (`exp`, `cos`, `sin`, products; the
 /// complex division written out as `(a + ib)/(c + id) = ((ac + bd) + i(bc - ad)) / (c^2 + d^2)`),
-/// so gradients reach every parameter through the ordinary pullbacks. The Vandermonde
-/// matrix `dA_n^l = exp(Re(dtA_n) l) (cos(Im(dtA_n) l) + i sin(Im(dtA_n) l))` is built as
-/// `[D, H, L]` by broadcasting `[D, H, 1] * [1, 1, L]`, and reduced over modes by one
-/// batched product `[D, 1, H] x [D, H, L]` per real and imaginary part.
+/// so gradients reach every parameter through the ordinary pullbacks; the sum over modes and
+/// lags is one op, ``LongConvTensors/Tensor/diagonalVandermonde(poleLogReal:poleLogImaginary:residueReal:residueImaginary:length:)``
+/// (powers `dA_n^l` by recurrence in Double, never stored as `[D, H, L]`).
 ///
 /// Step form (exact, state `H` complex numbers per channel): `s = dA * s + u`,
 /// `y = 2 Re(C' . s) + D u`; ``stateSpace()`` returns these poles `dA` and residues `2C'`.
@@ -235,16 +234,8 @@ public final class S4DKernel: ConfigurableKernel {
   private func causalKernel(
     length: Int, dtARe: Tensor, dtAIm: Tensor, cRe: Tensor, cIm: Tensor
   ) -> Tensor {
-    let (d, h) = (channels, modes)
-    let lags = Tensor.arange(0, Float(length)).reshaped([1, 1, length])
-    let decay = (dtARe.reshaped([d, h, 1]) * lags).exp()
-    let phase = dtAIm.reshaped([d, h, 1]) * lags
-    let vandermondeRe = decay * phase.cos()
-    let vandermondeIm = decay * phase.sin()
-    // Re(C' V) = C'_re V_re - C'_im V_im, reduced over modes by batched [1, H] x [H, L] products.
-    let re = (2 * cRe).reshaped([d, 1, h]).matmul(vandermondeRe)
-    let im = (2 * cIm).reshaped([d, 1, h]).matmul(vandermondeIm)
-    return (re - im).reshaped([d, length])
+    Tensor.diagonalVandermonde(
+      poleLogReal: dtARe, poleLogImaginary: dtAIm, residueReal: cRe, residueImaginary: cIm, length: length)
   }
 
   /// `[D, L]`, `K[l] = 2 Re sum_n C'_n dA_n^l` (causal), or `[D, 2L - 1]`: `Kb[L-2] ... Kb[0]` at lags
