@@ -1,18 +1,20 @@
 import CFFTW
 import Synchronization
 
-/// A buffer of `Float`s from `fftwf_malloc`, aligned for FFTW's SIMD code paths.
+/// A buffer of `Float`s from ``BufferPool``, 64-byte aligned as FFTW's SIMD code paths want.
 final class FFTBuffer: @unchecked Sendable {
   let count: Int
   let base: UnsafeMutablePointer<Float>
 
   init(count: Int) {
     self.count = count
-    _ = retainFreedMemory
-    base = fftwf_alloc_real(max(count, 1))!
+    base = BufferPool.shared.allocate(bytes: count * MemoryLayout<Float>.stride).bindMemory(
+      to: Float.self, capacity: max(count, 1))
   }
 
-  deinit { fftwf_free(base) }
+  deinit {
+    BufferPool.shared.release(UnsafeMutableRawPointer(base), bytes: count * MemoryLayout<Float>.stride)
+  }
 
   func zero() { base.update(repeating: 0, count: count) }
 }
