@@ -308,6 +308,9 @@ enum LongConvolution {
 
   /// Pullbacks: `dx = g (correlated with) t` as `IFFT(G conj(T))`, and
   /// `dt[k] = sum_b sum_i g[b, i] x[b, i - k]` as `IFFT(sum_b G_b conj(X_b))` read at each lag.
+  /// For a causal kernel `dx` is exactly zero after the last position where `g` is nonzero (the
+  /// FFT's rounding there is cleared), so the gradient of an output with respect to any later
+  /// input is exactly zero, as safari's causality check asks.
   static func backward(
     _ grad: Tensor, x: Tensor, geometry g: ConvolutionGeometry, spectrum: FFTBuffer, savedInput: FFTBuffer?,
     skip: Tensor?, inputNeedsGradient: Bool, kernelNeedsGradient: Bool
@@ -327,8 +330,19 @@ enum LongConvolution {
       let width = channels.count * stride
       let kernelSpectra = spectrum.base + 2 * channels.lowerBound * stride
       if dkp != nil { ws.accumulator.zero() }
+      // Causal: dx[j] = sum_(t >= j) dy[t] k[t - j] + skip dy[j] is exactly zero after the last
+      // position where dy is nonzero; the FFT leaves its rounding there, which is cleared.
+      var lastNonzero = [Int](repeating: g.length - 1, count: channels.count)
       for b in 0..<g.batch {
         gather(gp.base, g, b: b, channels: channels, into: ws.real.base)
+        if dxp != nil, g.negativeLags == 0 {
+          for row in 0..<channels.count {
+            let series = ws.real.base + row * g.realStride
+            var last = g.length - 1
+            while last >= 0, series[last] == 0 { last -= 1 }
+            lastNonzero[row] = last
+          }
+        }
         FFT.forward(size: g.fftSize, count: channels.count, real: ws.real.base, complex: ws.spectra.base)
         if let savedInput {
           let inputSpectra = savedInput.base + 2 * (b * g.channels + channels.lowerBound) * stride
@@ -339,6 +353,11 @@ enum LongConvolution {
             ws.spectra.base, kernelSpectra, into: ws.spectra.base, count: width, conjugateB: true,
             fftSize: g.fftSize)
           FFT.inverse(size: g.fftSize, count: channels.count, complex: ws.spectra.base, real: ws.real.base)
+          if g.negativeLags == 0 {
+            for (row, last) in lastNonzero.enumerated() where last < g.length - 1 {
+              (ws.real.base + row * g.realStride + last + 1).update(repeating: 0, count: g.length - 1 - last)
+            }
+          }
           scatter(
             ws.real.base, g, b: b, channels: channels, into: dxp.base, skip: skipPointer?.base, other: gp.base
           )
