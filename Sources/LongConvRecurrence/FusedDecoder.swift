@@ -47,6 +47,10 @@ import Synchronization
 /// is made: like the converted kernels, the recurrent model is a snapshot of the model at
 /// conversion. One step runs at a time per decoder.
 ///
+/// A step can also run every member's share on the calling thread, segment by segment (the
+/// same bits); ``TeamSchedule`` measures both and runs the faster, so that a busy core, which
+/// stalls the team at every barrier, costs no more than one thread would.
+///
 /// The hot loop reads only plain pointers and counts (``LayerPlan``, one per layer and member):
 /// no reference counting, whose atomic updates of shared objects from two cores cost more than
 /// the arithmetic of small layers.
@@ -238,16 +242,30 @@ final class FusedDecoder: @unchecked Sendable {
     precondition(states.count == layerCount, "step: \(states.count) layer states for \(layerCount) layers")
     return running.withLock { _ in
       self.token = token
+      let alone = members > 1 && (forcedMode.map { $0 == .alone } ?? schedule.runsAlone())
+      let start = DispatchTime.now().uptimeNanoseconds
       withStatePointers(&states, layer: 0) {
-        lck_team_run(
-          team,
-          { context, member in
-            Unmanaged<FusedDecoder>.fromOpaque(context!).takeUnretainedValue().run(member: Int(member))
-          }, Unmanaged.passUnretained(self).toOpaque())
+        if alone {
+          runAlone()
+        } else {
+          lck_team_run(
+            team,
+            { context, member in
+              Unmanaged<FusedDecoder>.fromOpaque(context!).takeUnretainedValue().runTeam(member: Int(member))
+            }, Unmanaged.passUnretained(self).toOpaque())
+        }
       }
+      schedule.finished(seconds: Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9, alone: alone)
       return Array(UnsafeBufferPointer(start: scratch.logits, count: vocabulary))
     }
   }
+
+  /// How a step runs: on the team, or every member's share on the calling thread.
+  enum Mode { case team, alone }
+  /// Runs every step this way when set (tests: both give the same bits); ``TeamSchedule``
+  /// decides otherwise.
+  var forcedMode: Mode?
+  private var schedule = TeamSchedule()
 
   /// Pins every layer's state arrays into ``states`` for the duration of `body`.
   private func withStatePointers(_ layerStates: inout [RecurrentMixerState], layer: Int, _ body: () -> Void) {
@@ -274,86 +292,119 @@ final class FusedDecoder: @unchecked Sendable {
     layerStates[layer].position += 1
   }
 
-  /// One member's share of a step.
-  private func run(member t: Int) {
-    let d = width
+  /// A step is `2 * layerCount + 1` segments, the stretches between barriers: segment `2i`
+  /// finishes the previous sublayer (or takes the embedding) and runs layer `i`'s mixer share,
+  /// segment `2i + 1` finishes the mixer and runs the channel mixer's share, the last one
+  /// finishes the last channel mixer and runs the head's rows.
+  private var segmentCount: Int { 2 * layerCount + 1 }
+
+  /// Member `t`'s share of a step on the team: its segments, with a barrier between each two.
+  private func runTeam(member t: Int) {
+    for s in 0..<segmentCount {
+      if s > 0 { lck_team_barrier(team) }
+      segment(s, member: t)
+    }
+  }
+
+  /// The whole step on the calling thread: every member's share of each segment in turn. The
+  /// shares write disjoint ranges and read only what earlier segments wrote, so this computes
+  /// the same values as the team, in the same order, bit for bit.
+  private func runAlone() {
+    for s in 0..<segmentCount {
+      for t in 0..<members { segment(s, member: t) }
+    }
+  }
+
+  /// Member `t`'s share of segment `s` (see ``segmentCount``).
+  private func segment(_ s: Int, member t: Int) {
+    let h = scratch.residual(t)
+    if s == 0 {
+      h.update(from: embedding + token * width, count: width)
+    } else {
+      // Finish the sublayer of segment s - 1: sum the members' partial outputs into h.
+      let plan = plans[(s - 1) / 2 * members + t]
+      let finishesMixer = (s - 1) % 2 == 0
+      gather(
+        phase: (s - 1) & 1, rows: finishesMixer ? plan.o.rows : width,
+        bias: finishesMixer ? plan.mixerBias : plan.channelBias, glu: finishesMixer && plan.outputGLU,
+        into: h,
+        norm: plan.prenorm ? nil : (finishesMixer ? plan.norm1 : plan.norm2), member: t)
+    }
+    if s == segmentCount - 1 {
+      head[t].apply(finalNorm.apply(h, into: scratch.normed(t)), into: scratch.logits)
+    } else if s % 2 == 0 {
+      mixerShare(plans[s / 2 * members + t], layer: s / 2, member: t, phase: s & 1)
+    } else {
+      channelMixerShare(plans[s / 2 * members + t], member: t, phase: s & 1)
+    }
+  }
+
+  /// Member `t`'s channels of a layer's mixer, from the projections to its partial output.
+  private func mixerShare(_ plan: LayerPlan, layer index: Int, member t: Int, phase: Int) {
     let (h, z) = (scratch.residual(t), scratch.normed(t))
     let (u, v, gated, extra) = (scratch.u, scratch.v, scratch.gated, scratch.extra)
-    h.update(from: embedding + token * d, count: d)
-    var phase = 0
-    for index in 0..<layerCount {
-      let plan = plans[index * members + t]
-      // Mixer: this member's channels, from the projections to its partial output.
-      let input = plan.prenorm ? plan.norm1.apply(h, into: z) : UnsafePointer(h)
-      let channels = plan.channels
-      let state = states[index]
-      switch plan.mixer {
-      case .gated(let up, let vp, let activation):
-        // Gated (GTU): g = act(W_u z) * rec(act(W_v z)).
-        up.apply(input, into: u)
-        vp.apply(input, into: v)
-        activation.apply(v, channels)
-        plan.recurrence.step(channels: channels, x: v, y: gated, state: (state.re, state.im))
-        activation.apply(u, channels)
-        for c in channels { gated[c] *= u[c] }
-      case .hyena(let form):
-        // Hyena: q = shortconv(W_in z) per stream (x_0 ... x_(N-1), v), then per step o
-        // v = w_o rec_o(v * x_(N-1-o)) on recurrence channels o d + c, and g = act(v * x_0).
-        let (inner, order) = (plan.o.columnsTotal, form.order)
-        let streams = (order + 1) * inner
-        for n in 0...order { form.projections[n].apply(input, into: u + n * inner) }
-        for c in channels {
-          for n in 0...order {
-            let stream = n * inner + c
-            v[stream] = shortFilterStep(
-              stream, input: u[stream], filter: form.filter, bias: form.filterBias, taps: form.taps,
-              history: state.history, streams: streams)
-          }
-          gated[c] = v[order * inner + c]
+    let input = plan.prenorm ? plan.norm1.apply(h, into: z) : UnsafePointer(h)
+    let channels = plan.channels
+    let state = states[index]
+    switch plan.mixer {
+    case .gated(let up, let vp, let activation):
+      // Gated (GTU): g = act(W_u z) * rec(act(W_v z)).
+      up.apply(input, into: u)
+      vp.apply(input, into: v)
+      activation.apply(v, channels)
+      plan.recurrence.step(channels: channels, x: v, y: gated, state: (state.re, state.im))
+      activation.apply(u, channels)
+      for c in channels { gated[c] *= u[c] }
+    case .hyena(let form):
+      // Hyena: q = shortconv(W_in z) per stream (x_0 ... x_(N-1), v), then per step o
+      // v = w_o rec_o(v * x_(N-1-o)) on recurrence channels o d + c, and g = act(v * x_0).
+      let (inner, order) = (plan.o.columnsTotal, form.order)
+      let streams = (order + 1) * inner
+      for n in 0...order { form.projections[n].apply(input, into: u + n * inner) }
+      for c in channels {
+        for n in 0...order {
+          let stream = n * inner + c
+          v[stream] = shortFilterStep(
+            stream, input: u[stream], filter: form.filter, bias: form.filterBias, taps: form.taps,
+            history: state.history, streams: streams)
         }
-        // The projections are spent: `u` takes the recurrence's outputs.
-        for o in 0..<order - 1 {
-          let gate = (order - 1 - o) * inner
-          for c in channels { extra[o * inner + c] = gated[c] * v[gate + c] }
-          let stepChannels = o * inner + channels.lowerBound..<o * inner + channels.upperBound
-          plan.recurrence.step(channels: stepChannels, x: extra, y: u, state: (state.re, state.im))
-          let scale = form.orderScales?[o] ?? 1
-          for c in channels { gated[c] = u[o * inner + c] * scale }
-        }
-        for c in channels { gated[c] *= v[c] }
-        form.activation.apply(gated, channels)
-      case .ssm(let activation):
-        // SSM block: g = act(rec(z)); a GLU output follows the output product.
-        plan.recurrence.step(channels: channels, x: input, y: gated, state: (state.re, state.im))
-        activation.apply(gated, channels)
+        gated[c] = v[order * inner + c]
       }
-      plan.o.apply(gated, into: scratch.partial(t, phase: phase))
-      lck_team_barrier(team)
-      gather(
-        phase: phase, rows: plan.o.rows, bias: plan.mixerBias, glu: plan.outputGLU, into: h,
-        norm: plan.prenorm ? nil : plan.norm1, member: t)
-      phase ^= 1
-
-      // Channel mixer: this member's hidden features.
-      let input2 = plan.prenorm ? plan.norm2.apply(h, into: z) : UnsafePointer(h)
-      plan.first.apply(input2, into: u)
-      let features = plan.first.range
-      switch plan.activation {
-      case .gated(let activation):
-        plan.gate!.apply(input2, into: v)
-        activation.apply(u, features)
-        for k in features { gated[k] = u[k] * v[k] }
-      case .pointwise(let activation):
-        activation.map(u, into: gated, features)
+      // The projections are spent: `u` takes the recurrence's outputs.
+      for o in 0..<order - 1 {
+        let gate = (order - 1 - o) * inner
+        for c in channels { extra[o * inner + c] = gated[c] * v[gate + c] }
+        let stepChannels = o * inner + channels.lowerBound..<o * inner + channels.upperBound
+        plan.recurrence.step(channels: stepChannels, x: extra, y: u, state: (state.re, state.im))
+        let scale = form.orderScales?[o] ?? 1
+        for c in channels { gated[c] = u[o * inner + c] * scale }
       }
-      plan.out.apply(gated, into: scratch.partial(t, phase: phase))
-      lck_team_barrier(team)
-      gather(
-        phase: phase, rows: width, bias: plan.channelBias, glu: false, into: h,
-        norm: plan.prenorm ? nil : plan.norm2, member: t)
-      phase ^= 1
+      for c in channels { gated[c] *= v[c] }
+      form.activation.apply(gated, channels)
+    case .ssm(let activation):
+      // SSM block: g = act(rec(z)); a GLU output follows the output product.
+      plan.recurrence.step(channels: channels, x: input, y: gated, state: (state.re, state.im))
+      activation.apply(gated, channels)
     }
-    head[t].apply(finalNorm.apply(h, into: z), into: scratch.logits)
+    plan.o.apply(gated, into: scratch.partial(t, phase: phase))
+  }
+
+  /// Member `t`'s hidden features of a layer's channel mixer, to its partial output.
+  private func channelMixerShare(_ plan: LayerPlan, member t: Int, phase: Int) {
+    let (h, z) = (scratch.residual(t), scratch.normed(t))
+    let (u, v, gated) = (scratch.u, scratch.v, scratch.gated)
+    let input = plan.prenorm ? plan.norm2.apply(h, into: z) : UnsafePointer(h)
+    plan.first.apply(input, into: u)
+    let features = plan.first.range
+    switch plan.activation {
+    case .gated(let activation):
+      plan.gate!.apply(input, into: v)
+      activation.apply(u, features)
+      for k in features { gated[k] = u[k] * v[k] }
+    case .pointwise(let activation):
+      activation.map(u, into: gated, features)
+    }
+    plan.out.apply(gated, into: scratch.partial(t, phase: phase))
   }
 
   /// `h = h + m` (or `norm(h + m)` for a post-norm block) with `m` the members' partial

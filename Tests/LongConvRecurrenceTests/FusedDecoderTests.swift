@@ -202,6 +202,68 @@ import Testing
     }
   }
 
+  /// A step on the team and a step with every member's share on the calling thread give the same
+  /// bits, token after token, for each block shape (the schedule may switch between them at
+  /// any step).
+  @Test func teamAndAloneGiveTheSameBits() throws {
+    for (norm, prenorm, channelMixer, finalNorm, mixer) in Self.shapes {
+      let model = try model(
+        norm: norm, prenorm: prenorm, channelMixer: channelMixer, finalNorm: finalNorm, mixer: mixer)
+      let recurrent = try RecurrentLanguageModel(model: model, converter: ExactConverter(), length: 32)
+      let decoders = try [FusedDecoder.Mode.team, .alone].map { mode in
+        let decoder = try #require(FusedDecoder.make(model: recurrent.model, mixers: recurrent.mixers))
+        decoder.forcedMode = mode
+        return decoder
+      }
+      var states = decoders.map { _ in recurrent.makeState().layers }
+      for (i, token) in tokens(12, vocabulary: 40).enumerated() {
+        let team = decoders[0].step(token, states: &states[0])
+        let alone = decoders[1].step(token, states: &states[1])
+        #expect(team == alone, "\(mixer) \(norm) position \(i)")
+      }
+      for (x, y) in zip(states[0], states[1]) {
+        #expect(
+          x.convolution.re == y.convolution.re && x.convolution.im == y.convolution.im
+            && x.history == y.history)
+      }
+    }
+  }
+
+  /// The schedule: probes of each way open every round, the faster one runs the rest, and a
+  /// team that stalls (load that began after the probes) hands the rest of the round over.
+  @Test func teamScheduleFollowsTheMeasurements() {
+    var schedule = TeamSchedule()
+    func run(_ steps: Int, team: Double, alone: Double) -> [Bool] {
+      (0..<steps).map { _ in
+        let ranAlone = schedule.runsAlone()
+        schedule.finished(seconds: ranAlone ? alone : team, alone: ranAlone)
+        return ranAlone
+      }
+    }
+    let probes = TeamSchedule.probeSteps
+    // An idle machine: the team is faster, and keeps the round.
+    var ways = run(TeamSchedule.roundSteps, team: 1e-3, alone: 2e-3)
+    #expect(ways.prefix(probes).allSatisfy { !$0 } && ways[probes..<2 * probes].allSatisfy { $0 })
+    #expect(ways[(2 * probes)...].allSatisfy { !$0 })
+    // Load from the start of a round: the probes find the team slower.
+    ways = run(TeamSchedule.roundSteps, team: 5e-3, alone: 2e-3)
+    #expect(ways[(2 * probes)...].allSatisfy { $0 })
+    // Load that begins mid-round: three slow team steps in a row, then alone to the round's end.
+    ways = run(2 * probes + 10, team: 1e-3, alone: 2e-3)
+    #expect(ways[(2 * probes)...].allSatisfy { !$0 })
+    ways = run(TeamSchedule.stallsToLeave, team: 4e-3, alone: 2e-3)
+    #expect(ways.allSatisfy { !$0 })
+    #expect(schedule.runsAlone())
+    // Two slow steps are not a stall.
+    var steady = TeamSchedule()
+    for _ in 0..<(2 * probes) {
+      let a = steady.runsAlone()
+      steady.finished(seconds: a ? 2e-3 : 1e-3, alone: a)
+    }
+    for seconds in [4e-3, 4e-3, 1e-3, 4e-3] { steady.finished(seconds: seconds, alone: false) }
+    #expect(!steady.runsAlone())
+  }
+
   /// Two models stepping at once from two threads (four team members on two cores), and one
   /// model stepped from two threads with separate states, give the logits of stepping alone.
   @Test func concurrentSteps() throws {
