@@ -450,6 +450,53 @@ func benchDecode(_ o: Options, threads: Int) throws {
   }
 }
 
+/// The floor of a memory-bound decoding step: streaming the bytes it touches, `read` bytes read
+/// of which `written` are also written back, split over `threads` as the step's members split
+/// their channels: a sum over the read-only part (Float) and `s = s * a + b` over the rest
+/// (Double, the states). Median of 21 passes after 3 untimed; the buffers are as large as the
+/// step's, so they meet the same caches.
+struct StreamFloor {
+  let readOnly: UnsafeMutableBufferPointer<Float>
+  let updated: UnsafeMutableBufferPointer<Double>
+  let threads: Int
+
+  init(read: Int, written: Int, threads: Int) {
+    readOnly = .allocate(capacity: max(1, (read - written) / 4))
+    readOnly.initialize(repeating: 1)
+    updated = .allocate(capacity: max(1, written / 8))
+    updated.initialize(repeating: 1)
+    self.threads = max(1, threads)
+  }
+
+  func seconds() -> Double {
+    let (r, u) = (UncheckedSendable(readOnly), UncheckedSendable(updated))
+    let sink = UncheckedSendable(UnsafeMutableBufferPointer<Float>.allocate(capacity: threads))
+    defer {
+      sink.value.deallocate()
+      readOnly.deallocate()
+      updated.deallocate()
+    }
+    var times: [Double] = []
+    let threads = self.threads
+    for round in 0..<24 {
+      let start = DispatchTime.now().uptimeNanoseconds
+      DispatchQueue.concurrentPerform(iterations: threads) { t in
+        // 16 lanes at a time (unaligned loads of SIMD16): a sum the compiler may vectorise.
+        let blocks = r.value.count / 16
+        let (a, b) = (blocks * t / threads, blocks * (t + 1) / threads)
+        let raw = UnsafeRawPointer(r.value.baseAddress!)
+        var sum = SIMD16<Float>()
+        for i in a..<b { sum += raw.loadUnaligned(fromByteOffset: i * 64, as: SIMD16<Float>.self) }
+        let (c, d) = (u.value.count * t / threads, u.value.count * (t + 1) / threads)
+        for i in c..<d { u.value[i] = u.value[i] * 0.999_999 + 1e-9 }
+        sink.value[t] = sum.sum()
+      }
+      if round >= 3 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9) }
+    }
+    return times.sorted()[times.count / 2]
+  }
+}
+
 /// Decoding with a converted model (`etsc`: exact; `compact`: compact at a tolerance): the
 /// conversion time, the per-token time after prefilling each context, and the largest logit
 /// difference against the FFT forward over 64 tokens stepped from the empty state.
@@ -494,6 +541,10 @@ func benchRecurrent(_ o: Options, threads: Int, compact: Bool) throws {
       logits = recurrent.step(token, state: &state)
       if round >= 5 { times.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9) }
     }
+    let bytes = recurrent.fusedStepBytes
+    let floorSeconds = bytes.map {
+      StreamFloor(read: $0.read, written: $0.written, threads: threads).seconds()
+    }
     var fields: [(String, Any)] =
       header(threads) + [
         ("bench", compact ? "decode_compact" : "decode_etsc"), ("dim", dim), ("layers", layers),
@@ -507,6 +558,13 @@ func benchRecurrent(_ o: Options, threads: Int, compact: Bool) throws {
       ("exact_fallback_channels", recurrent.reports.reduce(0) { $0 + ($1.exactChannels ?? 0) }),
       ("conversion_s", conversionSeconds), ("prefill_s", prefillSeconds),
     ]
+    if let bytes, let floorSeconds {
+      let perToken = times.sorted()[times.count / 2]
+      fields += [
+        ("step_mb", Double(bytes.read) / 1e6), ("stream_floor_ms", floorSeconds * 1e3),
+        ("vs_stream_floor", perToken / floorSeconds),
+      ]
+    }
     emit(fields)
   }
 }

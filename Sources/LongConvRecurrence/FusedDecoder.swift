@@ -260,6 +260,13 @@ final class FusedDecoder: @unchecked Sendable {
     }
   }
 
+  /// The memory one step streams through: everything the decoder packed (weights, recurrence
+  /// constants, plans, scratch) plus `states` complex states of two Doubles each, which it
+  /// also writes back.
+  func bytesPerStep(states: Int) -> (read: Int, written: Int) {
+    (arena.bytes + 16 * states, 16 * states)
+  }
+
   /// How a step runs: on the team, or every member's share on the calling thread.
   enum Mode { case team, alone }
   /// Runs every step this way when set (tests: both give the same bits); ``TeamSchedule``

@@ -36,6 +36,9 @@ struct Scratch {
 /// allows), freed with the decoder.
 final class Arena: @unchecked Sendable {
   private let arena: OpaquePointer
+  /// Bytes handed out so far: the packed weights, the recurrences' constants, the plans and
+  /// the scratch.
+  private(set) var bytes = 0
 
   init() {
     guard let arena = lck_arena_create() else { fatalError("FusedDecoder: out of memory") }
@@ -48,6 +51,7 @@ final class Arena: @unchecked Sendable {
     guard let raw = lck_arena_allocate(arena, max(count, 1) * MemoryLayout<T>.stride) else {
       fatalError("FusedDecoder: out of memory")
     }
+    bytes += max(count, 1) * MemoryLayout<T>.stride
     return raw.bindMemory(to: T.self, capacity: max(count, 1))
   }
 

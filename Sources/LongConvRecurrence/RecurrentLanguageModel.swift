@@ -170,6 +170,14 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     return logits
   }
 
+  /// The bytes one fused step reads and writes (the packed weights and recurrence constants,
+  /// and the states read and written back), or nil when the model steps through its modules:
+  /// the floor a memory-bound step approaches.
+  public var fusedStepBytes: (read: Int, written: Int)? {
+    guard usesFusedStep, let decoder = fusedDecoder() else { return nil }
+    return decoder.bytesPerStep(states: stateCount)
+  }
+
   private func fusedDecoder() -> FusedDecoder? {
     fused.withLock { decoder in
       if decoder == nil { decoder = FusedDecoder.make(model: model, mixers: mixers, kernels: instructionSet) }

@@ -229,6 +229,25 @@ import Testing
     }
   }
 
+  /// The bytes a fused step streams (the benchmark's floor): at least the packed weights (every
+  /// block parameter outside the kernels, the tied embedding as the head), the residues and the
+  /// states read, and not much more; the states are written back.
+  @Test func stepBytesCountWeightsAndStates() throws {
+    let model = try model(
+      norm: "simple_rms_norm", prenorm: true, channelMixer: #"{"type": "glu"}"#, finalNorm: "layer_norm")
+    let recurrent = try RecurrentLanguageModel(model: model, converter: ExactConverter(), length: 32)
+    let bytes = try #require(recurrent.fusedStepBytes)
+    let weights = model.namedParameters().filter {
+      !$0.name.contains(".kernel.") && !$0.name.contains("norm")
+    }
+    .reduce(0) { $0 + $1.tensor.count }
+    let expected = 4 * weights + (16 + 8) * recurrent.stateCount
+    #expect(bytes.written == 16 * recurrent.stateCount)
+    #expect(
+      bytes.read >= expected && Double(bytes.read) <= 1.3 * Double(expected) + 65_536,
+      "\(bytes.read) for \(expected)")
+  }
+
   /// The schedule: probes of each way open every round, the faster one runs the rest, and a
   /// team that stalls (load that began after the probes) hands the rest of the round over.
   @Test func teamScheduleFollowsTheMeasurements() {
