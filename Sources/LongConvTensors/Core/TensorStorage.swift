@@ -1,5 +1,5 @@
 /// The memory behind a tensor: a 64-byte aligned buffer of `Float`s (large ones from
-/// ``BufferPool``).
+/// a pool that reuses them).
 ///
 /// Storage is shared between a tensor and its reshaped views; ops never write into the
 /// storage of an existing tensor except through the explicit in-place API used by
