@@ -14,9 +14,9 @@ enum TrainCommand {
                           [--clip X] [--loss-positions all|answers] [--validate-every N]
                           [--validation-rows N] [--checkpoint-every N]
 
-    Trains with AdamW (weight decay off norms, biases, decay parameters and Hyena filters), a learning-rate
-    schedule and gradient clipping. The recipe comes from the config's "training" object
-    (docs/CONFIG.md), every key of which the options in the last three lines override; without
+    Trains with AdamW (weight decay off norms, biases, decay parameters and Hyena filters), a
+    learning-rate schedule and gradient clipping. The recipe comes from the config's "training"
+    object (docs/CONFIG.md), every key of which the options in the last three lines override; without
     one: 1500 steps, batch 16, lr 2e-3, 100 warmup steps then cosine, weight decay 0.1,
     clipping at 1.0, validation every 100 steps. Writes DIR/metrics.jsonl (validation lines
     carry "val_accuracy" for the tasks with answers), DIR/loss.svg, DIR/accuracy.svg and
