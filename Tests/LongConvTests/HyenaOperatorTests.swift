@@ -136,10 +136,16 @@ struct HyenaOperatorTests {
         activation: .geluTanh, generator: &generator))
     let x = uniformTensor([1, 5, 2], seed: 35)
     // The normalized filter curves enough that h = 1e-2 leaves up to 2e-2 of truncation error
-    // in its parameters' numeric gradients; h = 3e-3 brings that under 1.2e-4.
+    // in its parameters' numeric gradients; h = 3e-3 brings that under 1.2e-4. At that step the
+    // Float rounding of the forward pass leaves about 1e-3 of noise in the smallest gradient,
+    // `freq`'s (4.5% of the loss terms' size with outer mixing): measured 1.2e-3 once the short
+    // filter ran directly instead of by FFT (a different rounding), so the parameters are
+    // checked at 2e-3; a wrong pullback term is off by far more.
     let step = 3e-3
     checkGradients("hyena order 3 input", inputs: [x], step: step) { try! op($0[0]) }
-    let names = try checkGradients("hyena order 3", parameters: op.namedParameters(), step: step) {
+    let names = try checkGradients(
+      "hyena order 3", parameters: op.namedParameters(), tolerance: 2e-3, step: step
+    ) {
       try op(x)
     }.names
     #expect(names.contains("orderScales") && names.contains("kernel.positionalFeatures"))

@@ -98,7 +98,8 @@ extension Tensor {
   ///
   /// `kernel` is `[D, K]` (causal, lags `0 ... K-1`) or `[D, 2K - 1]` (bidirectional, lags
   /// `-(K-1) ... K-1`); any `K >= 1` and any `L >= 1` work. Both pullbacks (input and kernel)
-  /// are FFT products too. `skip` is an optional per-channel `[D]` term.
+  /// are FFT products too. `skip` is an optional per-channel `[D]` term. Causal kernels of at
+  /// most 16 lags are applied directly instead (`ShortConvolution`: the same sums, `O(B L D K)`).
   ///
   /// - Complexity: `O(B D N log N)` with `N` the FFT size, about `2L`.
   public func longConvolution(
@@ -108,6 +109,9 @@ extension Tensor {
     precondition(
       kernel.rank == 2 && kernel.shape[0] == shape[2] && kernel.shape[1] >= 1,
       "longConvolution: kernel \(kernel.shape) does not match input \(shape) (expected [D, lags])")
+    if direction == .causal, kernel.shape[1] <= ShortConvolution.maximumLags {
+      return ShortConvolution.apply(self, kernel: kernel, skip: skip)
+    }
     let g = ConvolutionGeometry(
       batch: shape[0], length: shape[1], channels: shape[2], kernelColumns: kernel.shape[1],
       direction: direction)

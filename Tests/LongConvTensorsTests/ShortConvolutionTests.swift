@@ -1,0 +1,31 @@
+import LongConvTestSupport
+import Testing
+
+@testable import LongConvTensors
+
+/// The direct path of the causal convolution (kernels of at most 16 lags) against the dense
+/// product and its exact pullback in Double: kernels of 1, 3, 4 and 16 lags, a kernel longer
+/// than the sequence, several blocks of the kernel gradient's rows, with and without skip; and
+/// the first length past the direct path's limit, which takes the FFT.
+@Suite struct ShortConvolutionTests {
+  @Test(arguments: [
+    (37, 2, 5, 1), (37, 2, 5, 3), (258, 3, 12, 4), (10, 2, 7, 16), (300, 2, 33, 16), (40, 2, 6, 17),
+  ])
+  func matchesTheDenseProduct(shape: (length: Int, batch: Int, channels: Int, lags: Int)) {
+    for skip in [false, true] {
+      LongConvolutionTests().check(
+        length: shape.length, batch: shape.batch, channels: shape.channels, columns: shape.lags,
+        direction: .causal, skip: skip)
+    }
+  }
+
+  /// Inference (no graph) gives the same values as a recorded forward pass.
+  @Test func valuesWithoutAGraph() {
+    var rng = SeededGenerator(seed: 8)
+    let x = Tensor.normal([2, 20, 6], generator: &rng)
+    let t = Tensor.normal([6, 3], generator: &rng).requiringGradient()
+    let recorded = x.longConvolution(kernel: t).scalars
+    let plain = Tensor.withoutRecording { x.longConvolution(kernel: t.detached()).scalars }
+    #expect(recorded == plain)
+  }
+}
