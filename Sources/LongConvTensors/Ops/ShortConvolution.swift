@@ -19,7 +19,7 @@ enum ShortConvolution {
   static let rowsPerBlock = 256
 
   static func apply(_ x: Tensor, kernel: Tensor, skip: Tensor?) -> Tensor {
-    let (batch, length, channels) = (x.shape[0], x.shape[1], x.shape[2])
+    let (length, channels) = (x.shape[1], x.shape[2])
     if let skip {
       precondition(
         skip.shape == [channels], "longConvolution: skip \(skip.shape) does not match \(channels) channels")
@@ -27,64 +27,58 @@ enum ShortConvolution {
     let lags = min(kernel.shape[1], length)
     // `[lags, D]`: one lag's taps are contiguous over the channels.
     let taps = tapsByLag(kernel, lags: lags)
-    let out = TensorStorage(uninitializedCount: x.count)
-    let (xp, yp, tp) = (
-      SendablePointer(x.storage.base), SendablePointer(out.base), SendablePointer(taps.base)
-    )
-    let sp = skip.map { SendablePointer($0.storage.base) }
-    parallelRanges(batch * length, grain: max(1, (1 << 15) / max(1, channels * lags))) { rows in
-      for row in rows {
-        let i = row % length
-        let y = yp.base + row * channels
-        if let sp {
-          let xi = xp.base + row * channels
-          for c in 0..<channels { y[c] = sp.base[c] * xi[c] }
-        } else {
-          y.update(repeating: 0, count: channels)
-        }
-        for k in 0..<min(lags, i + 1) {
-          let (t, xs) = (tp.base + k * channels, xp.base + (row - k) * channels)
-          for c in 0..<channels { y[c] += t[c] * xs[c] }
-        }
-      }
-    }
+    let out = sumOfTaps(x, shape: x.shape, taps: taps, lags: lags, skip: skip, direction: .causal)
     let needsGraph = Tensor.isRecording && (x.node != nil || kernel.node != nil || skip?.node != nil)
-    guard needsGraph else { return Tensor(shape: x.shape, storage: out) }
+    guard needsGraph else { return out }
     let inputs = [x, kernel] + [skip].compactMap { $0 }
-    return Tensor.recorded("shortConvolution", shape: x.shape, storage: out, inputs: inputs) {
+    return Tensor.recorded("shortConvolution", shape: x.shape, storage: out.storage, inputs: inputs) {
       [x, kernel, skip, taps] g in
-      let gp = SendablePointer(g.storage.base)
-      let xp = SendablePointer(x.storage.base)
-      let tp = SendablePointer(taps.base)
-      var dx: Tensor?
-      if x.node != nil {
-        let storage = TensorStorage(uninitializedCount: x.count)
-        let dp = SendablePointer(storage.base)
-        let sp = skip.map { SendablePointer($0.storage.base) }
-        parallelRanges(batch * length, grain: max(1, (1 << 15) / max(1, channels * lags))) { rows in
-          for row in rows {
-            let j = row % length
-            let d = dp.base + row * channels
-            if let sp {
-              let gj = gp.base + row * channels
-              for c in 0..<channels { d[c] = sp.base[c] * gj[c] }
-            } else {
-              d.update(repeating: 0, count: channels)
-            }
-            for k in 0..<min(lags, length - j) {
-              let (t, gs) = (tp.base + k * channels, gp.base + (row + k) * channels)
-              for c in 0..<channels { d[c] += t[c] * gs[c] }
-            }
-          }
-        }
-        dx = Tensor(shape: x.shape, storage: storage)
-      }
+      // The input's pullback is the same sum with the taps reversed in time (a correlation).
+      let dx =
+        x.node == nil
+        ? nil : sumOfTaps(g, shape: x.shape, taps: taps, lags: lags, skip: skip, direction: .anticausal)
       let dk = kernel.node == nil ? nil : kernelGradient(g, x, columns: kernel.shape[1], lags: lags)
       let dskip = skip.flatMap { s in
         s.node == nil ? nil : (g * x.detached()).sum(toShape: [1, 1, channels]).reshaped([channels])
       }
       return [dx, dk] + (skip == nil ? [] : [dskip])
     }
+  }
+
+  /// Which neighbours a tap reaches: earlier rows (the convolution) or later ones (its adjoint).
+  enum TapDirection { case causal, anticausal }
+
+  /// `out[b, i] = skip * v[b, i] + sum_k taps[k] * v[b, i -/+ k]` over the lags that stay inside
+  /// the sequence, `-` for `.causal`, `+` for `.anticausal`; `v` holds `shape` = `[B, L, D]`
+  /// values in that order (a pullback's gradient may carry another shape of the same count).
+  static func sumOfTaps(
+    _ v: Tensor, shape: [Int], taps: TensorStorage, lags: Int, skip: Tensor?, direction: TapDirection
+  ) -> Tensor {
+    precondition(v.count == shape.reduce(1, *), "shortConvolution: \(v.count) values for shape \(shape)")
+    let (length, channels) = (shape[1], shape[2])
+    let out = TensorStorage(uninitializedCount: v.count)
+    let (vp, op, tp) = (
+      SendablePointer(v.storage.base), SendablePointer(out.base), SendablePointer(taps.base)
+    )
+    let sp = skip.map { SendablePointer($0.storage.base) }
+    let step = direction == .causal ? -1 : 1
+    parallelRanges(v.count / max(1, channels), grain: max(1, (1 << 15) / max(1, channels * lags))) { rows in
+      for row in rows {
+        let i = row % length
+        let o = op.base + row * channels
+        if let sp {
+          let vi = vp.base + row * channels
+          for c in 0..<channels { o[c] = sp.base[c] * vi[c] }
+        } else {
+          o.update(repeating: 0, count: channels)
+        }
+        for k in 0..<min(lags, direction == .causal ? i + 1 : length - i) {
+          let (t, vs) = (tp.base + k * channels, vp.base + (row + step * k) * channels)
+          for c in 0..<channels { o[c] += t[c] * vs[c] }
+        }
+      }
+    }
+    return Tensor(shape: shape, storage: out)
   }
 
   /// `kernel [D, K]` as `[lags, D]` (lags past the sequence dropped).
