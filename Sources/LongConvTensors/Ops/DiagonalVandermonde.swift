@@ -1,29 +1,29 @@
 import Foundation
 
-/// The kernel of a diagonal state space: `[D, H]` modes to `[D, L]` lags in one op.
-///
-/// For every channel `d` and lag `l < L`, with `z_n = exp(a_n + i b_n)` and `c_n = cr_n + i ci_n`
-/// (all `[D, H]`):
-///
-/// ```
-/// K[d, l] = 2 Re sum_n c_n z_n^l
-/// ```
-///
-/// Pullback, from `P_n = sum_l g[l] z_n^l` and `Q_n = sum_l g[l] l z_n^l` (`d z^l / da = l z^l`,
-/// `d z^l / db = i l z^l`):
-///
-/// ```
-/// dcr = 2 Re P,   dci = -2 Im P,   da = 2 Re(c Q),   db = -2 Im(c Q)
-/// ```
-///
-/// The powers `z^l` come from the recurrence `z^(l+1) = z^l z` in Double, four modes at a time
-/// (relative error about `l` Double roundings, where `exp` and `cos` of a Float phase `b l` lose
-/// `|b l|` Float ulps); the sums over modes and lags are in Double. The tensor-op form this
-/// replaces built `[D, H, L]` exponentials, cosines and sines, forward and backward: half of
-/// an S4D language model's training step.
-///
-/// - Complexity: `O(D H L)` time, `O(D L)` memory.
 extension Tensor {
+  /// The kernel of a diagonal state space: `[D, H]` modes to `[D, L]` lags in one op.
+  ///
+  /// For every channel `d` and lag `l < L`, with `z_n = exp(a_n + i b_n)` and `c_n = cr_n + i ci_n`
+  /// (all `[D, H]`):
+  ///
+  /// ```
+  /// K[d, l] = 2 Re sum_n c_n z_n^l
+  /// ```
+  ///
+  /// Pullback, from `P_n = sum_l g[l] z_n^l` and `Q_n = sum_l g[l] l z_n^l` (`d z^l / da = l z^l`,
+  /// `d z^l / db = i l z^l`):
+  ///
+  /// ```
+  /// dcr = 2 Re P,   dci = -2 Im P,   da = 2 Re(c Q),   db = -2 Im(c Q)
+  /// ```
+  ///
+  /// The powers `z^l` come from the recurrence `z^(l+1) = z^l z` in Double, four modes at a time
+  /// (relative error about `l` Double roundings, where `exp` and `cos` of a Float phase `b l` lose
+  /// `|b l|` Float ulps); the sums over modes and lags are in Double. The tensor-op form this
+  /// replaces built `[D, H, L]` exponentials, cosines and sines, forward and backward: half of
+  /// an S4D language model's training step.
+  ///
+  /// - Complexity: `O(D H L)` time, `O(D L)` memory.
   public static func diagonalVandermonde(
     poleLogReal a: Tensor, poleLogImaginary b: Tensor, residueReal cr: Tensor, residueImaginary ci: Tensor,
     length: Int
