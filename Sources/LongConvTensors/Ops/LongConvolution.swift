@@ -301,13 +301,17 @@ enum LongConvolution {
         inputNeedsGradient: x.node != nil, kernelNeedsGradient: kernelNeedsGradient)
       var grads: [Tensor?] = [dx]
       if kernel != nil { grads.append(dk) }
-      if let skip {
-        grads.append(
-          skip.node == nil
-            ? nil : (grad * x.detached()).sum(toShape: [1, 1, g.channels]).reshaped([g.channels]))
-      }
+      if let skip { grads.append(skipGradient(grad, x: x, skip: skip)) }
       return grads
     }
+  }
+
+  /// The skip's pullback, `dskip[c] = sum_(b, i) g[b, i, c] x[b, i, c]` (nil when the skip takes
+  /// no gradient), for both the FFT and the direct path.
+  static func skipGradient(_ g: Tensor, x: Tensor, skip: Tensor) -> Tensor? {
+    guard skip.node != nil else { return nil }
+    let channels = x.shape[2]
+    return (g * x.detached()).sum(toShape: [1, 1, channels]).reshaped([channels])
   }
 
   /// Pullbacks: `dx = g (correlated with) t` as `IFFT(G conj(T))`, and

@@ -38,10 +38,7 @@ enum ShortConvolution {
         x.node == nil
         ? nil : sumOfTaps(g, shape: x.shape, taps: taps, lags: lags, skip: skip, direction: .anticausal)
       let dk = kernel.node == nil ? nil : kernelGradient(g, x, columns: kernel.shape[1], lags: lags)
-      let dskip = skip.flatMap { s in
-        s.node == nil ? nil : (g * x.detached()).sum(toShape: [1, 1, channels]).reshaped([channels])
-      }
-      return [dx, dk] + (skip == nil ? [] : [dskip])
+      return [dx, dk] + (skip.map { [LongConvolution.skipGradient(g, x: x, skip: $0)] } ?? [])
     }
   }
 
