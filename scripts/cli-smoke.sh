@@ -48,6 +48,19 @@ grep -q "tokens/s (recurrent exact" "$work/exact.err" || { echo "cli-smoke: gene
 ! grep -q warning "$work/exact.err" || { echo "cli-smoke: warned within the conversion length" >&2; exit 1; }
 "$cli" generate --checkpoint "$work/ckpt" --recurrent "$work/exact" --prompt "The " --tokens 70 > /dev/null 2> "$work/long.err"
 [[ $(grep -c "warning: past position 64" "$work/long.err") == 1 ]] || { echo "cli-smoke: no single warning past the conversion length" >&2; cat "$work/long.err" >&2; exit 1; }
+# bfloat16 weights: the logit difference over the prompt is reported, and a bound it exceeds stops
+# generation with an error naming the option.
+"$cli" generate --checkpoint "$work/ckpt" --recurrent "$work/exact" --weights bfloat16 --prompt "The " --tokens 24 > "$work/bf16.out" 2> "$work/bf16.err"
+[[ $(wc -c < "$work/bf16.out") == 24 ]] && grep -q "bfloat16 weights: logits within .* over the prompt's 4 tokens" "$work/bf16.err" && grep -q "bfloat16 weights; prompt 4 bytes)" "$work/bf16.err" \
+  || { echo "cli-smoke: generate --weights bfloat16:" >&2; cat "$work/bf16.err" >&2; exit 1; }
+if "$cli" generate --checkpoint "$work/ckpt" --recurrent "$work/exact" --weights bfloat16 --max-logit-error 0 --prompt "The " --tokens 4 > /dev/null 2> "$work/bf16-bound.err"; then
+  echo "cli-smoke: --max-logit-error 0 was not enforced" >&2; exit 1
+fi
+grep -q "longconv: --max-logit-error: bfloat16 weights moved the logits" "$work/bf16-bound.err" || { cat "$work/bf16-bound.err" >&2; exit 1; }
+if "$cli" generate --checkpoint "$work/ckpt" --weights bfloat16 --prompt "The " --tokens 4 > /dev/null 2> "$work/bf16-usage.err" \
+  || ! grep -q "need --recurrent" "$work/bf16-usage.err"; then
+  echo "cli-smoke: --weights without --recurrent was not refused by name" >&2; cat "$work/bf16-usage.err" >&2; exit 1
+fi
 python3 -c "import struct,json; h=json.dumps({'k':{'dtype':'F32','shape':[1,2],'data_offsets':[0,8]}}).encode(); h+=b' '*(-len(h)%8); open('$work/bad-kernels.safetensors','wb').write(struct.pack('<Q',len(h))+h+struct.pack('<2f',1,float('nan')))"
 echo "cli-smoke: convert (exact, compact) and generate (greedy, recurrent = FFT) ok"
 

@@ -9,6 +9,7 @@
 //   longconv-bench decode  [--dim D] [--layers N] [--len C ...] [--threads N] [--reps R]
 //   longconv-bench etsc    [--dim D] [--layers N] [--len N] [--context C ...] [--steps S] [--threads N]
 //   longconv-bench compact [--dim D] [--layers N] [--len N] [--context C ...] [--tolerance T]
+//                          [--weights float32|bfloat16] (etsc too)
 //                          [--max-states S] [--steps S] [--threads N]
 //
 // Build in release: swift build -c release --product longconv-bench
@@ -34,11 +35,13 @@ struct Options {
   var recompute = false
   var noOverlap = false
   var config: String?
+  var weights = DecodingWeights.float32
 
   static let usage = """
     usage: longconv-bench <matmul|conv|tno|train|decode|etsc|compact> [--threads N] [--reps R] [--dim D]
                           [--batch B] [--len L ...] [--layers N] [--context C ...] [--steps S]
                           [--tolerance T] [--max-states S] [--recompute] [--no-overlap] [--config FILE]
+                          [--weights float32|bfloat16]
 
     train is one AdamW step (lr 1e-3, no weight decay) of the TNN language model below, or of
     the language model --config FILE describes (any model config, e.g. Configs/hyena_recall.json;
@@ -60,6 +63,8 @@ struct Options {
                from the empty state against the FFT forward's logits, as torch_baseline.py etsc)
       compact  the same with compact conversion at --tolerance T (default 1e-4) and at most
                --max-states S states per channel (default 64); conversion timed once
+    etsc and compact decode with the fused step's weights in --weights (default float32;
+    bfloat16 adds max_abs_logit_diff_vs_float32, over the same 64 tokens)
     """
 
   /// The options of `args` (`Arguments`: a help request gives a `UsageError` without a
@@ -69,7 +74,7 @@ struct Options {
       args, command: "longconv-bench",
       options: [
         "--threads", "--reps", "--dim", "--batch", "--layers", "--steps", "--max-states", "--tolerance",
-        "--config",
+        "--config", "--weights",
       ],
       listOptions: ["--len", "--context"], switches: ["--recompute", "--no-overlap"], positionals: 1)
     if parsed.wantsHelp { throw BenchUsage.help }
@@ -88,6 +93,15 @@ struct Options {
     o.recompute = parsed.flag("--recompute")
     o.noOverlap = parsed.flag("--no-overlap")
     o.config = parsed.string("--config")
+    if let name = parsed.string("--weights") {
+      guard let weights = DecodingWeights(rawValue: name) else {
+        throw UsageError(message: "longconv-bench: --weights must be float32 or bfloat16, got '\(name)'")
+      }
+      guard o.command == "etsc" || o.command == "compact" else {
+        throw UsageError(message: "longconv-bench: --weights is for etsc and compact")
+      }
+      o.weights = weights
+    }
     if o.config != nil, o.command != "train" {
       throw UsageError(message: "longconv-bench: --config is for train")
     }
@@ -512,6 +526,7 @@ func benchRecurrent(_ o: Options, threads: Int, compact: Bool) throws {
   for _ in 0..<(compact ? 1 : 3) {
     let start = DispatchTime.now().uptimeNanoseconds
     recurrent = try RecurrentLanguageModel(model: model, converter: converter, length: length)
+      .usingWeights(o.weights)
     conversionTimes.append(Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9)
   }
   let conversionSeconds = conversionTimes.sorted()[conversionTimes.count / 2]
@@ -556,8 +571,15 @@ func benchRecurrent(_ o: Options, threads: Int, compact: Bool) throws {
       ("max_abs_logit_diff_vs_fft", Double(difference)), ("conversion_length", length),
       ("states_per_channel_max", maxStates), ("states_total", recurrent.stateCount),
       ("exact_fallback_channels", recurrent.reports.reduce(0) { $0 + ($1.exactChannels ?? 0) }),
-      ("conversion_s", conversionSeconds), ("prefill_s", prefillSeconds),
+      ("conversion_s", conversionSeconds), ("prefill_s", prefillSeconds), ("weights", o.weights.rawValue),
     ]
+    if o.weights != .float32 {
+      fields.append(
+        (
+          "max_abs_logit_diff_vs_float32",
+          Double(recurrent.weightRoundingReport(tokens: probe).maxLogitDifference)
+        ))
+    }
     if let bytes, let floorSeconds {
       let perToken = times.sorted()[times.count / 2]
       fields += [

@@ -15,48 +15,86 @@
 
 // MARK: Matrix-vector products
 
-#if LCK_X86
-// Four rows at a time: `x` is loaded once per four rows, four independent accumulators.
+// Each product is written once over its weights' type: Float32, or bfloat16 widened exactly to
+// Float32 (its 16 bits become the upper half), so both compute the same Float32 sums.
 
-__attribute__((target("avx512f"))) static void gemv_avx512(const float *W, long rows, long cols,
-                                                            const float *x, const float *bias,
-                                                            float *y) {
-  long r = 0;
-  const long full = cols & ~15L;
-  const __mmask16 tail = (__mmask16)((1u << (cols - full)) - 1u);
-  for (; r + 4 <= rows; r += 4) {
-    const float *w0 = W + r * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-    long c = 0;
-    for (; c < full; c += 16) {
-      const __m512 v = _mm512_loadu_ps(x + c);
-      a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w0 + c), v, a0);
-      a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w1 + c), v, a1);
-      a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w2 + c), v, a2);
-      a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w3 + c), v, a3);
-    }
-    if (tail) {
-      const __m512 v = _mm512_maskz_loadu_ps(tail, x + c);
-      a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w0 + c), v, a0);
-      a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w1 + c), v, a1);
-      a2 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w2 + c), v, a2);
-      a3 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w3 + c), v, a3);
-    }
-    y[r] = _mm512_reduce_add_ps(a0) + (bias ? bias[r] : 0.0f);
-    y[r + 1] = _mm512_reduce_add_ps(a1) + (bias ? bias[r + 1] : 0.0f);
-    y[r + 2] = _mm512_reduce_add_ps(a2) + (bias ? bias[r + 2] : 0.0f);
-    y[r + 3] = _mm512_reduce_add_ps(a3) + (bias ? bias[r + 3] : 0.0f);
-  }
-  for (; r < rows; r++) {
-    const float *w = W + r * cols;
-    __m512 a = _mm512_setzero_ps();
-    long c = 0;
-    for (; c < full; c += 16) a = _mm512_fmadd_ps(_mm512_loadu_ps(w + c), _mm512_loadu_ps(x + c), a);
-    if (tail)
-      a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + c), _mm512_maskz_loadu_ps(tail, x + c), a);
-    y[r] = _mm512_reduce_add_ps(a) + (bias ? bias[r] : 0.0f);
-  }
+static inline float widen_f32(const float *w, long i) { return w[i]; }
+static inline float widen_bf16(const uint16_t *w, long i) {
+  const uint32_t bits = (uint32_t)w[i] << 16;
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
 }
+
+#if LCK_X86
+__attribute__((target("avx512f"))) static inline __m512 load16_f32(const float *w) {
+  return _mm512_loadu_ps(w);
+}
+__attribute__((target("avx512f"))) static inline __m512 load16_bf16(const uint16_t *w) {
+  const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)w));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+}
+__attribute__((target("avx2,fma"))) static inline __m256 load8_f32(const float *w) {
+  return _mm256_loadu_ps(w);
+}
+__attribute__((target("avx2,fma"))) static inline __m256 load8_bf16(const uint16_t *w) {
+  const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)w));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
+// The last `count < 16` weights of a row, zero-filled (no read past the row).
+#define LCK_TAIL16(WIDEN)                                                                   \
+  __attribute__((target("avx512f"))) static inline __m512 tail16_##WIDEN(                 \
+      const void *w, long count) {                                                         \
+    float t[16] = {0};                                                                     \
+    for (long i = 0; i < count; i++) t[i] = widen_##WIDEN(w, i);                           \
+    return _mm512_loadu_ps(t);                                                             \
+  }
+LCK_TAIL16(f32)
+LCK_TAIL16(bf16)
+
+// Four rows at a time: `x` is loaded once per four rows, four independent accumulators.
+#define LCK_GEMV_AVX512(NAME, T, KIND)                                                      \
+  __attribute__((target("avx512f"))) static void NAME(const T *W, long rows, long cols,    \
+                                                      const float *x, const float *bias,    \
+                                                      float *y) {                           \
+    long r = 0;                                                                             \
+    const long full = cols & ~15L, rest = cols - full;                                      \
+    const __mmask16 tail = (__mmask16)((1u << rest) - 1u);                                  \
+    for (; r + 4 <= rows; r += 4) {                                                         \
+      const T *w0 = W + r * cols, *w1 = w0 + cols, *w2 = w1 + cols, *w3 = w2 + cols;        \
+      __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                           \
+      long c = 0;                                                                           \
+      for (; c < full; c += 16) {                                                           \
+        const __m512 v = _mm512_loadu_ps(x + c);                                            \
+        a0 = _mm512_fmadd_ps(load16_##KIND(w0 + c), v, a0);                                \
+        a1 = _mm512_fmadd_ps(load16_##KIND(w1 + c), v, a1);                                \
+        a2 = _mm512_fmadd_ps(load16_##KIND(w2 + c), v, a2);                                \
+        a3 = _mm512_fmadd_ps(load16_##KIND(w3 + c), v, a3);                                \
+      }                                                                                     \
+      if (tail) {                                                                           \
+        const __m512 v = _mm512_maskz_loadu_ps(tail, x + c);                                \
+        a0 = _mm512_fmadd_ps(tail16_##KIND(w0 + c, rest), v, a0);                           \
+        a1 = _mm512_fmadd_ps(tail16_##KIND(w1 + c, rest), v, a1);                           \
+        a2 = _mm512_fmadd_ps(tail16_##KIND(w2 + c, rest), v, a2);                           \
+        a3 = _mm512_fmadd_ps(tail16_##KIND(w3 + c, rest), v, a3);                           \
+      }                                                                                     \
+      y[r] = _mm512_reduce_add_ps(a0) + (bias ? bias[r] : 0.0f);                            \
+      y[r + 1] = _mm512_reduce_add_ps(a1) + (bias ? bias[r + 1] : 0.0f);                    \
+      y[r + 2] = _mm512_reduce_add_ps(a2) + (bias ? bias[r + 2] : 0.0f);                    \
+      y[r + 3] = _mm512_reduce_add_ps(a3) + (bias ? bias[r + 3] : 0.0f);                    \
+    }                                                                                       \
+    for (; r < rows; r++) {                                                                 \
+      const T *w = W + r * cols;                                                            \
+      __m512 a = _mm512_setzero_ps();                                                       \
+      long c = 0;                                                                           \
+      for (; c < full; c += 16) a = _mm512_fmadd_ps(load16_##KIND(w + c), _mm512_loadu_ps(x + c), a); \
+      if (tail) a = _mm512_fmadd_ps(tail16_##KIND(w + c, rest), _mm512_maskz_loadu_ps(tail, x + c), a); \
+      y[r] = _mm512_reduce_add_ps(a) + (bias ? bias[r] : 0.0f);                             \
+    }                                                                                       \
+  }
+LCK_GEMV_AVX512(gemv_avx512, float, f32)
+LCK_GEMV_AVX512(gemv_bf16_avx512, uint16_t, bf16)
 
 __attribute__((target("avx2,fma"))) static float sum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -65,40 +103,46 @@ __attribute__((target("avx2,fma"))) static float sum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-__attribute__((target("avx2,fma"))) static void gemv_avx2(const float *W, long rows, long cols,
-                                                          const float *x, const float *bias,
-                                                          float *y) {
-  const long full = cols & ~7L;
-  for (long r = 0; r < rows; r++) {
-    const float *w = W + r * cols;
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
-    long c = 0;
-    for (; c + 16 <= full; c += 16) {
-      a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
-      a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);
-    }
-    for (; c < full; c += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + c), _mm256_loadu_ps(x + c), a0);
-    float s = sum8(_mm256_add_ps(a0, a1));
-    for (; c < cols; c++) s += w[c] * x[c];
-    y[r] = s + (bias ? bias[r] : 0.0f);
+#define LCK_GEMV_AVX2(NAME, T, KIND)                                                        \
+  __attribute__((target("avx2,fma"))) static void NAME(const T *W, long rows, long cols,   \
+                                                       const float *x, const float *bias,   \
+                                                       float *y) {                          \
+    const long full = cols & ~7L;                                                           \
+    for (long r = 0; r < rows; r++) {                                                       \
+      const T *w = W + r * cols;                                                            \
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0;                                             \
+      long c = 0;                                                                           \
+      for (; c + 16 <= full; c += 16) {                                                     \
+        a0 = _mm256_fmadd_ps(load8_##KIND(w + c), _mm256_loadu_ps(x + c), a0);              \
+        a1 = _mm256_fmadd_ps(load8_##KIND(w + c + 8), _mm256_loadu_ps(x + c + 8), a1);      \
+      }                                                                                     \
+      for (; c < full; c += 8) a0 = _mm256_fmadd_ps(load8_##KIND(w + c), _mm256_loadu_ps(x + c), a0); \
+      float s = sum8(_mm256_add_ps(a0, a1));                                                \
+      for (; c < cols; c++) s += widen_##KIND(w, c) * x[c];                                 \
+      y[r] = s + (bias ? bias[r] : 0.0f);                                                   \
+    }                                                                                       \
   }
-}
+LCK_GEMV_AVX2(gemv_avx2, float, f32)
+LCK_GEMV_AVX2(gemv_bf16_avx2, uint16_t, bf16)
 
 #endif
 
-static void gemv_portable(const float *W, long rows, long cols, const float *x, const float *bias,
-                          float *y) {
-  for (long r = 0; r < rows; r++) {
-    const float *w = W + r * cols;
-    float s[8] = {0};
-    long c = 0;
-    for (; c + 8 <= cols; c += 8)
-      for (int k = 0; k < 8; k++) s[k] += w[c + k] * x[c + k];
-    float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-    for (; c < cols; c++) t += w[c] * x[c];
-    y[r] = t + (bias ? bias[r] : 0.0f);
+#define LCK_GEMV_PORTABLE(NAME, T, KIND)                                                    \
+  static void NAME(const T *W, long rows, long cols, const float *x, const float *bias,     \
+                   float *y) {                                                              \
+    for (long r = 0; r < rows; r++) {                                                       \
+      const T *w = W + r * cols;                                                            \
+      float s[8] = {0};                                                                     \
+      long c = 0;                                                                           \
+      for (; c + 8 <= cols; c += 8)                                                         \
+        for (int k = 0; k < 8; k++) s[k] += widen_##KIND(w, c + k) * x[c + k];             \
+      float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));         \
+      for (; c < cols; c++) t += widen_##KIND(w, c) * x[c];                                 \
+      y[r] = t + (bias ? bias[r] : 0.0f);                                                   \
+    }                                                                                       \
   }
-}
+LCK_GEMV_PORTABLE(gemv_portable, float, f32)
+LCK_GEMV_PORTABLE(gemv_bf16_portable, uint16_t, bf16)
 
 // MARK: Recurrence steps
 
@@ -198,10 +242,10 @@ int lck_kernels_named(const char *name, lck_kernels *kernels) {
   if (strcmp(name, "best") != 0 && (!lck_isa_named(name, &isa) || !lck_cpu_supports(isa))) return 0;
   switch (isa) {
 #if LCK_X86
-  case LCK_ISA_AVX512: *kernels = (lck_kernels){gemv_avx512, channels_avx512, "avx512"}; return 1;
-  case LCK_ISA_AVX2: *kernels = (lck_kernels){gemv_avx2, channels_avx2, "avx2"}; return 1;
+  case LCK_ISA_AVX512: *kernels = (lck_kernels){gemv_avx512, gemv_bf16_avx512, channels_avx512, "avx512"}; return 1;
+  case LCK_ISA_AVX2: *kernels = (lck_kernels){gemv_avx2, gemv_bf16_avx2, channels_avx2, "avx2"}; return 1;
 #endif
-  default: *kernels = (lck_kernels){gemv_portable, channels_portable, "portable"}; return 1;
+  default: *kernels = (lck_kernels){gemv_portable, gemv_bf16_portable, channels_portable, "portable"}; return 1;
   }
 }
 

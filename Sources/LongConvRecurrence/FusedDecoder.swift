@@ -66,7 +66,8 @@ final class FusedDecoder: @unchecked Sendable {
   private let plans: UnsafeMutablePointer<LayerPlan>
   /// The tied head's rows per member: `logits = E finalNorm(h)`.
   private let head: UnsafeMutablePointer<RowProduct>
-  private let embedding: UnsafePointer<Float>
+  /// The head's weights, tied: row `token` is the token's embedding.
+  private let embedding: PackedWeights
   private let finalNorm: NormPlan
   private let scratch: Scratch
   /// The states of the step running, one pair per layer.
@@ -84,15 +85,16 @@ final class FusedDecoder: @unchecked Sendable {
   /// A decoder for `model` with `mixers` as its recurrent mixers, or nil when some block is not
   /// covered (then the model steps through its modules).
   /// `kernels` names its vector kernels' instruction set (`"best"` for the machine's widest;
-  /// nil too when the machine lacks it).
-  static func make(model: CausalLanguageModel, mixers: [any RecurrentMixer], kernels name: String = "best")
-    -> FusedDecoder?
-  {
+  /// nil too when the machine lacks it); `weights` is the format its products' weights are kept in.
+  static func make(
+    model: CausalLanguageModel, mixers: [any RecurrentMixer], kernels name: String = "best",
+    weights: DecodingWeights = .float32
+  ) -> FusedDecoder? {
     var kernels = lck_kernels()
     guard covers(model: model, mixers: mixers), lck_kernels_named(name, &kernels) == 1,
       let team = lck_team_create(Int32(ComputeThreads.count))
     else { return nil }
-    return FusedDecoder(model: model, mixers: mixers, kernels: kernels, team: team)
+    return FusedDecoder(model: model, mixers: mixers, kernels: kernels, weights: weights, team: team)
   }
 
   /// Whether every block of `model` is one the fused step runs (see the type's documentation).
@@ -105,20 +107,22 @@ final class FusedDecoder: @unchecked Sendable {
   }
 
   private init(
-    model: CausalLanguageModel, mixers: [any RecurrentMixer], kernels: lck_kernels, team: OpaquePointer
+    model: CausalLanguageModel, mixers: [any RecurrentMixer], kernels: lck_kernels, weights: DecodingWeights,
+    team: OpaquePointer
   ) {
     let d = model.embedding.width
     let members = Int(lck_team_size(team))
     let arena = Arena()
+    let packing = Packing(kernels: kernels, weights: weights, arena: arena)
     var plans: [LayerPlan] = []
     var wide = 1
     for (block, mixer) in zip(model.blocks, mixers) {
       let step = (block.mixer as! any FusableMixer).fusedStep!
-      let recurrence = RecurrencePlan(mixer.fusedRecurrence!, kernels: kernels, arena: arena)
+      let recurrence = RecurrencePlan(mixer.fusedRecurrence!, packing: packing)
       let (inner, streams) = Self.widths(of: step)
       let channels = Self.bounds(inner, members: members)
-      let (forms, output, outputGLU) = Self.mixerForms(step, bounds: channels, kernels: kernels, arena: arena)
-      let o = ColumnProduct.slices(output.weight, bounds: channels, kernels: kernels, arena: arena)
+      let (forms, output, outputGLU) = Self.mixerForms(step, bounds: channels, packing: packing)
+      let o = ColumnProduct.slices(output.weight, bounds: channels, packing: packing)
       let (firstLayer, gateLayer, outLayer, activation): (Linear, Linear?, Linear, ChannelActivation)
       switch (block.channelMixer as! any FusableChannelMixer).fusedStep {
       case .gated(let first, let gate, let out, let function):
@@ -131,13 +135,13 @@ final class FusedDecoder: @unchecked Sendable {
       let hidden = firstLayer.outputCount
       let features = Self.bounds(hidden, members: members)
       let first = RowProduct.slices(
-        firstLayer.weight, bias: firstLayer.bias, bounds: features, kernels: kernels, arena: arena)
+        firstLayer.weight, bias: firstLayer.bias, bounds: features, packing: packing)
       let gate: [RowProduct?] =
         gateLayer.map {
-          RowProduct.slices($0.weight, bias: $0.bias, bounds: features, kernels: kernels, arena: arena)
+          RowProduct.slices($0.weight, bias: $0.bias, bounds: features, packing: packing)
         }
         ?? [RowProduct?](repeating: nil, count: members)
-      let out = ColumnProduct.slices(outLayer.weight, bounds: features, kernels: kernels, arena: arena)
+      let out = ColumnProduct.slices(outLayer.weight, bounds: features, packing: packing)
       let outBias = outLayer.bias
       wide = max(wide, streams * inner, hidden)
       let (norm1, norm2) = (
@@ -157,8 +161,7 @@ final class FusedDecoder: @unchecked Sendable {
     }
     let vocabulary = model.embedding.vocabulary
     let head = RowProduct.slices(
-      model.embedding.weight, bias: nil, bounds: Self.bounds(vocabulary, members: members), kernels: kernels,
-      arena: arena)
+      model.embedding.weight, bias: nil, bounds: Self.bounds(vocabulary, members: members), packing: packing)
     width = d
     self.vocabulary = vocabulary
     layerCount = model.blocks.count
@@ -167,7 +170,7 @@ final class FusedDecoder: @unchecked Sendable {
     self.arena = arena
     self.plans = arena.copy(plans)
     self.head = arena.copy(head)
-    embedding = UnsafePointer(head[0].weight)
+    embedding = head[0].weight
     finalNorm = NormPlan(model.finalNorm, width: d, arena: arena)
     scratch = Scratch(width: d, wide: wide, vocabulary: vocabulary, members: members, arena: arena)
     states = arena.allocate(layerCount, of: StatePointers.self)
@@ -187,7 +190,7 @@ final class FusedDecoder: @unchecked Sendable {
 
   /// Member `t`'s share of a mixer before its output product, the output product, and whether
   /// its summed output goes through `a * sigmoid(b)` (the SSM block's GLU output).
-  private static func mixerForms(_ step: FusedMixerStep, bounds: [Int], kernels: lck_kernels, arena: Arena)
+  private static func mixerForms(_ step: FusedMixerStep, bounds: [Int], packing: Packing)
     -> (
       [MixerForm], Linear, Bool
     )
@@ -195,8 +198,8 @@ final class FusedDecoder: @unchecked Sendable {
     switch step {
     case .gated(let u, let v, let o, let activation):
       let (us, vs) = (
-        RowProduct.slices(u.weight, bias: u.bias, bounds: bounds, kernels: kernels, arena: arena),
-        RowProduct.slices(v.weight, bias: v.bias, bounds: bounds, kernels: kernels, arena: arena)
+        RowProduct.slices(u.weight, bias: u.bias, bounds: bounds, packing: packing),
+        RowProduct.slices(v.weight, bias: v.bias, bounds: bounds, packing: packing)
       )
       return (
         zip(us, vs).map { MixerForm.gated(u: $0, v: $1, activation: ElementwisePlan(activation)) }, o, false
@@ -210,8 +213,9 @@ final class FusedDecoder: @unchecked Sendable {
         RowProduct.slices(
           parts.inProj.weight.slice(axis: 0, n * d..<(n + 1) * d),
           bias: parts.inProj.bias?.slice(axis: 0, n * d..<(n + 1) * d),
-          bounds: bounds, kernels: kernels, arena: arena)
+          bounds: bounds, packing: packing)
       }
+      let arena = packing.arena
       let (taps, filter) = (parts.shortFilter.shape[1], UnsafePointer(arena.copy(parts.shortFilter)))
       let bias = UnsafePointer(arena.copy(parts.shortFilterBias))
       let scales = parts.orderScales.map { UnsafePointer(arena.copy($0)) }
@@ -326,7 +330,7 @@ final class FusedDecoder: @unchecked Sendable {
   private func segment(_ s: Int, member t: Int) {
     let h = scratch.residual(t)
     if s == 0 {
-      h.update(from: embedding + token * width, count: width)
+      embedding.widen(from: token * width, count: width, into: h)
     } else {
       // Finish the sublayer of segment s - 1: sum the members' partial outputs into h.
       let plan = plans[(s - 1) / 2 * members + t]

@@ -84,10 +84,65 @@ struct LayerPlan {
   let channelBias: UnsafePointer<Float>?
 }
 
+/// How a decoder packs its products: their kernels, the weights' format, and the memory.
+struct Packing {
+  let kernels: lck_kernels
+  let weights: DecodingWeights
+  let arena: Arena
+}
+
+/// A copied weight matrix, row-major, in the decoder's ``DecodingWeights`` format.
+enum PackedWeights {
+  case float32(UnsafePointer<Float>)
+  case bfloat16(UnsafePointer<UInt16>)
+
+  /// A copy of `values` (`count` of them) in `packing`'s format.
+  init(_ values: UnsafePointer<Float>, count: Int, packing: Packing) {
+    switch packing.weights {
+    case .float32:
+      let p = packing.arena.allocate(count, of: Float.self)
+      p.update(from: values, count: count)
+      self = .float32(p)
+    case .bfloat16:
+      let p = packing.arena.allocate(count, of: UInt16.self)
+      for i in 0..<count { p[i] = BFloat16.rounded(values[i]) }
+      self = .bfloat16(p)
+    }
+  }
+
+  /// The weights from element `offset` on.
+  func advanced(by offset: Int) -> PackedWeights {
+    switch self {
+    case .float32(let w): .float32(w + offset)
+    case .bfloat16(let w): .bfloat16(w + offset)
+    }
+  }
+
+  /// `count` weights from `offset` on, as Float32, into `y` (an embedding row).
+  func widen(from offset: Int, count: Int, into y: UnsafeMutablePointer<Float>) {
+    switch self {
+    case .float32(let w): y.update(from: w + offset, count: count)
+    case .bfloat16(let w): for i in 0..<count { y[i] = BFloat16.value(w[offset + i]) }
+    }
+  }
+
+  /// `y[r] = W[r] . x + b[r]` for `rows` rows of `cols` columns, on `kernels`.
+  @inline(__always)
+  func product(
+    rows: Int, cols: Int, _ x: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+    into y: UnsafeMutablePointer<Float>, kernels: lck_kernels
+  ) {
+    switch self {
+    case .float32(let w): kernels.gemv(w, rows, cols, x, bias, y)
+    case .bfloat16(let w): kernels.gemv_bf16(w, rows, cols, x, bias, y)
+    }
+  }
+}
+
 /// `y[r] = W[r] . x + b[r]` for one member's rows `r` in ``range`` of a copied weight.
 struct RowProduct {
   /// Row ``range``'s lower bound of the whole `[rows, cols]` weight.
-  let weight: UnsafePointer<Float>
+  let weight: PackedWeights
   let bias: UnsafePointer<Float>?
   let range: Range<Int>
   let cols: Int
@@ -95,16 +150,17 @@ struct RowProduct {
   let kernels: lck_kernels
 
   /// One per member (`bounds` from ``FusedDecoder``), over one copy of `weight` and `bias`.
-  static func slices(_ weight: Tensor, bias: Tensor?, bounds: [Int], kernels: lck_kernels, arena: Arena)
-    -> [RowProduct]
-  {
-    let (w, b, cols) = (arena.copy(weight), bias.map(arena.copy), weight.shape[1])
+  static func slices(_ weight: Tensor, bias: Tensor?, bounds: [Int], packing: Packing) -> [RowProduct] {
+    let cols = weight.shape[1]
+    let w = weight.withUnsafeBufferPointer {
+      PackedWeights($0.baseAddress!, count: weight.count, packing: packing)
+    }
+    let b = bias.map(packing.arena.copy)
     return (0..<bounds.count - 1).map { t in
       let range = bounds[t]..<bounds[t + 1]
       return RowProduct(
-        weight: w + range.lowerBound * cols, bias: b.map { UnsafePointer($0 + range.lowerBound) },
-        range: range,
-        cols: cols, kernels: kernels)
+        weight: w.advanced(by: range.lowerBound * cols), bias: b.map { UnsafePointer($0 + range.lowerBound) },
+        range: range, cols: cols, kernels: packing.kernels)
     }
   }
 
@@ -112,14 +168,14 @@ struct RowProduct {
   @inline(__always)
   func apply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>) {
     guard !range.isEmpty else { return }
-    kernels.gemv(weight, range.count, cols, x, bias, y + range.lowerBound)
+    weight.product(rows: range.count, cols: cols, x, bias: bias, into: y + range.lowerBound, kernels: kernels)
   }
 }
 
 /// `p = W[:, C] x[C]` for one member's columns `C` of a `[rows, cols]` weight, kept contiguous.
 /// The bias is added once, when the members' partials are summed.
 struct ColumnProduct {
-  let block: UnsafePointer<Float>
+  let block: PackedWeights
   let columns: Range<Int>
   let rows: Int
   /// Columns of the whole weight.
@@ -128,16 +184,18 @@ struct ColumnProduct {
   let kernels: lck_kernels
 
   /// One per member, over the column slices `bounds` of `weight`.
-  static func slices(_ weight: Tensor, bounds: [Int], kernels: lck_kernels, arena: Arena) -> [ColumnProduct] {
+  static func slices(_ weight: Tensor, bounds: [Int], packing: Packing) -> [ColumnProduct] {
     let (rows, cols) = (weight.shape[0], weight.shape[1])
     let values = weight.scalars
     return (0..<bounds.count - 1).map { t in
       let columns = bounds[t]..<bounds[t + 1]
-      let block = arena.allocate(rows * columns.count, of: Float.self)
+      var block = [Float](repeating: 0, count: rows * columns.count)
       for r in 0..<rows {
         for (j, c) in columns.enumerated() { block[r * columns.count + j] = values[r * cols + c] }
       }
-      return ColumnProduct(block: block, columns: columns, rows: rows, columnsTotal: cols, kernels: kernels)
+      return ColumnProduct(
+        block: PackedWeights(block, count: block.count, packing: packing), columns: columns, rows: rows,
+        columnsTotal: cols, kernels: packing.kernels)
     }
   }
 
@@ -148,7 +206,8 @@ struct ColumnProduct {
       p.update(repeating: 0, count: rows)
       return
     }
-    kernels.gemv(block, rows, columns.count, x + columns.lowerBound, nil, p)
+    block.product(
+      rows: rows, cols: columns.count, x + columns.lowerBound, bias: nil, into: p, kernels: kernels)
   }
 }
 
@@ -162,8 +221,9 @@ struct RecurrencePlan {
   /// The decoder's kernels.
   let kernels: lck_kernels
 
-  init(_ recurrence: RecurrentConvolution, kernels: lck_kernels, arena: Arena) {
-    self.kernels = kernels
+  init(_ recurrence: RecurrentConvolution, packing: Packing) {
+    let arena = packing.arena
+    kernels = packing.kernels
     offsets = UnsafePointer(arena.copy(recurrence.offsets))
     sharedPoles = recurrence.sharedPoles
     poles = (UnsafePointer(arena.copy(recurrence.poles.re)), UnsafePointer(arena.copy(recurrence.poles.im)))

@@ -43,17 +43,29 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
   /// chosen with ``usingInstructionSet(_:)``).
   public let instructionSet: String
 
+  /// The format the fused step keeps its weights in (``DecodingWeights/float32`` unless chosen
+  /// with ``usingWeights(_:)``).
+  public let weights: DecodingWeights
+
   /// The same model whose fused step uses the kernels of `isa` (`"avx512"`, `"avx2"`,
   /// `"portable"` or `"best"`), or `nil` when this machine lacks them: for comparisons. The
   /// choice belongs to the returned model alone; nothing process-wide changes.
   public func usingInstructionSet(_ isa: String) -> RecurrentLanguageModel? {
     var kernels = lck_kernels()
     guard lck_kernels_named(isa, &kernels) == 1 else { return nil }
-    return RecurrentLanguageModel(sharing: self, instructionSet: isa)
+    return RecurrentLanguageModel(sharing: self, instructionSet: isa, weights: weights)
   }
 
-  /// `other`'s model, recurrences and reports, with a decoder of its own on `instructionSet`.
-  private init(sharing other: RecurrentLanguageModel, instructionSet: String) {
+  /// The same model whose fused step keeps its weights in `format` (its own decoder; this model
+  /// is unchanged). Steps through the modules, where the fused step does not cover a model, use
+  /// the Float32 weights whatever the format.
+  public func usingWeights(_ format: DecodingWeights) -> RecurrentLanguageModel {
+    RecurrentLanguageModel(sharing: self, instructionSet: instructionSet, weights: format)
+  }
+
+  /// `other`'s model, recurrences and reports, with a decoder of its own on `instructionSet`
+  /// with `weights`.
+  private init(sharing other: RecurrentLanguageModel, instructionSet: String, weights: DecodingWeights) {
     model = other.model
     mixers = other.mixers
     reports = other.reports
@@ -62,6 +74,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     isLimitedToConversionLength = other.isLimitedToConversionLength
     usesFusedStep = other.usesFusedStep
     self.instructionSet = instructionSet
+    self.weights = weights
   }
 
   /// Converts every block's mixer of `model` with `converter` at `length`.
@@ -84,6 +97,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     self.reports = reports
     self.kernels = kernels
     instructionSet = "best"
+    weights = .float32
     conversionLength = length
     isLimitedToConversionLength = reports.contains { $0.mode == .exact || ($0.exactChannels ?? 0) > 0 }
     usesFusedStep = FusedDecoder.covers(model: model, mixers: mixers)
@@ -108,6 +122,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
     self.reports = reports
     self.kernels = kernels
     instructionSet = "best"
+    weights = .float32
     conversionLength = length
     isLimitedToConversionLength = limitedToLength
     usesFusedStep = FusedDecoder.covers(model: model, mixers: mixers)
@@ -180,7 +195,9 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
 
   private func fusedDecoder() -> FusedDecoder? {
     fused.withLock { decoder in
-      if decoder == nil { decoder = FusedDecoder.make(model: model, mixers: mixers, kernels: instructionSet) }
+      if decoder == nil {
+        decoder = FusedDecoder.make(model: model, mixers: mixers, kernels: instructionSet, weights: weights)
+      }
       return decoder
     }
   }

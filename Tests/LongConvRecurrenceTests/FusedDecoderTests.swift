@@ -148,6 +148,70 @@ import Testing
 
   @Test func fusedStepEqualsTheModulesPortable() throws { try fusedStepEqualsTheModules(isa: "portable") }
 
+  /// With bfloat16 weights, every covered block shape gives the logits of the module path of
+  /// the same model whose matrices (every linear layer's weight outside the kernels and the
+  /// embedding, nothing else)
+  /// were rounded to bfloat16 beforehand: the decoder rounds exactly those, and its products
+  /// are the Float32 ones of the rounded weights. The rounding's own effect is reported.
+  @Test func bfloat16WeightsAreTheRoundedModel() throws {
+    for (norm, prenorm, channelMixer, finalNorm, mixer) in Self.shapes {
+      let (original, rounded) = try (
+        model(norm: norm, prenorm: prenorm, channelMixer: channelMixer, finalNorm: finalNorm, mixer: mixer),
+        model(norm: norm, prenorm: prenorm, channelMixer: channelMixer, finalNorm: finalNorm, mixer: mixer)
+      )
+      // Linear layers inside a kernel (TNN's relative-position network) only make the kernel,
+      // which is converted as it is.
+      let linear = rounded.namedModules().filter { !$0.name.contains("kernel") }
+      let matrices = linear.compactMap { ($0.module as? Linear)?.weight } + [rounded.embedding.weight]
+      for matrix in matrices {
+        matrix.withUnsafeMutableBufferPointer { values in
+          for i in values.indices { values[i] = Float(Self.decodedBFloat16(BFloat16.rounded(values[i]))) }
+        }
+      }
+      let fused = try RecurrentLanguageModel(model: original, converter: ExactConverter(), length: 32)
+        .usingWeights(.bfloat16)
+      let reference = try RecurrentLanguageModel(model: rounded, converter: ExactConverter(), length: 32)
+      #expect(fused.usesFusedStep && fused.weights == .bfloat16)
+      var (a, b) = (fused.makeState(), reference.makeState())
+      let sequence = tokens(16, vocabulary: 40)
+      for (i, token) in sequence.enumerated() {
+        let error = relative(fused.step(token, state: &a), reference.stepThroughModules(token, state: &b))
+        #expect(error < 2e-5, "\(mixer) \(norm) position \(i): \(error)")
+      }
+      let report = fused.weightRoundingReport(tokens: sequence)
+      #expect(report.tokens == 16 && report.maxLogit > 0)
+      #expect(
+        report.maxLogitDifference > 0 && report.maxLogitDifference < 0.05 * report.maxLogit, "\(report)")
+      #expect(fused.usingWeights(.float32).weightRoundingReport(tokens: sequence).maxLogitDifference == 0)
+    }
+  }
+
+  /// Rounding to bfloat16: to nearest, ties to even, overflow to infinity, NaN kept; every
+  /// normal value within half a unit of the 8th significant bit.
+  @Test func bfloat16Rounding() {
+    #expect(BFloat16.rounded(1) == 0x3F80 && BFloat16.rounded(-2) == 0xC000)
+    #expect(BFloat16.rounded(1 + 0x1p-8) == 0x3F80, "a tie goes to the even neighbour below")
+    #expect(BFloat16.rounded(1 + 3 * 0x1p-8) == 0x3F82, "a tie goes to the even neighbour above")
+    #expect(BFloat16.rounded(1 + 0x1p-8 + 0x1p-20) == 0x3F81, "just above a tie rounds up")
+    #expect(BFloat16.rounded(.greatestFiniteMagnitude) == 0x7F80 && BFloat16.rounded(-.infinity) == 0xFF80)
+    #expect(BFloat16.rounded(-0.0) == 0x8000 && BFloat16.rounded(.leastNonzeroMagnitude) == 0)
+    #expect(BFloat16.value(BFloat16.rounded(.nan)).isNaN)
+    var generator = SeededGenerator(seed: 21)
+    for _ in 0..<10_000 {
+      let x =
+        (generator.nextUniform() * 2 - 1)
+        * Float(Foundation.pow(2.0, Double(Int(generator.next() % 60) - 30)))
+      let bits = BFloat16.rounded(x)
+      let error = abs(Self.decodedBFloat16(bits) - Double(x))
+      #expect(BFloat16.value(bits) == Float(Self.decodedBFloat16(bits)))
+      #expect(error <= BFloat16.unitRoundoff * abs(Double(x)), "\(x)")
+      // No neighbour is nearer.
+      for neighbour in [bits &- 1, bits &+ 1] {
+        #expect(abs(Self.decodedBFloat16(neighbour) - Double(x)) >= error, "\(x)")
+      }
+    }
+  }
+
   /// Norm epsilons from the config reach the fused step; a Hyena with outer mixing (a sum over
   /// all channels per step, which the members' channel split cannot form) steps through its
   /// modules instead.
@@ -230,22 +294,24 @@ import Testing
   }
 
   /// The bytes a fused step streams (the benchmark's floor): at least the packed weights (every
-  /// block parameter outside the kernels, the tied embedding as the head), the residues and the
-  /// states read, and not much more; the states are written back.
+  /// block parameter outside the kernels, the tied embedding as the head; 2 bytes each in
+  /// bfloat16), the residues and the states read, and not much more; the states are written back.
   @Test func stepBytesCountWeightsAndStates() throws {
     let model = try model(
       norm: "simple_rms_norm", prenorm: true, channelMixer: #"{"type": "glu"}"#, finalNorm: "layer_norm")
     let recurrent = try RecurrentLanguageModel(model: model, converter: ExactConverter(), length: 32)
-    let bytes = try #require(recurrent.fusedStepBytes)
     let weights = model.namedParameters().filter {
       !$0.name.contains(".kernel.") && !$0.name.contains("norm")
     }
     .reduce(0) { $0 + $1.tensor.count }
-    let expected = 4 * weights + (16 + 8) * recurrent.stateCount
-    #expect(bytes.written == 16 * recurrent.stateCount)
-    #expect(
-      bytes.read >= expected && Double(bytes.read) <= 1.3 * Double(expected) + 65_536,
-      "\(bytes.read) for \(expected)")
+    for (format, bytesPerWeight) in [(DecodingWeights.float32, 4), (.bfloat16, 2)] {
+      let bytes = try #require(recurrent.usingWeights(format).fusedStepBytes)
+      let expected = bytesPerWeight * weights + (16 + 8) * recurrent.stateCount
+      #expect(bytes.written == 16 * recurrent.stateCount)
+      #expect(
+        bytes.read >= expected && Double(bytes.read) <= 1.3 * Double(expected) + 65_536,
+        "\(format): \(bytes.read) for \(expected)")
+    }
   }
 
   /// The schedule: probes of each way open every round, the faster one runs the rest, and a
@@ -312,34 +378,50 @@ import Testing
     }
   }
 
-  /// The kernels' `gemv` (`lck_kernels`) against a Double product, shapes with every tail (rows not a multiple of 4,
-  /// columns not a multiple of 16 or 8), with and without a bias.
+  /// A bfloat16's value in Double from its fields (sign, 8 exponent bits, 7 fraction bits), apart
+  /// from the kernels' widening by a shift.
+  static func decodedBFloat16(_ bits: UInt16) -> Double {
+    let sign: Double = bits & 0x8000 != 0 ? -1 : 1
+    let (exponent, fraction) = (Int(bits >> 7) & 0xFF, Double(bits & 0x7F))
+    return exponent == 0
+      ? sign * fraction / 128 * 0x1p-126
+      : sign * (1 + fraction / 128) * Foundation.pow(2.0, Double(exponent - 127))
+  }
+
+  /// The kernels' `gemv` and `gemv_bf16` (`lck_kernels`) against a Double product of the weights
+  /// they see, shapes with every tail (rows not a multiple of 4, columns not a multiple of 16 or
+  /// 8), with and without a bias.
   func matrixVectorProduct(isa: String) throws {
     let kernels = try #require(Self.kernels(isa))
     var generator = SeededGenerator(seed: 3)
-    do {
-      for (rows, cols) in [(1, 1), (3, 7), (4, 16), (9, 33), (37, 256), (6, 769)] {
-        let w = (0..<rows * cols).map { _ in Float(generator.nextUniform() * 2 - 1) }
-        let x = (0..<cols).map { _ in Float(generator.nextUniform() * 2 - 1) }
-        let bias = (0..<rows).map { _ in Float(generator.nextUniform()) }
+    for (rows, cols) in [(1, 1), (3, 7), (4, 16), (9, 33), (37, 256), (6, 769)] {
+      let w = (0..<rows * cols).map { _ in Float(generator.nextUniform() * 2 - 1) }
+      let rounded = w.map(BFloat16.rounded)
+      let x = (0..<cols).map { _ in Float(generator.nextUniform() * 2 - 1) }
+      let bias = (0..<rows).map { _ in Float(generator.nextUniform()) }
+      for format in DecodingWeights.allCases {
+        let seen = format == .float32 ? w.map(Double.init) : rounded.map(Self.decodedBFloat16)
         for withBias in [false, true] {
           var y = [Float](repeating: .nan, count: rows)
           bias.withUnsafeBufferPointer { b in
-            kernels.gemv(w, rows, cols, x, withBias ? b.baseAddress : nil, &y)
+            switch format {
+            case .float32: kernels.gemv(w, rows, cols, x, withBias ? b.baseAddress : nil, &y)
+            case .bfloat16: kernels.gemv_bf16(rounded, rows, cols, x, withBias ? b.baseAddress : nil, &y)
+            }
           }
           var (expected, magnitudes) = ([Double](), [Double]())
           for r in 0..<rows {
             var (sum, magnitude) = withBias ? (Double(bias[r]), abs(Double(bias[r]))) : (0, 0)
             for c in 0..<cols {
-              sum += Double(w[r * cols + c]) * Double(x[c])
-              magnitude += abs(Double(w[r * cols + c]) * Double(x[c]))
+              sum += seen[r * cols + c] * Double(x[c])
+              magnitude += abs(seen[r * cols + c] * Double(x[c]))
             }
             expected.append(sum)
             magnitudes.append(magnitude)
           }
           expectProductClose(
             y.map(Double.init), expected, magnitudes: magnitudes, depth: cols + (withBias ? 1 : 0),
-            "\(isa) \(rows)x\(cols) bias \(withBias)")
+            "\(isa) \(format) \(rows)x\(cols) bias \(withBias)")
         }
       }
     }
