@@ -12,27 +12,19 @@ public enum DoubleFFT {
   public static func forward(_ x: [Double], rows: Int, length m: Int) -> (re: [Double], im: [Double]) {
     precondition(x.count == rows * m && m >= 1)
     let half = m / 2 + 1
-    let real = fftw_alloc_real(rows * m)!
-    let complex = fftw_alloc_complex(rows * half)!
-    defer {
-      fftw_free(real)
-      fftw_free(complex)
-    }
-    let plan = planner.withLock {
-      var size = Int32(m)
-      return fftw_plan_many_dft_r2c(
-        1, &size, Int32(rows), real, nil, 1, Int32(m), complex, nil, 1, Int32(half), UInt32(FFTW_ESTIMATE))
-    }
-    x.withUnsafeBufferPointer { real.update(from: $0.baseAddress!, count: rows * m) }
-    fftw_execute(plan)
-    planner.withLock { fftw_destroy_plan(plan) }
-    var re = [Double](repeating: 0, count: rows * half)
-    var im = re
-    for i in 0..<rows * half {
-      re[i] = complex[i].0
-      im[i] = complex[i].1
-    }
-    return (re, im)
+    return transform(
+      rows: rows, length: m,
+      plan: { real, complex, size in
+        fftw_plan_many_dft_r2c(
+          1, size, Int32(rows), real, nil, 1, Int32(m), complex, nil, 1, Int32(half), UInt32(FFTW_ESTIMATE))
+      },
+      fill: { real, _ in x.withUnsafeBufferPointer { real.update(from: $0.baseAddress!, count: rows * m) } },
+      read: { _, complex in
+        var re = [Double](repeating: 0, count: rows * half)
+        var im = re
+        for i in 0..<rows * half { (re[i], im[i]) = complex[i] }
+        return (re, im)
+      })
   }
 
   /// The real rows of length `m` whose half spectra are given, unnormalised:
@@ -40,21 +32,40 @@ public enum DoubleFFT {
   public static func inverse(re: [Double], im: [Double], rows: Int, length m: Int) -> [Double] {
     let half = m / 2 + 1
     precondition(re.count == rows * half && im.count == rows * half)
+    return transform(
+      rows: rows, length: m,
+      plan: { real, complex, size in
+        fftw_plan_many_dft_c2r(
+          1, size, Int32(rows), complex, nil, 1, Int32(half), real, nil, 1, Int32(m), UInt32(FFTW_ESTIMATE))
+      },
+      fill: { _, complex in for i in 0..<rows * half { complex[i] = (re[i], im[i]) } },
+      read: { real, _ in Array(UnsafeBufferPointer(start: real, count: rows * m)) })
+  }
+
+  /// One batched transform between `rows` real rows of length `m` and their half spectra: FFTW
+  /// buffers, a plan made under the lock before `fill` (FFTW_ESTIMATE leaves the arrays alone,
+  /// but a c2r plan's execution overwrites its input), executed once, then `read`.
+  private static func transform<Result>(
+    rows: Int, length m: Int,
+    plan makePlan: (
+      UnsafeMutablePointer<Double>, UnsafeMutablePointer<fftw_complex>, UnsafeMutablePointer<Int32>
+    ) -> fftw_plan?,
+    fill: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<fftw_complex>) -> Void,
+    read: (UnsafeMutablePointer<Double>, UnsafeMutablePointer<fftw_complex>) -> Result
+  ) -> Result {
     let real = fftw_alloc_real(rows * m)!
-    let complex = fftw_alloc_complex(rows * half)!
+    let complex = fftw_alloc_complex(rows * (m / 2 + 1))!
     defer {
       fftw_free(real)
       fftw_free(complex)
     }
-    // Plan before filling: FFTW_ESTIMATE leaves the arrays alone, but c2r overwrites its input.
     let plan = planner.withLock {
       var size = Int32(m)
-      return fftw_plan_many_dft_c2r(
-        1, &size, Int32(rows), complex, nil, 1, Int32(half), real, nil, 1, Int32(m), UInt32(FFTW_ESTIMATE))
+      return makePlan(real, complex, &size)
     }
-    for i in 0..<rows * half { complex[i] = (re[i], im[i]) }
+    fill(real, complex)
     fftw_execute(plan)
     planner.withLock { fftw_destroy_plan(plan) }
-    return Array(UnsafeBufferPointer(start: real, count: rows * m))
+    return read(real, complex)
   }
 }
