@@ -233,6 +233,77 @@ __attribute__((target("avx2,fma"))) LCK_CHANNELS(channels_avx2, step_avx2)
 __attribute__((target("avx512f,avx2,fma"))) LCK_CHANNELS(channels_avx512, step_avx512)
 #endif
 
+// MARK: Folded ETSC steps
+
+static float dot_portable(const float *w, const float *a, long n) {
+  float s[8] = {0};
+  long i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) s[k] += w[i + k] * a[i + k];
+  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+  for (; i < n; i++) t += w[i] * a[i];
+  return t;
+}
+
+#if LCK_X86
+__attribute__((target("avx2,fma"))) static float dot_avx2(const float *w, const float *a, long n) {
+  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  long i = 0;
+  for (; i + 32 <= n; i += 32) {
+    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), s0);
+    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(a + i + 8), s1);
+    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(a + i + 16), s2);
+    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(a + i + 24), s3);
+  }
+  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), s0);
+  float t = sum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+  for (; i < n; i++) t += w[i] * a[i];
+  return t;
+}
+
+__attribute__((target("avx512f"))) static float dot_avx512(const float *w, const float *a, long n) {
+  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+  long i = 0;
+  for (; i + 64 <= n; i += 64) {
+    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(a + i), s0);
+    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(a + i + 16), s1);
+    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(a + i + 32), s2);
+    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(a + i + 48), s3);
+  }
+  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(a + i), s0);
+  if (i < n) {
+    const __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
+    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + i), _mm512_maskz_loadu_ps(tail, a + i), s1);
+  }
+  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+}
+#endif
+
+// The channel loop once, over each instruction set's dot product (rescaling is rare: once
+// every R steps, R in the thousands for TNN's decay, so a plain loop).
+#define LCK_FOLDED(NAME, DOT)                                                                  \
+  static void NAME(long first, long end, long m, long q, float rescale, float in_scale,       \
+                   double out_scale, const float *window, const float *skip, float *slots,    \
+                   const float *x, float *y) {                                                \
+    for (long c = first; c < end; c++) {                                                      \
+      float *a = slots + c * m;                                                               \
+      if (rescale != 1.0f)                                                                    \
+        for (long p = 0; p < m; p++) a[p] *= rescale;                                         \
+      a[q] += in_scale * x[c];                                                                \
+      const float *w = window + c * m;                                                        \
+      const float sum = DOT(w + m - 1 - q, a, q + 1) + DOT(w, a + q + 1, m - 1 - q);          \
+      double out = out_scale * (double)sum;                                                   \
+      if (skip) out += (double)(skip[c] * x[c]);                                              \
+      y[c] = (float)out;                                                                      \
+    }                                                                                         \
+  }
+
+LCK_FOLDED(folded_portable, dot_portable)
+#if LCK_X86
+__attribute__((target("avx2,fma"))) LCK_FOLDED(folded_avx2, dot_avx2)
+__attribute__((target("avx512f"))) LCK_FOLDED(folded_avx512, dot_avx512)
+#endif
+
 // MARK: Dispatch
 
 
@@ -242,10 +313,10 @@ int lck_kernels_named(const char *name, lck_kernels *kernels) {
   if (strcmp(name, "best") != 0 && (!lck_isa_named(name, &isa) || !lck_cpu_supports(isa))) return 0;
   switch (isa) {
 #if LCK_X86
-  case LCK_ISA_AVX512: *kernels = (lck_kernels){gemv_avx512, gemv_bf16_avx512, channels_avx512, "avx512"}; return 1;
-  case LCK_ISA_AVX2: *kernels = (lck_kernels){gemv_avx2, gemv_bf16_avx2, channels_avx2, "avx2"}; return 1;
+  case LCK_ISA_AVX512: *kernels = (lck_kernels){gemv_avx512, gemv_bf16_avx512, channels_avx512, folded_avx512, "avx512"}; return 1;
+  case LCK_ISA_AVX2: *kernels = (lck_kernels){gemv_avx2, gemv_bf16_avx2, channels_avx2, folded_avx2, "avx2"}; return 1;
 #endif
-  default: *kernels = (lck_kernels){gemv_portable, gemv_bf16_portable, channels_portable, "portable"}; return 1;
+  default: *kernels = (lck_kernels){gemv_portable, gemv_bf16_portable, channels_portable, folded_portable, "portable"}; return 1;
   }
 }
 

@@ -73,14 +73,13 @@ final class FusedDecoder: @unchecked Sendable {
   /// The states of the step running, one pair per layer.
   private let states: UnsafeMutablePointer<StatePointers>
   private var token = 0
+  /// The state bytes a step reads and writes, for ``bytesPerStep()``.
+  private let stateBytes: (read: Int, written: Int)
   /// Serialises steps: the scratch and the team serve one step at a time.
   private let running = Mutex(())
 
   /// A layer's recurrence state, and its short convolution's recent inputs (Hyena).
-  private typealias StatePointers = (
-    re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?,
-    history: UnsafeMutablePointer<Float>?
-  )
+  private typealias StatePointers = (recurrence: RecurrenceState, history: UnsafeMutablePointer<Float>?)
 
   /// A decoder for `model` with `mixers` as its recurrent mixers, or nil when some block is not
   /// covered (then the model steps through its modules).
@@ -174,6 +173,10 @@ final class FusedDecoder: @unchecked Sendable {
     finalNorm = NormPlan(model.finalNorm, width: d, arena: arena)
     scratch = Scratch(width: d, wide: wide, vocabulary: vocabulary, members: members, arena: arena)
     states = arena.allocate(layerCount, of: StatePointers.self)
+    let recurrences = mixers.map { $0.fusedRecurrence! }
+    stateBytes = recurrences.reduce((0, 0)) {
+      ($0.0 + $1.stateBytesPerStep.read, $0.1 + $1.stateBytesPerStep.written)
+    }
   }
 
   deinit { lck_team_destroy(team) }
@@ -265,10 +268,9 @@ final class FusedDecoder: @unchecked Sendable {
   }
 
   /// The memory one step streams through: everything the decoder packed (weights, recurrence
-  /// constants, plans, scratch) plus `states` complex states of two Doubles each, which it
-  /// also writes back.
-  func bytesPerStep(states: Int) -> (read: Int, written: Int) {
-    (arena.bytes + 16 * states, 16 * states)
+  /// constants, plans, scratch) plus the states it reads, and the states it writes back.
+  func bytesPerStep() -> (read: Int, written: Int) {
+    (arena.bytes + stateBytes.read, stateBytes.written)
   }
 
   /// How a step runs: on the team, or every member's share on the calling thread.
@@ -285,21 +287,30 @@ final class FusedDecoder: @unchecked Sendable {
       return
     }
     // Moved out while pinned, so that the next layers can still reach `layerStates`.
-    var (re, im, history): ([Double], [Double], [Float]) = ([], [], [])
+    var (re, im, slots, history): ([Double], [Double], [Float], [Float]) = ([], [], [], [])
     swap(&re, &layerStates[layer].convolution.re)
     swap(&im, &layerStates[layer].convolution.im)
+    swap(&slots, &layerStates[layer].convolution.slots)
     swap(&history, &layerStates[layer].history)
+    let time = layerStates[layer].convolution.time
     re.withUnsafeMutableBufferPointer { re in
       im.withUnsafeMutableBufferPointer { im in
-        history.withUnsafeMutableBufferPointer { history in
-          states[layer] = (re.baseAddress, im.baseAddress, history.baseAddress)
-          withStatePointers(&layerStates, layer: layer + 1, body)
+        slots.withUnsafeMutableBufferPointer { slots in
+          history.withUnsafeMutableBufferPointer { history in
+            states[layer] = (
+              RecurrenceState(re: re.baseAddress, im: im.baseAddress, slots: slots.baseAddress, time: time),
+              history.baseAddress
+            )
+            withStatePointers(&layerStates, layer: layer + 1, body)
+          }
         }
       }
     }
     swap(&re, &layerStates[layer].convolution.re)
     swap(&im, &layerStates[layer].convolution.im)
+    swap(&slots, &layerStates[layer].convolution.slots)
     swap(&history, &layerStates[layer].history)
+    layerStates[layer].convolution.time += 1
     layerStates[layer].position += 1
   }
 
@@ -363,7 +374,7 @@ final class FusedDecoder: @unchecked Sendable {
       up.apply(input, into: u)
       vp.apply(input, into: v)
       activation.apply(v, channels)
-      plan.recurrence.step(channels: channels, x: v, y: gated, state: (state.re, state.im))
+      plan.recurrence.step(channels: channels, x: v, y: gated, state: state.recurrence)
       activation.apply(u, channels)
       for c in channels { gated[c] *= u[c] }
     case .hyena(let form):
@@ -386,7 +397,7 @@ final class FusedDecoder: @unchecked Sendable {
         let gate = (order - 1 - o) * inner
         for c in channels { extra[o * inner + c] = gated[c] * v[gate + c] }
         let stepChannels = o * inner + channels.lowerBound..<o * inner + channels.upperBound
-        plan.recurrence.step(channels: stepChannels, x: extra, y: u, state: (state.re, state.im))
+        plan.recurrence.step(channels: stepChannels, x: extra, y: u, state: state.recurrence)
         let scale = form.orderScales?[o] ?? 1
         for c in channels { gated[c] = u[o * inner + c] * scale }
       }
@@ -394,7 +405,7 @@ final class FusedDecoder: @unchecked Sendable {
       form.activation.apply(gated, channels)
     case .ssm(let activation):
       // SSM block: g = act(rec(z)); a GLU output follows the output product.
-      plan.recurrence.step(channels: channels, x: input, y: gated, state: (state.re, state.im))
+      plan.recurrence.step(channels: channels, x: input, y: gated, state: state.recurrence)
       activation.apply(gated, channels)
     }
     plan.o.apply(gated, into: scratch.partial(t, phase: phase))

@@ -211,12 +211,23 @@ struct ColumnProduct {
   }
 }
 
-/// A ``RecurrentConvolution``'s poles, residues and skip, copied for the kernels.
+/// A layer's recurrence state while a step runs: the modal states, or ETSC's folded slots
+/// and the inputs consumed so far.
+struct RecurrenceState {
+  let re: UnsafeMutablePointer<Double>?
+  let im: UnsafeMutablePointer<Double>?
+  let slots: UnsafeMutablePointer<Float>?
+  let time: Int
+}
+
+/// A ``RecurrentConvolution``'s constants copied for the kernels: poles, residues and skip, or
+/// for ETSC's grid the folded window (``FoldedGrid``) and skip.
 struct RecurrencePlan {
   let offsets: UnsafePointer<Int>
   let sharedPoles: Bool
   let poles: (re: UnsafePointer<Double>, im: UnsafePointer<Double>)
   let residues: (re: UnsafePointer<Float>, im: UnsafePointer<Float>)
+  let folded: (schedule: FoldedGrid.Schedule, window: UnsafePointer<Float>)?
   let skip: UnsafePointer<Float>?
   /// The decoder's kernels.
   let kernels: lck_kernels
@@ -226,23 +237,39 @@ struct RecurrencePlan {
     kernels = packing.kernels
     offsets = UnsafePointer(arena.copy(recurrence.offsets))
     sharedPoles = recurrence.sharedPoles
-    poles = (UnsafePointer(arena.copy(recurrence.poles.re)), UnsafePointer(arena.copy(recurrence.poles.im)))
-    residues = (
-      UnsafePointer(arena.copy(recurrence.residues.re)), UnsafePointer(arena.copy(recurrence.residues.im))
-    )
+    if let grid = recurrence.folded {
+      // The modal constants are not read: no copies.
+      let none = UnsafePointer(arena.allocate(1, of: Double.self))
+      let noResidues = UnsafePointer(arena.allocate(1, of: Float.self))
+      (poles, residues) = ((none, none), (noResidues, noResidues))
+      folded = (grid.schedule, UnsafePointer(arena.copy(grid.window)))
+    } else {
+      poles = (UnsafePointer(arena.copy(recurrence.poles.re)), UnsafePointer(arena.copy(recurrence.poles.im)))
+      residues = (
+        UnsafePointer(arena.copy(recurrence.residues.re)), UnsafePointer(arena.copy(recurrence.residues.im))
+      )
+      folded = nil
+    }
     skip = recurrence.skip.map { UnsafePointer(arena.copy($0)) }
   }
 
   /// ``RecurrentConvolution/step(_:into:state:)`` for `channels` alone: `y[c]` from `x[c]`.
   @inline(__always)
   func step(
-    channels: Range<Int>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
-    state: (re: UnsafeMutablePointer<Double>?, im: UnsafeMutablePointer<Double>?)
+    channels: Range<Int>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, state: RecurrenceState
   ) {
     guard !channels.isEmpty else { return }
-    kernels.channels(
-      channels.lowerBound, channels.upperBound, offsets, sharedPoles ? 1 : 0, poles.re, poles.im, residues.re,
-      residues.im, skip, state.re, state.im, x, y)
+    if let (schedule, window) = folded {
+      let (slot, rescale, input, output) = schedule.scales(time: state.time)
+      kernels.folded(
+        channels.lowerBound, channels.upperBound, schedule.m, slot, rescale, input, output, window, skip,
+        state.slots, x, y)
+    } else {
+      kernels.channels(
+        channels.lowerBound, channels.upperBound, offsets, sharedPoles ? 1 : 0, poles.re, poles.im,
+        residues.re,
+        residues.im, skip, state.re, state.im, x, y)
+    }
   }
 }
 

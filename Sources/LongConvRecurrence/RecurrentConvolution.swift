@@ -23,6 +23,11 @@ import LongConvTensors
 /// n = 512, d = 256 x 6 layers: 1.7 -> 1.57 ms/token; logits vs FFT 5.6e-6 -> 6.4e-6).
 ///
 /// States are split into real and imaginary arrays, channel after channel (`offsets`).
+///
+/// ETSC's own poles (a shared grid `gamma exp(-2 pi i s / m)`) run in another basis: the
+/// input history folded modulo `m`, Float32, where a step reads `m` slots and writes one
+/// instead of reading and writing `S` complex Double states (``FoldedGrid``). The
+/// state's ``State/slots`` hold it; ``State/re`` and ``State/im`` are then empty.
 public struct RecurrentConvolution: Sendable {
   /// Channels `D`: inputs and outputs per step.
   public let channels: Int
@@ -36,6 +41,8 @@ public struct RecurrentConvolution: Sendable {
   /// Set when every channel's poles are ETSC's `gamma exp(-2 pi i s / m)`, `s = 1 ... S`: the
   /// state after a prompt is then a DFT of the folded prompt (see ``state(after:length:)``).
   let rootsOfUnity: (m: Int, gamma: Double)?
+  /// The recurrence in the folded basis, for ETSC's grid.
+  let folded: FoldedGrid?
 
   /// Complex states over all channels.
   public var stateCount: Int { offsets[channels] }
@@ -58,6 +65,16 @@ public struct RecurrentConvolution: Sendable {
     )
     skip = system.skip.map { $0.map { Float($0) } }
     rootsOfUnity = shared || channels == 1 ? Self.rootsOfUnity(poles) : nil
+    folded = rootsOfUnity.map { grid in
+      FoldedGrid(m: grid.m, gamma: grid.gamma, residues: (system.residuesReal, system.residuesImaginary))
+    }
+  }
+
+  /// The bytes of state one step over every channel reads and writes: every complex state, or
+  /// every folded slot read and one per channel written.
+  var stateBytesPerStep: (read: Int, written: Int) {
+    if let folded { return (4 * folded.m * channels, 4 * channels) }
+    return (16 * stateCount, 16 * stateCount)
   }
 
   /// `(m, gamma)` when the `S` poles are `gamma exp(-2 pi i s / m)` for `s = 1 ... S` with
@@ -78,33 +95,52 @@ public struct RecurrentConvolution: Sendable {
     return nil
   }
 
-  /// The state of one sequence: every complex state, real and imaginary parts apart.
+  /// The state of one sequence: every complex state, real and imaginary parts apart, or the
+  /// folded history of ETSC's grid.
   public struct State: Sendable {
     /// Real parts of all ``RecurrentConvolution/stateCount`` states, channel after channel
-    /// (``RecurrentConvolution/offsets``).
+    /// (``RecurrentConvolution/offsets``); empty for ETSC's grid.
     public var re: [Double]
     /// Imaginary parts, in the same layout as ``re``.
     public var im: [Double]
+    /// ETSC's grid: `m` slots per channel, channel after channel (``FoldedGrid``); else empty.
+    public var slots: [Float]
+    /// Inputs consumed.
+    public var time: Int
   }
 
   /// The zero state (before any input).
   public func makeState() -> State {
-    State(re: [Double](repeating: 0, count: stateCount), im: [Double](repeating: 0, count: stateCount))
+    if let folded {
+      return State(re: [], im: [], slots: [Float](repeating: 0, count: channels * folded.m), time: 0)
+    }
+    return State(
+      re: [Double](repeating: 0, count: stateCount), im: [Double](repeating: 0, count: stateCount), slots: [],
+      time: 0)
   }
 
   /// Advances `state` by one input `x [channels]` and writes `y [channels]`.
   public func step(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, state: inout State) {
     step(channels: 0..<channels, x, into: y, state: &state)
+    state.time += 1
   }
 
   /// Advances the states of `selected` channels alone by their inputs `x[c]` and writes their
   /// outputs `y[c]` (`x` and `y` indexed by channel, `[channels]`): for mixers whose channel
-  /// groups take turns within one token (Hyena's steps).
+  /// groups take turns within one token (Hyena's steps), which then count the token in
+  /// ``State/time`` themselves, once.
   public func step(
     channels selected: Range<Int>, _ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>,
     state: inout State
   ) {
     precondition(selected.lowerBound >= 0 && selected.upperBound <= channels, "step: channels \(selected)")
+    if let folded {
+      let time = state.time
+      state.slots.withUnsafeMutableBufferPointer { slots in
+        folded.step(channels: selected, time: time, x: x, y: y, skip: skip, slots: slots.baseAddress!)
+      }
+      return
+    }
     let count = selected.count
     // Split over threads only when the work pays for the hand-off.
     let states = offsets[selected.upperBound] - offsets[selected.lowerBound]
@@ -197,15 +233,19 @@ public struct RecurrentConvolution: Sendable {
 
   /// The state after the inputs `x [length, channels]` (row-major) from the zero state,
   /// `s_n = sum_k poles_n^k x_(length-1-k)`, computed in Double without the outputs: for
-  /// ETSC's grid of poles by a DFT (`stateByDFT(after:length:grid:)`), otherwise by the
+  /// ETSC's grid the folded slots (``FoldedGrid``), otherwise by the
   /// recurrence `s = poles * s + x_t` over the inputs, four states at a time. Inputs older
   /// than `K` positions, where the channel's largest `|pole|^K < 1e-12` (below Float32
   /// resolution), are skipped, so decaying poles cost `O(min(length, K))` per state whatever
   /// the prompt length.
   public func state(after x: UnsafeBufferPointer<Float>, length: Int) -> State {
     precondition(x.count == length * channels, "RecurrentConvolution.state: \(x.count) inputs")
-    if let grid = rootsOfUnity { return stateByDFT(after: x, length: length, grid: grid) }
+    if let folded {
+      return State(
+        re: [], im: [], slots: folded.slots(after: x, length: length, channels: channels), time: length)
+    }
     var state = makeState()
+    state.time = length
     let input = UncheckedSendable(x.baseAddress!)
     state.re.withUnsafeMutableBufferPointer { re in
       state.im.withUnsafeMutableBufferPointer { im in
@@ -234,35 +274,6 @@ public struct RecurrentConvolution: Sendable {
             }
           }
         }
-      }
-    }
-    return state
-  }
-
-  /// The state after a prompt when the poles are ETSC's grid `gamma w^-s`, `w = exp(2 pi i / m)`:
-  /// `s_s = sum_k gamma^k w^(-s k) x_(P-1-k)`, and since `w^m = 1` that is the DFT of the
-  /// prompt folded modulo `m`, `f_q = sum_(k = q mod m) gamma^k x_(P-1-k)`: one pass over the
-  /// prompt and one batched FFT (Double), whatever the prompt's length.
-  func stateByDFT(after x: UnsafeBufferPointer<Float>, length: Int, grid: (m: Int, gamma: Double)) -> State {
-    let (m, gamma) = grid
-    // Inputs whose weight gamma^k is below 1e-13 no longer count.
-    let horizon =
-      gamma < 1 ? min(length, Int((Foundation.log(1e-13) / Foundation.log(gamma)).rounded(.up)) + 1) : length
-    var folded = [Double](repeating: 0, count: channels * m)
-    var weight = 1.0
-    for k in 0..<horizon {
-      let row = (length - 1 - k) * channels
-      let q = k % m
-      for c in 0..<channels { folded[c * m + q] += weight * Double(x[row + c]) }
-      weight *= gamma
-    }
-    let spectrum = DoubleFFT.forward(folded, rows: channels, length: m)
-    let half = m / 2 + 1
-    var state = makeState()
-    for c in 0..<channels {
-      for n in 0..<(offsets[c + 1] - offsets[c]) {
-        state.re[offsets[c] + n] = spectrum.re[c * half + n + 1]
-        state.im[offsets[c] + n] = spectrum.im[c * half + n + 1]
       }
     }
     return state

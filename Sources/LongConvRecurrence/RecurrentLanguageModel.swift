@@ -190,7 +190,7 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
   /// the floor a memory-bound step approaches.
   public var fusedStepBytes: (read: Int, written: Int)? {
     guard usesFusedStep, let decoder = fusedDecoder() else { return nil }
-    return decoder.bytesPerStep(states: stateCount)
+    return decoder.bytesPerStep()
   }
 
   private func fusedDecoder() -> FusedDecoder? {

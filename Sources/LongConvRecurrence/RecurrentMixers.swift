@@ -218,6 +218,8 @@ struct RecurrentHyena<Kernel: LongConvKernel>: RecurrentMixer, @unchecked Sendab
       recurrence.step(channels: range, input, into: &output, state: &state.convolution)
       return Tensor(Array(output[range])).reshaped([1, d])
     }
+    // Each channel group stepped once: one input for the recurrence.
+    state.convolution.time += 1
     state.position += 1
     return y
   }

@@ -132,8 +132,13 @@ import Testing
           let historyDifference = zip(x.history, y.history).map { abs($0 - $1) }.max() ?? 0
           #expect(
             x.history.count == y.history.count && historyDifference < 1e-5, "\(isa): short-filter history")
-          let difference = zip(x.convolution.re + x.convolution.im, y.convolution.re + y.convolution.im)
-            .map { abs($0 - $1) }.max()!
+          // Modal states (compact), or ETSC's folded slots (exact): one of the two is empty.
+          let (a, b) = (x.convolution, y.convolution)
+          #expect(a.re.count == b.re.count && a.slots.count == b.slots.count && a.time == b.time)
+          #expect(a.re.isEmpty != a.slots.isEmpty, "\(converter): a modal or a folded state")
+          let difference = max(
+            zip(a.re + a.im, b.re + b.im).map { abs($0 - $1) }.max() ?? 0,
+            zip(a.slots, b.slots).map { Double(abs($0 - $1)) }.max() ?? 0)
           #expect(difference < 1e-4, "\(isa): state difference \(difference)")
         }
       }
@@ -288,29 +293,38 @@ import Testing
       for (x, y) in zip(states[0], states[1]) {
         #expect(
           x.convolution.re == y.convolution.re && x.convolution.im == y.convolution.im
-            && x.history == y.history)
+            && x.convolution.slots == y.convolution.slots && x.history == y.history)
       }
     }
   }
 
   /// The bytes a fused step streams (the benchmark's floor): at least the packed weights (every
   /// block parameter outside the kernels, the tied embedding as the head; 2 bytes each in
-  /// bfloat16), the residues and the states read, and not much more; the states are written back.
+  /// bfloat16) and the recurrences' constants and states, and not much more. Exact (ETSC's grid,
+  /// folded): `m = n + 1` slots and as many window values per channel read, one slot written.
+  /// Compact (own poles per channel): poles, residues and states read, the states written.
   @Test func stepBytesCountWeightsAndStates() throws {
     let model = try model(
       norm: "simple_rms_norm", prenorm: true, channelMixer: #"{"type": "glu"}"#, finalNorm: "layer_norm")
-    let recurrent = try RecurrentLanguageModel(model: model, converter: ExactConverter(), length: 32)
     let weights = model.namedParameters().filter {
       !$0.name.contains(".kernel.") && !$0.name.contains("norm")
     }
     .reduce(0) { $0 + $1.tensor.count }
-    for (format, bytesPerWeight) in [(DecodingWeights.float32, 4), (.bfloat16, 2)] {
-      let bytes = try #require(recurrent.usingWeights(format).fusedStepBytes)
-      let expected = bytesPerWeight * weights + (16 + 8) * recurrent.stateCount
-      #expect(bytes.written == 16 * recurrent.stateCount)
-      #expect(
-        bytes.read >= expected && Double(bytes.read) <= 1.3 * Double(expected) + 65_536,
-        "\(format): \(bytes.read) for \(expected)")
+    let (n, m) = (32, 33)
+    let channels = model.blocks.count * 60  // GTU, dim 20, expand 3
+    for converter in [ExactConverter(), try CompactConverter(tolerance: 1e-3)] as [any KernelConverter] {
+      let recurrent = try RecurrentLanguageModel(model: model, converter: converter, length: n)
+      let exact = converter.mode == .exact
+      let (recurrenceRead, written) =
+        exact ? (8 * m * channels, 4 * channels) : (40 * recurrent.stateCount, 16 * recurrent.stateCount)
+      for (format, bytesPerWeight) in [(DecodingWeights.float32, 4), (.bfloat16, 2)] {
+        let bytes = try #require(recurrent.usingWeights(format).fusedStepBytes)
+        let expected = bytesPerWeight * weights + recurrenceRead
+        #expect(bytes.written == written, "\(converter)")
+        #expect(
+          bytes.read >= expected && Double(bytes.read) <= 1.3 * Double(expected) + 65_536,
+          "\(converter) \(format): \(bytes.read) for \(expected)")
+      }
     }
   }
 

@@ -104,3 +104,49 @@ import Testing
     }
   }
 }
+
+/// ETSC's recurrence in the folded basis against the convolution with its impulse response
+/// `h_k = Re sum_s r_s p_s^k` (plus the skip at lag 0), by powers of the poles in Double for
+/// every lag up to the position (the kernel's periodic continuation past `n` included), within
+/// the folded form's bound `(m + 6 + 2 t / R) u sum_k |h_k| |x_(t-k)|`: odd and even `m`, with
+/// and without a decay, and a decay that rescales the slots every 30 steps.
+@Suite struct FoldedGridReferenceTests {
+  @Test(arguments: [(10, 1.0), (9, 1.0), (10, 0.97), (9, 0.5), (64, 0.99)])
+  func foldedStepMatchesTheImpulseResponse(_ n: Int, _ gamma: Double) throws {
+    let channels = 3
+    var system = try ExactConverter().convert(
+      try CausalKernelSamples(
+        name: "k", channels: channels, length: n,
+        values: randomInputs(length: n, channels: channels, seed: 31).map(Double.init), decay: nil,
+        undecayed: nil)
+    ).stateSpace
+    system.skip = [0.25, -0.5, 0]
+    // The decay as the poles' radius: scale the grid (the converter folds a declared decay the same way).
+    for c in 0..<channels {
+      system.polesReal[c] = system.polesReal[c].map { gamma * $0 }
+      system.polesImaginary[c] = system.polesImaginary[c].map { gamma * $0 }
+    }
+    let recurrence = RecurrentConvolution(system)
+    let grid = try #require(recurrence.folded, "ETSC grid not recognised")
+    let m = grid.m
+    let length = 5 * m + 7
+    let h = RecurrentStepReferenceTests.impulseResponse(system, lags: length)
+    let x = randomInputs(length: length, channels: channels, seed: 32)
+    let y = runRecurrence(recurrence, x, length: length)
+    for t in 0..<length {
+      for c in 0..<channels {
+        var (expected, magnitude) = (Double(system.skip![c]) * Double(x[t * channels + c]), 0.0)
+        magnitude += Swift.abs(expected)
+        for k in 0...t {
+          let term = h[c * length + k] * Double(x[(t - k) * channels + c])
+          expected += term
+          magnitude += Swift.abs(term)
+        }
+        let bound =
+          Double(m + 6 + 2 * t / grid.schedule.interval) * 0x1p-24 * magnitude + 0x1p-24 * Swift.abs(expected)
+        let error = Swift.abs(Double(y[t * channels + c]) - expected)
+        #expect(error <= bound, "n \(n) gamma \(gamma) t \(t) channel \(c): \(error) > \(bound)")
+      }
+    }
+  }
+}

@@ -33,12 +33,24 @@ typedef void (*lck_channels_fn)(long first, long end, const long *offsets, int s
                                 const float *skip, double *state_re, double *state_im,
                                 const float *x, float *y);
 
+/// One step of ETSC's recurrence in the folded basis (LongConvRecurrence's `FoldedGrid`) for
+/// channels `first ..< end`: channel `c` has the `m` slots `a = slots + c m` and the reversed
+/// kernel `w = window + c m`. With `rescale != 1` every slot is first multiplied by it; then
+/// `a[q] += in_scale x[c]` and
+/// `y[c] = out_scale (sum_(p <= q) w[m - 1 - q + p] a[p] + sum_(p > q) w[p - q - 1] a[p])
+///         + (skip ? skip[c] x[c] : 0)`
+/// (the sums in Float32; the scaling and the skip, rounded to Float32, in Double).
+typedef void (*lck_folded_fn)(long first, long end, long m, long q, float rescale, float in_scale,
+                              double out_scale, const float *window, const float *skip,
+                              float *slots, const float *x, float *y);
+
 /// The kernels of one instruction set. A decoder keeps its own (chosen when it is made), so
 /// no process-wide switch changes what runs under another decoder.
 typedef struct {
   lck_gemv_fn gemv;
   lck_gemv_bf16_fn gemv_bf16;
   lck_channels_fn channels;
+  lck_folded_fn folded;
   const char *isa;  ///< "avx512", "avx2" or "portable"
 } lck_kernels;
 
