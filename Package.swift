@@ -34,14 +34,17 @@ let package = Package(
     .target(name: "CDecodeKernels", dependencies: ["CCPUDispatch"]),
     // AVX-512 matrix product, for machines whose BLAS is held to narrower kernels.
     .target(name: "CMatrixKernels", dependencies: ["CCPUDispatch"]),
-    // The one CPU feature detection both C kernel targets dispatch on.
+    // Element-wise activations with the widest vector instructions, chosen at run time.
+    .target(name: "CVectorMath", dependencies: ["CCPUDispatch"]),
+    // The one CPU feature detection every C kernel target dispatches on.
     .target(name: "CCPUDispatch"),
 
     // Float32 tensors, their ops and pullbacks, reverse-mode autodiff, the FFT long convolution.
     // The Float (FFTW single, cblas) and Double (FFTW double, LAPACK) backends sit side by side
     // in Backends/; the Double ones serve the conversions' math.
     .target(
-      name: "LongConvTensors", dependencies: ["CFFTW", "COpenBLAS", "CShims", "CMatrixKernels"],
+      name: "LongConvTensors",
+      dependencies: ["CFFTW", "COpenBLAS", "CShims", "CMatrixKernels", "CVectorMath"],
       linkerSettings: [.linkedLibrary("fftw3")]),
     // Modules with parameters and buffers found by reflection: Linear, Embedding, norms, activations.
     .target(name: "LongConvLayers", dependencies: ["LongConvTensors"]),

@@ -107,7 +107,8 @@ import Testing
   ]
 
   /// Every covered block shape gives the module path's logits and states, token after token,
-  /// with exact and compact (own poles per channel, skip) kernels, on the kernels of `isa`
+  /// with exact (40 tokens: past the folded grid's 33 slots, so it wraps) and compact (own poles
+  /// per channel, skip) kernels, on the kernels of `isa`
   /// (chosen for the model alone: other suites decoding at the same time are unaffected).
   func fusedStepEqualsTheModules(isa: String) throws {
     for (norm, prenorm, channelMixer, finalNorm, mixer) in Self.shapes {
@@ -119,7 +120,7 @@ import Testing
         let recurrent = try #require(converted.usingInstructionSet(isa))
         #expect(recurrent.usesFusedStep && recurrent.instructionSet == isa)
         var (fused, modules) = (recurrent.makeState(), recurrent.makeState())
-        for (i, token) in tokens(24, vocabulary: 40).enumerated() {
+        for (i, token) in tokens(40, vocabulary: 40).enumerated() {
           let a = recurrent.step(token, state: &fused)
           let b = recurrent.stepThroughModules(token, state: &modules)
           let error = relative(a, b)
@@ -483,21 +484,79 @@ import Testing
     }
   }
 
+  /// The kernels' folded ETSC step (`lck_kernels.folded`) against its formula in Double: grids
+  /// of 1 ... 130 slots (every tail of the 16- and 64-wide loops), the input in the first, a
+  /// middle and the last slot (so that both runs of the sum are empty in turn), with and
+  /// without a rescaling and a skip, over a channel range that does not start at 0.
+  func foldedSteps(isa: String) throws {
+    let kernels = try #require(Self.kernels(isa))
+    var generator = SeededGenerator(seed: 13)
+    func uniform() -> Float { generator.nextUniform() * 2 - 1 }
+    for m in [1, 2, 5, 16, 17, 33, 64, 70, 130] {
+      let channels = 3
+      let window = (0..<channels * m).map { _ in uniform() }
+      let skip = (0..<channels).map { _ in uniform() }
+      let x = (0..<channels).map { _ in uniform() }
+      for q in Set([0, m / 2, m - 1]) {
+        for (rescale, withSkip) in [(Float(1), false), (0.75, true)] {
+          var slots = (0..<channels * m).map { _ in uniform() }
+          var expectedSlots = slots.map(Double.init)
+          var y = [Float](repeating: .nan, count: channels)
+          let (inputScale, outputScale): (Float, Double) = (1.5, 0.625)
+          skip.withUnsafeBufferPointer { skip in
+            kernels.folded(
+              1, channels, m, q, rescale, inputScale, outputScale, window, withSkip ? skip.baseAddress : nil,
+              &slots, x, &y)
+          }
+          #expect(y[0].isNaN, "\(isa): channel 0 is outside the range")
+          for c in 1..<channels {
+            var (sum, magnitude) = (0.0, 0.0)
+            for p in 0..<m {
+              var a = Double(Float(expectedSlots[c * m + p]) * rescale)
+              if p == q { a = Double(Float(a) + inputScale * x[c]) }
+              expectedSlots[c * m + p] = a
+              let weight = Double(window[c * m + (p <= q ? m - 1 - q + p : p - q - 1)])
+              sum += weight * a
+              magnitude += Swift.abs(weight * a)
+            }
+            let expected = outputScale * sum + (withSkip ? Double(skip[c] * x[c]) : 0)
+            let bound =
+              Double(m + 2) * 0x1p-24 * outputScale * magnitude + 0x1p-24 * Swift.abs(expected) + 1e-30
+            #expect(
+              Swift.abs(Double(y[c]) - expected) <= bound,
+              "\(isa) m \(m) q \(q) rescale \(rescale) channel \(c)")
+            // Every slot rescaled exactly as Float32 does; the input's slot within the rounding
+            // of its product (fused into the sum or not).
+            let product = Double(Swift.abs(inputScale * x[c]))
+            for p in 0..<m {
+              let (got, want) = (slots[c * m + p], expectedSlots[c * m + p])
+              let slack = p == q ? 0x1p-23 * max(product, Swift.abs(want)) : 0
+              #expect(Swift.abs(Double(got) - want) <= slack, "\(isa) m \(m) slot \(p)")
+            }
+          }
+        }
+      }
+    }
+  }
+
   @Test(.enabled(if: hasAVX512, "this CPU has no AVX-512: the AVX-512 kernels are not tested here"))
   func kernelsAVX512() throws {
     try matrixVectorProduct(isa: "avx512")
     try recurrenceSteps(isa: "avx512")
+    try foldedSteps(isa: "avx512")
   }
 
   @Test(.enabled(if: hasAVX2, "this CPU has no AVX2 with FMA: the AVX2 kernels are not tested here"))
   func kernelsAVX2() throws {
     try matrixVectorProduct(isa: "avx2")
     try recurrenceSteps(isa: "avx2")
+    try foldedSteps(isa: "avx2")
   }
 
   @Test func kernelsPortable() throws {
     try matrixVectorProduct(isa: "portable")
     try recurrenceSteps(isa: "portable")
+    try foldedSteps(isa: "portable")
   }
 
   /// The team runs a body on every member at once and its barrier orders their writes.

@@ -12,11 +12,16 @@ public protocol ElementwiseFunction: SendableMetatype {
   /// `x.applying(Self.self)` (a requirement, so that a metatype held as
   /// `any ElementwiseFunction.Type` reaches the generic op).
   static func applied(to x: Tensor) -> Tensor
+  /// The same function and derivative over whole arrays in vector code (``VectorMath``), used by
+  /// ``Tensor/applying(_:)`` when present; nil (the default): `value` and `derivative` per element.
+  static var arrayKernels: ElementwiseArrayKernels? { get }
 }
 
 extension ElementwiseFunction {
   /// `x.applying(Self.self)`.
   public static func applied(to x: Tensor) -> Tensor { x.applying(Self.self) }
+  /// None: element by element.
+  public static var arrayKernels: ElementwiseArrayKernels? { nil }
 }
 
 extension Tensor {
@@ -25,8 +30,13 @@ extension Tensor {
     let out = TensorStorage(uninitializedCount: count)
     let x = SendablePointer(storage.base)
     let y = SendablePointer(out.base)
+    let kernels = F.arrayKernels
     parallelRanges(count, grain: 1 << 14) { range in
-      for i in range { y.base[i] = F.value(x.base[i]) }
+      if let kernels {
+        kernels.forward(x.base + range.lowerBound, y.base + range.lowerBound, range.count)
+      } else {
+        for i in range { y.base[i] = F.value(x.base[i]) }
+      }
     }
     return Tensor.recorded(F.name, shape: shape, storage: out, inputs: [self]) { [self] g in
       let dx = TensorStorage(uninitializedCount: g.count)
@@ -35,7 +45,12 @@ extension Tensor {
         SendablePointer(dx.base)
       )
       parallelRanges(g.count, grain: 1 << 14) { range in
-        for i in range { dp.base[i] = gp.base[i] * F.derivative(xp.base[i], yp.base[i]) }
+        if let kernels {
+          let i = range.lowerBound
+          kernels.backward(gp.base + i, xp.base + i, dp.base + i, range.count)
+        } else {
+          for i in range { dp.base[i] = gp.base[i] * F.derivative(xp.base[i], yp.base[i]) }
+        }
       }
       return [Tensor(shape: shape, storage: dx)]
     }
@@ -116,6 +131,10 @@ public enum SiLUFunction: ElementwiseFunction {
     let s = FastMath.sigmoid(x)
     return s * (1 + x * (1 - s))
   }
+  /// The same in vector code (``VectorMath``).
+  public static var arrayKernels: ElementwiseArrayKernels? {
+    ElementwiseArrayKernels(forward: VectorMath.best.silu, backward: VectorMath.best.silu_backward)
+  }
 }
 
 /// `x Phi(x)` with the exact normal CDF.
@@ -156,6 +175,10 @@ public enum GELUTanhFunction: ElementwiseFunction {
   @inlinable @inline(__always) public static func derivative(_ x: Float, _ y: Float) -> Float {
     let s = halfOnePlusTanh(x)
     return s + 2 * x * s * (1 - s) * a * (1 + 3 * b * x * x)
+  }
+  /// The same in vector code (``VectorMath``).
+  public static var arrayKernels: ElementwiseArrayKernels? {
+    ElementwiseArrayKernels(forward: VectorMath.best.gelu_tanh, backward: VectorMath.best.gelu_tanh_backward)
   }
 }
 

@@ -12,8 +12,10 @@ extension Tensor {
     let (a, b, y) = (
       SendablePointer(storage.base), SendablePointer(value.storage.base), SendablePointer(out.base)
     )
+    let math = VectorMath.best
     parallelRanges(count, grain: 1 << 14) { range in
-      for i in range { y.base[i] = a.base[i] * FastMath.sigmoid(a.base[i]) * b.base[i] }
+      let i = range.lowerBound
+      math.silu_gate(a.base + i, b.base + i, y.base + i, range.count)
     }
     let gate = self
     return Tensor.recorded("siluGate", shape: shape, storage: out, inputs: [gate, value]) { g in
@@ -23,20 +25,9 @@ extension Tensor {
       let gp = SendablePointer(g.storage.base)
       let (dap, dbp) = (da.map { SendablePointer($0.base) }, db.map { SendablePointer($0.base) })
       parallelRanges(g.count, grain: 1 << 14) { range in
-        if let dap, let dbp {
-          for i in range {
-            let (x, s, gi) = (a.base[i], FastMath.sigmoid(a.base[i]), gp.base[i])
-            dap.base[i] = gi * b.base[i] * s * (1 + x * (1 - s))
-            dbp.base[i] = gi * x * s
-          }
-        } else if let dap {
-          for i in range {
-            let (x, s) = (a.base[i], FastMath.sigmoid(a.base[i]))
-            dap.base[i] = gp.base[i] * b.base[i] * s * (1 + x * (1 - s))
-          }
-        } else if let dbp {
-          for i in range { dbp.base[i] = gp.base[i] * a.base[i] * FastMath.sigmoid(a.base[i]) }
-        }
+        let i = range.lowerBound
+        math.silu_gate_backward(
+          gp.base + i, a.base + i, b.base + i, dap.map { $0.base + i }, dbp.map { $0.base + i }, range.count)
       }
       return [
         da.map { Tensor(shape: gate.shape, storage: $0) }, db.map { Tensor(shape: gate.shape, storage: $0) },
