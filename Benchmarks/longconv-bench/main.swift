@@ -395,7 +395,7 @@ func benchTrain(_ o: Options, threads: Int, world: MPIWorld?) throws {
     let (shardInputs, shardTargets) = (Array(inputs[shard]), Array(targets[shard]))
     var exchange: GradientExchange?
     if let world, ranks > 1 {
-      for p in model.parameters { try p.withUnsafeMutableBufferPointer { try world.broadcast($0, from: 0) } }
+      try world.broadcastState(of: model)
       exchange = GradientExchange(parameters: model.parameters, reducer: world, overlap: !o.noOverlap)
     }
     var timings: [GradientExchange.Timing] = []

@@ -1,4 +1,5 @@
 import LongConv
+import LongConvLayers
 import LongConvTensors
 
 /// The share of every global batch one process of a data-parallel run trains on: rows
@@ -80,6 +81,19 @@ extension GradientReducer {
   public func progressSums() throws {}
   /// Nothing to do when ``startSum(_:)`` finishes each sum.
   public func completeSums() throws {}
+
+  /// Replaces every parameter and buffer of `module` with rank `root`'s, each storage once
+  /// (tied weights share one), and returns those tensors in order: how every process starts
+  /// from the same model.
+  @discardableResult
+  public func broadcastState(of module: any Module, from root: Int = 0) throws -> [Tensor] {
+    var seen = Set<ObjectIdentifier>()
+    let tensors = module.namedState().map(\.tensor).filter {
+      seen.insert(ObjectIdentifier($0.storage)).inserted
+    }
+    for tensor in tensors { try tensor.withUnsafeMutableBufferPointer { try broadcast($0, from: root) } }
+    return tensors
+  }
 }
 
 extension TrainingObjective {

@@ -247,11 +247,7 @@ public final class Trainer {
   func synchronizeParameters() throws {
     guard let reducer else { return }
     var hash: UInt64 = 0xCBF2_9CE4_8422_2325
-    var seen = Set<ObjectIdentifier>()
-    for p in model.namedState().map(\.tensor) where seen.insert(ObjectIdentifier(p.storage)).inserted {
-      try p.withUnsafeMutableBufferPointer { try reducer.broadcast($0, from: 0) }
-      p.withUnsafeBufferPointer { fnv1a($0, &hash) }
-    }
+    for p in try reducer.broadcastState(of: model) { p.withUnsafeBufferPointer { fnv1a($0, &hash) } }
     let state = optimizer.state
     for name in state.keys.sorted() {
       state[name]!.withUnsafeBufferPointer { fnv1a($0, &hash) }
