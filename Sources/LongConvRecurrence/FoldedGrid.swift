@@ -83,8 +83,25 @@ struct FoldedGrid: Sendable {
   }
 
   /// One step of `selected` channels at `time` (the reference the fused kernels are checked
-  /// against): `slots [channels, m]`, `x` and `y` indexed by channel.
+  /// against): `slots [channels, m]`, `x` and `y` indexed by channel. Split over threads when
+  /// the slots are many, as the modal step is.
   func step(
+    channels selected: Range<Int>, time: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
+    skip: [Float]?, slots: UnsafeMutablePointer<Float>
+  ) {
+    let tasks = selected.count * m >= 1 << 15 ? min(ComputeThreads.count, selected.count) : 1
+    let pointers = UncheckedSendable((x, y, slots))
+    ComputeThreads.perform(tasks: tasks) { t in
+      let first = selected.lowerBound
+      let share = first + selected.count * t / tasks..<first + selected.count * (t + 1) / tasks
+      stepOnThisThread(
+        channels: share, time: time, x: pointers.value.0, y: pointers.value.1, skip: skip,
+        slots: pointers.value.2)
+    }
+  }
+
+  /// ``step(channels:time:x:y:skip:slots:)`` on the calling thread.
+  private func stepOnThisThread(
     channels selected: Range<Int>, time: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>,
     skip: [Float]?, slots: UnsafeMutablePointer<Float>
   ) {

@@ -150,3 +150,49 @@ import Testing
     }
   }
 }
+
+extension FoldedGridReferenceTests {
+  /// At least 2^15 slots in the selected channels: the folded step splits them over threads
+  /// (when the machine has more than one); channels outside the range keep their outputs and
+  /// slots, those inside follow the impulse response.
+  @Test func threadedStepOverAChannelRange() throws {
+    let (channels, n, gamma) = (600, 64, 0.95)
+    var system = try ExactConverter().convert(
+      try CausalKernelSamples(
+        name: "k", channels: channels, length: n,
+        values: randomInputs(length: n, channels: channels, seed: 41).map(Double.init), decay: nil,
+        undecayed: nil)
+    ).stateSpace
+    for c in 0..<channels {
+      system.polesReal[c] = system.polesReal[c].map { gamma * $0 }
+      system.polesImaginary[c] = system.polesImaginary[c].map { gamma * $0 }
+    }
+    let recurrence = RecurrentConvolution(system)
+    let m = try #require(recurrence.folded).m
+    let selected = 7..<channels
+    #expect(selected.count * m >= 1 << 15)
+    let length = m + 5
+    let h = RecurrentStepReferenceTests.impulseResponse(system, lags: length)
+    let x = randomInputs(length: length, channels: channels, seed: 42)
+    var state = recurrence.makeState()
+    var y = [Float](repeating: -7, count: channels)
+    for t in 0..<length {
+      x.withUnsafeBufferPointer { input in
+        recurrence.step(channels: selected, input.baseAddress! + t * channels, into: &y, state: &state)
+      }
+      state.time += 1
+      #expect(y[0..<selected.lowerBound].allSatisfy { $0 == -7 }, "outputs outside the range written")
+      for c in selected {
+        var (expected, magnitude) = (0.0, 0.0)
+        for k in 0...t {
+          let term = h[c * length + k] * Double(x[(t - k) * channels + c])
+          expected += term
+          magnitude += Swift.abs(term)
+        }
+        let bound = Double(m + 6) * 0x1p-24 * magnitude + 0x1p-24 * Swift.abs(expected)
+        #expect(Swift.abs(Double(y[c]) - expected) <= bound, "t \(t) channel \(c)")
+      }
+    }
+    #expect(state.slots[0..<selected.lowerBound * m].allSatisfy { $0 == 0 }, "slots outside the range moved")
+  }
+}
