@@ -387,8 +387,11 @@ struct lck_team {
   _Atomic long generation;
   _Atomic int finished;  // members other than the caller done with the current run
   _Atomic int stopping;
-  // Sleeping idle members.
+  // Sleeping idle members, and wake-ups without a run (`lck_team_wake`).
   _Atomic int sleepers;
+  _Atomic long nudges;
+  _Atomic long nudged_wakeups;  // members woken by a nudge (tests, diagnostics)
+  _Atomic int started;          // members whose thread has begun
   pthread_mutex_t lock;
   pthread_cond_t wake;
   // Sense-reversing barrier.
@@ -428,6 +431,7 @@ static void *member_main(void *argument) {
   free(argument);
   lck_team *team = start.team;
   long seen = 0;
+  atomic_fetch_add(&team->started, 1);
   for (;;) {
     // Spin for a while, checking the clock every 256 pauses; then sleep until woken.
     long generation = atomic_load(&team->generation);
@@ -439,12 +443,16 @@ static void *member_main(void *argument) {
 #endif
         if ((spins & 255) == 0 && seconds() > deadline) {
           pthread_mutex_lock(&team->lock);
+          const long nudges = atomic_load(&team->nudges);
           atomic_fetch_add(&team->sleepers, 1);
-          while ((generation = atomic_load(&team->generation)) == seen)
+          while ((generation = atomic_load(&team->generation)) == seen &&
+                 atomic_load(&team->nudges) == nudges)
             pthread_cond_wait(&team->wake, &team->lock);
           atomic_fetch_sub(&team->sleepers, 1);
+          if (generation == seen) atomic_fetch_add(&team->nudged_wakeups, 1);
           pthread_mutex_unlock(&team->lock);
-          break;
+          // Woken without a run (a nudge): spin for the next one again.
+          deadline = seconds() + idle_spin_seconds;
         }
       }
     }
@@ -484,6 +492,19 @@ lck_team *lck_team_create(int threads) {
     }
   }
   return team;
+}
+
+int lck_team_ready(lck_team *team) {
+  return atomic_load(&team->started) == team->size - 1 && atomic_load(&team->sleepers) == 0;
+}
+
+long lck_team_nudged_wakeups(lck_team *team) { return atomic_load(&team->nudged_wakeups); }
+
+void lck_team_wake(lck_team *team) {
+  pthread_mutex_lock(&team->lock);
+  atomic_fetch_add(&team->nudges, 1);
+  pthread_cond_broadcast(&team->wake);
+  pthread_mutex_unlock(&team->lock);
 }
 
 static void publish(lck_team *team) {

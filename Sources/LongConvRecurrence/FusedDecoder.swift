@@ -249,7 +249,16 @@ final class FusedDecoder: @unchecked Sendable {
     precondition(states.count == layerCount, "step: \(states.count) layer states for \(layerCount) layers")
     return running.withLock { _ in
       self.token = token
-      let alone = members > 1 && (forcedMode.map { $0 == .alone } ?? schedule.runsAlone())
+      var alone = members > 1 && (forcedMode.map { $0 == .alone } ?? schedule.runsAlone())
+      // Members whose threads have not started yet, or that fell asleep while no step came (a
+      // pause between requests), take a millisecond or more to come on some virtual machines,
+      // 100 times a small model's step: steps run alone until they are up, and are not
+      // measurements for the schedule.
+      let waking = !alone && forcedMode == nil && lck_team_ready(team) == 0
+      if waking {
+        lck_team_wake(team)
+        alone = true
+      }
       let start = DispatchTime.now().uptimeNanoseconds
       withStatePointers(&states, layer: 0) {
         if alone {
@@ -262,7 +271,9 @@ final class FusedDecoder: @unchecked Sendable {
             }, Unmanaged.passUnretained(self).toOpaque())
         }
       }
-      schedule.finished(seconds: Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9, alone: alone)
+      if !waking {
+        schedule.finished(seconds: Double(DispatchTime.now().uptimeNanoseconds - start) * 1e-9, alone: alone)
+      }
       return Array(UnsafeBufferPointer(start: scratch.logits, count: vocabulary))
     }
   }

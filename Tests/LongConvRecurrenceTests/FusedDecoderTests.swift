@@ -596,6 +596,47 @@ import Testing
       }
     }
   }
+
+  /// A team is ready once its threads have started; idle members fall asleep after a while
+  /// (not ready); `lck_team_wake` wakes them without a run (they spin again), and a run after
+  /// either works.
+  @Test func teamSleepsAndWakesWithoutARun() throws {
+    let team = try #require(lck_team_create(2))
+    defer { lck_team_destroy(team) }
+    let single = try #require(lck_team_create(1))
+    defer { lck_team_destroy(single) }
+    #expect(lck_team_ready(single) == 1, "a team of the caller alone is always ready")
+    final class Counter: @unchecked Sendable { var runs = [0, 0] }
+    let counter = Counter()
+    func run() {
+      lck_team_run(
+        team,
+        { context, member in
+          Unmanaged<Counter>.fromOpaque(context!).takeUnretainedValue().runs[Int(member)] += 1
+        },
+        Unmanaged.passUnretained(counter).toOpaque())
+    }
+    run()
+    /// Polls `condition` for up to 5 seconds.
+    func eventually(_ condition: () -> Bool) -> Bool {
+      let deadline = DispatchTime.now().uptimeNanoseconds + 5_000_000_000
+      while DispatchTime.now().uptimeNanoseconds < deadline {
+        if condition() { return true }
+      }
+      return condition()
+    }
+    #expect(eventually { lck_team_ready(team) == 0 }, "the idle member never slept")
+    #expect(lck_team_nudged_wakeups(team) == 0)
+    lck_team_wake(team)
+    // Woken, it spins 2 ms and may be asleep again before this thread looks: count wake-ups.
+    #expect(eventually { lck_team_nudged_wakeups(team) == 1 }, "the member did not wake")
+    #expect(counter.runs == [1, 1], "a wake-up is not a run")
+    run()
+    #expect(counter.runs == [2, 2])
+    #expect(eventually { lck_team_ready(team) == 0 }, "the member did not sleep again")
+    run()
+    #expect(counter.runs == [3, 3])
+  }
 }
 
 /// `max(x, 0)^2`: an activation the toolkit does not ship.

@@ -92,6 +92,16 @@ int lck_team_size(const lck_team *team);
 /// One run at a time per team.
 void lck_team_run(lck_team *team, void (*body)(void *context, int member), void *context);
 
+/// Whether every member's thread has started and none is asleep (idle for a while): otherwise a
+/// run would first wait for them, which takes a millisecond or more on some virtual machines.
+int lck_team_ready(lck_team *team);
+
+/// Wakes the sleeping members without a run, so that they spin for the next one; returns at once.
+void lck_team_wake(lck_team *team);
+
+/// How many times a member woke from `lck_team_wake` alone (tests, diagnostics).
+long lck_team_nudged_wakeups(lck_team *team);
+
 /// Waits until every member of the running team has reached this barrier (spinning). Call
 /// only from inside `body`, the same number of times on every member.
 void lck_team_barrier(lck_team *team);
