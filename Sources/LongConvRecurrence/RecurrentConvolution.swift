@@ -26,7 +26,7 @@ import LongConvTensors
 ///
 /// ETSC's own poles (a shared grid `gamma exp(-2 pi i s / m)`) run in another basis: the
 /// input history folded modulo `m`, Float32, where a step reads `m` slots and writes one
-/// instead of reading and writing `S` complex Double states (``FoldedGrid``). The
+/// instead of reading and writing `S` complex Double states (`FoldedGrid`, docs/MODELS.md section 5.1). The
 /// state's ``State/slots`` hold it; ``State/re`` and ``State/im`` are then empty.
 public struct RecurrentConvolution: Sendable {
   /// Channels `D`: inputs and outputs per step.
@@ -103,7 +103,7 @@ public struct RecurrentConvolution: Sendable {
     public var re: [Double]
     /// Imaginary parts, in the same layout as ``re``.
     public var im: [Double]
-    /// ETSC's grid: `m` slots per channel, channel after channel (``FoldedGrid``); else empty.
+    /// ETSC's grid: `m` slots per channel, channel after channel (`FoldedGrid`, docs/MODELS.md section 5.1); else empty.
     public var slots: [Float]
     /// Inputs consumed.
     public var time: Int
@@ -233,7 +233,7 @@ public struct RecurrentConvolution: Sendable {
 
   /// The state after the inputs `x [length, channels]` (row-major) from the zero state,
   /// `s_n = sum_k poles_n^k x_(length-1-k)`, computed in Double without the outputs: for
-  /// ETSC's grid the folded slots (``FoldedGrid``), otherwise by the
+  /// ETSC's grid the folded slots (`FoldedGrid`, docs/MODELS.md section 5.1), otherwise by the
   /// recurrence `s = poles * s + x_t` over the inputs, four states at a time. Inputs older
   /// than `K` positions, where the channel's largest `|pole|^K < 1e-12` (below Float32
   /// resolution), are skipped, so decaying poles cost `O(min(length, K))` per state whatever

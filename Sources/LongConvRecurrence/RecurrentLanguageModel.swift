@@ -155,6 +155,20 @@ public final class RecurrentLanguageModel: @unchecked Sendable {
   /// Complex states per sequence over all layers.
   public var stateCount: Int { mixers.reduce(0) { $0 + $1.stateCount } }
 
+  /// What one sequence's decoding state holds: the complex states of modal layers, and the
+  /// Float32 slots of the layers on ETSC's grid, which decode in the folded basis instead of
+  /// their ``stateCount`` modes (``RecurrentConvolution``).
+  public var decodingState: (complex: Int, folded: Int) {
+    makeState().layers.reduce((0, 0)) { ($0.0 + $1.convolution.re.count, $0.1 + $1.convolution.slots.count) }
+  }
+
+  /// ``decodingState`` in words: "1450 complex", "12352 folded" or both.
+  public var decodingStateSummary: String {
+    let (complex, folded) = decodingState
+    return [complex > 0 || folded == 0 ? "\(complex) complex" : nil, folded > 0 ? "\(folded) folded" : nil]
+      .compactMap { $0 }.joined(separator: " + ")
+  }
+
   /// Runs the prompt through the FFT path (one pass per layer), leaves `state` after it and
   /// returns the logits `[vocabulary]` that predict the next token. `state` must be fresh
   /// and `tokens` not empty.

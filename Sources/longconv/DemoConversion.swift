@@ -72,13 +72,13 @@ extension Demo {
     let rows = [
       ("FFT recomputation", "the whole prefix", fft),
       (
-        "exact (ETSC)", "\(exact.stateCount) complex",
+        "exact (ETSC)", exact.decodingStateSummary,
         try timed {
           try Demo.generateRecurrently(exact, prompt: prompt, count: count)
         }
       ),
       (
-        "compact (tol \(tolerance))", "\(compact.stateCount) complex",
+        "compact (tol \(tolerance))", compact.decodingStateSummary,
         try timed {
           try Demo.generateRecurrently(compact, prompt: prompt, count: count)
         }

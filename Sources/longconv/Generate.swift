@@ -136,7 +136,7 @@ enum GenerateCommand {
         }
       }
       description =
-        "recurrent \(mode.rawValue), length \(recurrent.conversionLength), state \(recurrent.stateCount) complex values, "
+        "recurrent \(mode.rawValue), length \(recurrent.conversionLength), state \(recurrent.decodingStateSummary), "
         + "\(weights.rawValue) weights"
     } else {
       var context = prompt
