@@ -118,9 +118,16 @@ public struct Arguments {
   {
     guard let text = values[name] else { return nil }
     guard let value = Double(text), value.isFinite, range.contains(value) else {
-      throw UsageError(
-        message:
-          "\(command): \(name) needs a number in [\(range.lowerBound), \(range.upperBound)], got '\(text)'")
+      // A side at the largest finite number is no bound a user needs to read.
+      let (low, high) = (range.lowerBound, range.upperBound)
+      let bounds =
+        switch (low > -.greatestFiniteMagnitude, high < .greatestFiniteMagnitude) {
+        case (true, true): " in [\(low), \(high)]"
+        case (true, false): " >= \(low)"
+        case (false, true): " <= \(high)"
+        case (false, false): ""
+        }
+      throw UsageError(message: "\(command): \(name) needs a finite number\(bounds), got '\(text)'")
     }
     return value
   }
