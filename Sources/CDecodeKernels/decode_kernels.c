@@ -235,48 +235,33 @@ __attribute__((target("avx512f,avx2,fma"))) LCK_CHANNELS(channels_avx512, step_a
 
 // MARK: Folded ETSC steps
 
-static float dot_portable(const float *w, const float *a, long n) {
-  float s[8] = {0};
-  long i = 0;
-  for (; i + 8 <= n; i += 8)
-    for (int k = 0; k < 8; k++) s[k] += w[i + k] * a[i + k];
-  float t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-  for (; i < n; i++) t += w[i] * a[i];
-  return t;
-}
+// `sum_i w[i] a[i]` over `n` floats, written once over a vector of W floats (clang's vector
+// extensions; the multiply-adds fuse where the target has FMA): four accumulators for the
+// latency, then single vectors, then the scalar tail.
+#define LCK_DOT(SUFFIX, W, TARGET)                                                             \
+  typedef float dot_vector_##SUFFIX __attribute__((vector_size(4 * W)));                      \
+  TARGET static float dot_##SUFFIX(const float *w, const float *a, long n) {                   \
+    typedef dot_vector_##SUFFIX v;                                                             \
+    v s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0}, x, y;                                            \
+    long i = 0;                                                                                \
+    for (; i + 4 * W <= n; i += 4 * W) {                                                       \
+      memcpy(&x, w + i, sizeof x), memcpy(&y, a + i, sizeof y), s0 += x * y;                   \
+      memcpy(&x, w + i + W, sizeof x), memcpy(&y, a + i + W, sizeof y), s1 += x * y;          \
+      memcpy(&x, w + i + 2 * W, sizeof x), memcpy(&y, a + i + 2 * W, sizeof y), s2 += x * y;  \
+      memcpy(&x, w + i + 3 * W, sizeof x), memcpy(&y, a + i + 3 * W, sizeof y), s3 += x * y;  \
+    }                                                                                          \
+    for (; i + W <= n; i += W) memcpy(&x, w + i, sizeof x), memcpy(&y, a + i, sizeof y), s0 += x * y; \
+    const v t = (s0 + s1) + (s2 + s3);                                                         \
+    float sum = 0;                                                                             \
+    for (int k = 0; k < W; k++) sum += t[k];                                                   \
+    for (; i < n; i++) sum += w[i] * a[i];                                                     \
+    return sum;                                                                                \
+  }
 
+LCK_DOT(portable, 4, )
 #if LCK_X86
-__attribute__((target("avx2,fma"))) static float dot_avx2(const float *w, const float *a, long n) {
-  __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  long i = 0;
-  for (; i + 32 <= n; i += 32) {
-    s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), s0);
-    s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(a + i + 8), s1);
-    s2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(a + i + 16), s2);
-    s3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(a + i + 24), s3);
-  }
-  for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), s0);
-  float t = sum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
-  for (; i < n; i++) t += w[i] * a[i];
-  return t;
-}
-
-__attribute__((target("avx512f"))) static float dot_avx512(const float *w, const float *a, long n) {
-  __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-  long i = 0;
-  for (; i + 64 <= n; i += 64) {
-    s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(a + i), s0);
-    s1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(a + i + 16), s1);
-    s2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(a + i + 32), s2);
-    s3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(a + i + 48), s3);
-  }
-  for (; i + 16 <= n; i += 16) s0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(a + i), s0);
-  if (i < n) {
-    const __mmask16 tail = (__mmask16)((1u << (n - i)) - 1u);
-    s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, w + i), _mm512_maskz_loadu_ps(tail, a + i), s1);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-}
+LCK_DOT(avx2, 8, __attribute__((target("avx2,fma"))))
+LCK_DOT(avx512, 16, __attribute__((target("avx512f"))))
 #endif
 
 // The channel loop once, over each instruction set's dot product (rescaling is rare: once

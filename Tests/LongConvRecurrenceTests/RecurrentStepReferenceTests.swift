@@ -111,21 +111,45 @@ import Testing
 /// the folded form's bound `(m + 6 + 2 t / R) u sum_k |h_k| |x_(t-k)|`: odd and even `m`, with
 /// and without a decay, and a decay that rescales the slots every 30 steps.
 @Suite struct FoldedGridReferenceTests {
-  @Test(arguments: [(10, 1.0), (9, 1.0), (10, 0.97), (9, 0.5), (64, 0.99)])
-  func foldedStepMatchesTheImpulseResponse(_ n: Int, _ gamma: Double) throws {
-    let channels = 3
+  /// ETSC's conversion of a seeded kernel of `n` lags, its grid scaled to radius `gamma` (the
+  /// converter folds a declared decay the same way), with `skip`.
+  static func decayedGrid(channels: Int, n: Int, gamma: Double, skip: [Double]?, seed: UInt64) throws
+    -> DiagonalStateSpace
+  {
     var system = try ExactConverter().convert(
       try CausalKernelSamples(
         name: "k", channels: channels, length: n,
-        values: randomInputs(length: n, channels: channels, seed: 31).map(Double.init), decay: nil,
+        values: randomInputs(length: n, channels: channels, seed: seed).map(Double.init), decay: nil,
         undecayed: nil)
     ).stateSpace
-    system.skip = [0.25, -0.5, 0]
-    // The decay as the poles' radius: scale the grid (the converter folds a declared decay the same way).
+    system.skip = skip
     for c in 0..<channels {
       system.polesReal[c] = system.polesReal[c].map { gamma * $0 }
       system.polesImaginary[c] = system.polesImaginary[c].map { gamma * $0 }
     }
+    return system
+  }
+
+  /// Channel `c`'s output at `t` by the dense convolution with `h` (`[channels, length]` lags,
+  /// no skip) in Double, and the sum of its terms' magnitudes (what rounding is relative to).
+  static func reference(h: [Double], length: Int, x: [Float], channels: Int, t: Int, c: Int, skip: Double)
+    -> (value: Double, magnitude: Double)
+  {
+    var (value, magnitude) = (skip * Double(x[t * channels + c]), 0.0)
+    magnitude += Swift.abs(value)
+    for k in 0...t {
+      let term = h[c * length + k] * Double(x[(t - k) * channels + c])
+      value += term
+      magnitude += Swift.abs(term)
+    }
+    return (value, magnitude)
+  }
+
+  @Test(arguments: [(10, 1.0), (9, 1.0), (10, 0.97), (9, 0.5), (64, 0.99)])
+  func foldedStepMatchesTheImpulseResponse(_ n: Int, _ gamma: Double) throws {
+    let channels = 3
+    let system = try Self.decayedGrid(
+      channels: channels, n: n, gamma: gamma, skip: [0.25, -0.5, 0], seed: 31)
     let recurrence = RecurrentConvolution(system)
     let grid = try #require(recurrence.folded, "ETSC grid not recognised")
     let m = grid.m
@@ -135,13 +159,8 @@ import Testing
     let y = runRecurrence(recurrence, x, length: length)
     for t in 0..<length {
       for c in 0..<channels {
-        var (expected, magnitude) = (Double(system.skip![c]) * Double(x[t * channels + c]), 0.0)
-        magnitude += Swift.abs(expected)
-        for k in 0...t {
-          let term = h[c * length + k] * Double(x[(t - k) * channels + c])
-          expected += term
-          magnitude += Swift.abs(term)
-        }
+        let (expected, magnitude) = Self.reference(
+          h: h, length: length, x: x, channels: channels, t: t, c: c, skip: system.skip![c])
         let bound =
           Double(m + 6 + 2 * t / grid.schedule.interval) * 0x1p-24 * magnitude + 0x1p-24 * Swift.abs(expected)
         let error = Swift.abs(Double(y[t * channels + c]) - expected)
@@ -149,24 +168,13 @@ import Testing
       }
     }
   }
-}
 
-extension FoldedGridReferenceTests {
   /// At least 2^15 slots in the selected channels: the folded step splits them over threads
   /// (when the machine has more than one); channels outside the range keep their outputs and
   /// slots, those inside follow the impulse response.
   @Test func threadedStepOverAChannelRange() throws {
-    let (channels, n, gamma) = (600, 64, 0.95)
-    var system = try ExactConverter().convert(
-      try CausalKernelSamples(
-        name: "k", channels: channels, length: n,
-        values: randomInputs(length: n, channels: channels, seed: 41).map(Double.init), decay: nil,
-        undecayed: nil)
-    ).stateSpace
-    for c in 0..<channels {
-      system.polesReal[c] = system.polesReal[c].map { gamma * $0 }
-      system.polesImaginary[c] = system.polesImaginary[c].map { gamma * $0 }
-    }
+    let (channels, n) = (600, 64)
+    let system = try Self.decayedGrid(channels: channels, n: n, gamma: 0.95, skip: nil, seed: 41)
     let recurrence = RecurrentConvolution(system)
     let m = try #require(recurrence.folded).m
     let selected = 7..<channels
@@ -183,12 +191,8 @@ extension FoldedGridReferenceTests {
       state.time += 1
       #expect(y[0..<selected.lowerBound].allSatisfy { $0 == -7 }, "outputs outside the range written")
       for c in selected {
-        var (expected, magnitude) = (0.0, 0.0)
-        for k in 0...t {
-          let term = h[c * length + k] * Double(x[(t - k) * channels + c])
-          expected += term
-          magnitude += Swift.abs(term)
-        }
+        let (expected, magnitude) = Self.reference(
+          h: h, length: length, x: x, channels: channels, t: t, c: c, skip: 0)
         let bound = Double(m + 6) * 0x1p-24 * magnitude + 0x1p-24 * Swift.abs(expected)
         #expect(Swift.abs(Double(y[c]) - expected) <= bound, "t \(t) channel \(c)")
       }
