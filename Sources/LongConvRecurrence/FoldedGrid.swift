@@ -13,10 +13,9 @@ import LongConvTensors
 /// ```
 ///
 /// over `m` slots per channel, and a step decays every slot by `gamma` and adds `x_t` to slot
-/// `t mod m`. The modes are the DFT of the slots (the state after a prompt has always been
-/// computed that way, ``RecurrentConvolution/state(after:length:)``), so this is the same
-/// recurrence in another basis: `m` real numbers per channel instead of `S` complex states and
-/// their poles, and a step reads them once and writes one.
+/// `t mod m`. The modes are the DFT of the slots, so this is the same recurrence in another
+/// basis: `m` real numbers per channel instead of `S` complex states and their poles, and a step
+/// reads them once and writes one.
 ///
 /// The decay is deferred: the slots hold `gamma^-e a_p` with `e = t mod R`, an input enters as
 /// `gamma^-e x_t`, the output is `gamma^e` times the sum, and at every multiple of `R` the
@@ -24,8 +23,9 @@ import LongConvTensors
 /// when `gamma = 1`).
 ///
 /// Precision, Float32 slots: an input is rounded once when it enters its slot, every slot once
-/// per rescaling, and the output is a Float32 sum of `m` products: the error is at most about
-/// `(m + 4 + 2 t / R) u sum_k |h_k| |x_(t-k)|` (`u = 2^-24`), the order of the modal form's
+/// per rescaling, the kernel once, and the output is a Float32 sum of `m` products, scaled: the
+/// error is within `(m + 6 + 2 t / R) u sum_k |h_k| |x_(t-k)|` plus the output's own rounding
+/// (`u = 2^-24`; FoldedGridReferenceTests checks it against Double), the order of the modal form's
 /// Float32 residues (`u sum_s |r_s| |s_s|`, with `|s_s|` up to `sum_k gamma^k |x|`). Unlike a
 /// Float32 *modal* state, nothing here is multiplied by a pole every step, so rounding does not
 /// accumulate as a random walk (see ``RecurrentConvolution``).
