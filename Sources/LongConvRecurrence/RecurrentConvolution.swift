@@ -26,8 +26,9 @@ import LongConvTensors
 ///
 /// ETSC's own poles (a shared grid `gamma exp(-2 pi i s / m)`) run in another basis: the
 /// input history folded modulo `m`, Float32, where a step reads `m` slots and writes one
-/// instead of reading and writing `S` complex Double states (`FoldedGrid`, docs/MODELS.md section 5.1). The
-/// state's ``State/slots`` hold it; ``State/re`` and ``State/im`` are then empty.
+/// instead of reading and writing `S` complex Double states (`FoldedGrid`, docs/MODELS.md
+/// section 5.1). The state's ``State/slots`` hold it; ``State/re`` and ``State/im`` are then
+/// empty.
 public struct RecurrentConvolution: Sendable {
   /// Channels `D`: inputs and outputs per step.
   public let channels: Int
@@ -39,7 +40,7 @@ public struct RecurrentConvolution: Sendable {
   let residues: (re: [Float], im: [Float])
   let skip: [Float]?
   /// Set when every channel's poles are ETSC's `gamma exp(-2 pi i s / m)`, `s = 1 ... S`: the
-  /// state after a prompt is then a DFT of the folded prompt (see ``state(after:length:)``).
+  /// recurrence then runs in the folded basis (`folded`).
   let rootsOfUnity: (m: Int, gamma: Double)?
   /// The recurrence in the folded basis, for ETSC's grid.
   let folded: FoldedGrid?
@@ -103,7 +104,8 @@ public struct RecurrentConvolution: Sendable {
     public var re: [Double]
     /// Imaginary parts, in the same layout as ``re``.
     public var im: [Double]
-    /// ETSC's grid: `m` slots per channel, channel after channel (`FoldedGrid`, docs/MODELS.md section 5.1); else empty.
+    /// ETSC's grid: `m` slots per channel, channel after channel (`FoldedGrid`, docs/MODELS.md
+    /// section 5.1); else empty.
     public var slots: [Float]
     /// Inputs consumed.
     public var time: Int
