@@ -88,11 +88,20 @@ extension Tensor {
       }
       withExtendedLifetime((scales, derivatives)) {}
       var grads: [Tensor?] = [Tensor(shape: shape, storage: dx)]
+      // sum over rows of g * xhat and of g, without forming g * xhat.
       if let weight {
         grads.append(
-          weight.node == nil ? nil : (g * Tensor(shape: shape, storage: xhat)).sum(toShape: [d]))
+          weight.node == nil
+            ? nil
+            : Tensor(
+              shape: [d], storage: Tensor.columnSums(g.storage.base, times: xhat.base, rows: rows, columns: d)
+            ))
       }
-      if let bias { grads.append(bias.node == nil ? nil : g.sum(toShape: [d])) }
+      if let bias {
+        grads.append(
+          bias.node == nil
+            ? nil : Tensor(shape: [d], storage: Tensor.columnSums(g.storage.base, rows: rows, columns: d)))
+      }
       return grads
     }
   }

@@ -108,21 +108,31 @@ extension Tensor {
   }
 
   /// Sums the `rows` rows of a `[rows, columns]` matrix: `out[j] = sum_i m[i, j]` (a bias
-  /// gradient). Each thread sums a contiguous block of rows into its own partial row (the
-  /// inner loop runs along a row, so it vectorises); the partials are added at the end.
-  static func columnSums(_ m: UnsafePointer<Float>, rows: Int, columns: Int) -> TensorStorage {
+  /// gradient), or with `times` the rows of the products `m[i, j] * times[i, j]` (a scale's
+  /// gradient, without forming the product matrix; each product rounded as `*` rounds it).
+  /// Each thread sums a contiguous block of rows into its own partial row (the inner loop runs
+  /// along a row, so it vectorises); the partials are added at the end.
+  static func columnSums(
+    _ m: UnsafePointer<Float>, times other: UnsafePointer<Float>? = nil, rows: Int, columns: Int
+  ) -> TensorStorage {
     let out = TensorStorage(count: columns, repeating: 0)
     let tasks = Swift.max(1, Swift.min(ComputeThreads.count, rows * columns >> 15, rows))
     let partials = UncheckedBox(UnsafeMutablePointer<Float>.allocate(capacity: tasks * columns))
     defer { partials.value.deallocate() }
     partials.value.initialize(repeating: 0, count: tasks * columns)
     let source = SendablePointer(UnsafeMutablePointer(mutating: m))
+    let factors = other.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
     parallelRanges(tasks, grain: 1) { taskRange in
       for task in taskRange {
         let acc = partials.value + task * columns
         for i in rows * task / tasks..<rows * (task + 1) / tasks {
           let row = source.base + i * columns
-          for j in 0..<columns { acc[j] += row[j] }
+          if let factors {
+            let factor = factors.base + i * columns
+            for j in 0..<columns { acc[j] += row[j] * factor[j] }
+          } else {
+            for j in 0..<columns { acc[j] += row[j] }
+          }
         }
       }
     }
