@@ -13,13 +13,11 @@ public enum VectorMath {
     var math = lck_vector_math()
     return lck_vector_math_for(isa, &math) == 1 ? math : nil
   }
-
-  /// The instruction set in use: `"avx512"`, `"avx2"` or `"portable"`.
-  public static var instructionSet: String { String(cString: lck_isa_name(best.isa)) }
 }
 
 /// An element-wise function over arrays: `forward(x, y, n)` writes `f(x)`, `backward(g, x, dx, n)`
-/// writes `g f'(x)`.
+/// writes `g f'(x)`. The toolkit's vector kernels only; a function of one's own runs element by
+/// element through its `value` and `derivative`.
 public struct ElementwiseArrayKernels: Sendable {
   let forward: @convention(c) (UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int) -> Void
   let backward:
