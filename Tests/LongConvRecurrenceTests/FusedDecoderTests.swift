@@ -606,13 +606,20 @@ import Testing
     let single = try #require(lck_team_create(1))
     defer { lck_team_destroy(single) }
     #expect(lck_team_ready(single) == 1, "a team of the caller alone is always ready")
-    final class Counter: @unchecked Sendable { var runs = [0, 0] }
+    /// Runs per member, each written by its own member only (plain memory: no exclusivity
+    /// checks between the two threads).
+    final class Counter: @unchecked Sendable {
+      let counts = UnsafeMutablePointer<Int>.allocate(capacity: 2)
+      init() { counts.initialize(repeating: 0, count: 2) }
+      deinit { counts.deallocate() }
+      var runs: [Int] { [counts[0], counts[1]] }
+    }
     let counter = Counter()
     func run() {
       lck_team_run(
         team,
         { context, member in
-          Unmanaged<Counter>.fromOpaque(context!).takeUnretainedValue().runs[Int(member)] += 1
+          Unmanaged<Counter>.fromOpaque(context!).takeUnretainedValue().counts[Int(member)] += 1
         },
         Unmanaged.passUnretained(counter).toOpaque())
     }
