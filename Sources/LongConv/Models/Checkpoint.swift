@@ -158,14 +158,13 @@ public enum Checkpoint {
   /// `directory`, or the previous checkpoint a save interrupted between its two renames set
   /// aside; throws when neither exists.
   static func existing(_ directory: URL) throws -> URL {
-    let source = directory.standardizedFileURL
-    let fileManager = FileManager.default
-    if fileManager.fileExists(atPath: source.path) { return source }
-    let previous = previousURL(source)
-    guard fileManager.fileExists(atPath: previous.appendingPathComponent(weightsFile).path) else {
-      throw CheckpointError(file: source.path, problem: "no such checkpoint directory")
-    }
-    return previous
+    let target = directory.standardizedFileURL
+    let source = location(of: target)
+    // A set-aside copy counts only if its weights made it there.
+    let found = FileManager.default.fileExists(
+      atPath: source == target ? source.path : source.appendingPathComponent(weightsFile).path)
+    guard found else { throw CheckpointError(file: target.path, problem: "no such checkpoint directory") }
+    return source
   }
 
   /// Where the checkpoint at `directory` really is: the directory itself, or the previous
