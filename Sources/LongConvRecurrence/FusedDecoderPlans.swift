@@ -223,11 +223,19 @@ struct RecurrenceState {
 /// A ``RecurrentConvolution``'s constants copied for the kernels: poles, residues and skip, or
 /// for ETSC's grid the folded window (``FoldedGrid``) and skip.
 struct RecurrencePlan {
-  let offsets: UnsafePointer<Int>
-  let sharedPoles: Bool
-  let poles: (re: UnsafePointer<Double>, im: UnsafePointer<Double>)
-  let residues: (re: UnsafePointer<Float>, im: UnsafePointer<Float>)
-  let folded: (schedule: FoldedGrid.Schedule, window: UnsafePointer<Float>)?
+  /// The constants of one of the two bases a recurrence runs in.
+  enum Form {
+    /// Complex modes: `offsets[c] ..< offsets[c + 1]` are channel `c`'s, with their poles
+    /// (one row for every channel when shared) and residues.
+    case modal(
+      offsets: UnsafePointer<Int>, sharedPoles: Bool,
+      poles: (re: UnsafePointer<Double>, im: UnsafePointer<Double>),
+      residues: (re: UnsafePointer<Float>, im: UnsafePointer<Float>))
+    /// ETSC's grid in the folded basis: the schedule and the reversed kernel.
+    case folded(schedule: FoldedGrid.Schedule, window: UnsafePointer<Float>)
+  }
+
+  let form: Form
   let skip: UnsafePointer<Float>?
   /// The decoder's kernels.
   let kernels: lck_kernels
@@ -235,20 +243,17 @@ struct RecurrencePlan {
   init(_ recurrence: RecurrentConvolution, packing: Packing) {
     let arena = packing.arena
     kernels = packing.kernels
-    offsets = UnsafePointer(arena.copy(recurrence.offsets))
-    sharedPoles = recurrence.sharedPoles
     if let grid = recurrence.folded {
-      // The modal constants are not read: no copies.
-      let none = UnsafePointer(arena.allocate(1, of: Double.self))
-      let noResidues = UnsafePointer(arena.allocate(1, of: Float.self))
-      (poles, residues) = ((none, none), (noResidues, noResidues))
-      folded = (grid.schedule, UnsafePointer(arena.copy(grid.window)))
+      form = .folded(schedule: grid.schedule, window: UnsafePointer(arena.copy(grid.window)))
     } else {
-      poles = (UnsafePointer(arena.copy(recurrence.poles.re)), UnsafePointer(arena.copy(recurrence.poles.im)))
-      residues = (
-        UnsafePointer(arena.copy(recurrence.residues.re)), UnsafePointer(arena.copy(recurrence.residues.im))
-      )
-      folded = nil
+      form = .modal(
+        offsets: UnsafePointer(arena.copy(recurrence.offsets)), sharedPoles: recurrence.sharedPoles,
+        poles: (
+          UnsafePointer(arena.copy(recurrence.poles.re)), UnsafePointer(arena.copy(recurrence.poles.im))
+        ),
+        residues: (
+          UnsafePointer(arena.copy(recurrence.residues.re)), UnsafePointer(arena.copy(recurrence.residues.im))
+        ))
     }
     skip = recurrence.skip.map { UnsafePointer(arena.copy($0)) }
   }
@@ -259,12 +264,13 @@ struct RecurrencePlan {
     channels: Range<Int>, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>, state: RecurrenceState
   ) {
     guard !channels.isEmpty else { return }
-    if let (schedule, window) = folded {
+    switch form {
+    case .folded(let schedule, let window):
       let (slot, rescale, input, output) = schedule.scales(time: state.time)
       kernels.folded(
         channels.lowerBound, channels.upperBound, schedule.m, slot, rescale, input, output, window, skip,
         state.slots, x, y)
-    } else {
+    case .modal(let offsets, let sharedPoles, let poles, let residues):
       kernels.channels(
         channels.lowerBound, channels.upperBound, offsets, sharedPoles ? 1 : 0, poles.re, poles.im,
         residues.re,
