@@ -26,8 +26,6 @@ let package = Package(
     // tool links it, through LongConvDistributed.
     .systemLibrary(
       name: "CMPI", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
-    // glibc malloc tuning and prefetch hints (header-only C).
-    .systemLibrary(name: "CShims"),
 
     // Vector kernels (AVX-512 / AVX2 / portable, chosen at run time) and a spinning thread team
     // for one decoding step.
@@ -36,6 +34,9 @@ let package = Package(
     .target(name: "CMatrixKernels", dependencies: ["CCPUDispatch"]),
     // Element-wise activations with the widest vector instructions, chosen at run time.
     .target(name: "CVectorMath", dependencies: ["CCPUDispatch"]),
+    // The long convolution's transposes and spectral products, with the widest vector
+    // instructions, chosen at run time.
+    .target(name: "CConvolutionKernels", dependencies: ["CCPUDispatch"]),
     // The one CPU feature detection every C kernel target dispatches on.
     .target(name: "CCPUDispatch"),
 
@@ -44,7 +45,9 @@ let package = Package(
     // in Backends/; the Double ones serve the conversions' math.
     .target(
       name: "LongConvTensors",
-      dependencies: ["CFFTW", "COpenBLAS", "CShims", "CMatrixKernels", "CVectorMath"],
+      dependencies: [
+        "CFFTW", "COpenBLAS", "CMatrixKernels", "CVectorMath", "CConvolutionKernels",
+      ],
       linkerSettings: [.linkedLibrary("fftw3")]),
     // Modules with parameters and buffers found by reflection: Linear, Embedding, norms, activations.
     .target(name: "LongConvLayers", dependencies: ["LongConvTensors"]),

@@ -94,8 +94,10 @@ __attribute__((target("avx512f"))) static void pack_a(const float *a, long lda, 
 }
 
 // Packs depth [p0, p0 + kc) and columns [j0, j0 + nc) of op(B) into `nr`-column panels, each
-// `kc` steps of `nr` values; columns past n are zero.
-static void pack_b(const float *b, long ldb, int t, long n, long p0, long kc, long j0, long nc,
+// `kc` steps of `nr` values; columns past n are zero. Inlined into one function per tile width,
+// so that a row's copy has a size the compiler sees (a memcpy call per row cost more than the
+// copy).
+__attribute__((always_inline)) static inline void pack_b(const float *b, long ldb, int t, long n, long p0, long kc, long j0, long nc,
                    long nr, float *out) {
   for (long jr = 0; jr < nc; jr += nr) {
     float *panel = out + jr * kc;
@@ -121,6 +123,16 @@ static void pack_b(const float *b, long ldb, int t, long n, long p0, long kc, lo
       }
     }
   }
+}
+
+static void pack_b_avx512(const float *b, long ldb, int t, long n, long p0, long kc, long j0,
+                          long nc, float *out) {
+  pack_b(b, ldb, t, n, p0, kc, j0, nc, NR, out);
+}
+
+static void pack_b_avx2(const float *b, long ldb, int t, long n, long p0, long kc, long j0,
+                        long nc, float *out) {
+  pack_b(b, ldb, t, n, p0, kc, j0, nc, NR2, out);
 }
 
 // Packs rows [i0, i0 + mc) and depth [p0, p0 + kc) of op(A) into MR2-row panels (the AVX2
@@ -260,17 +272,19 @@ __attribute__((target("avx2,fma"))) static void kernel_avx2(long kc, const float
   }
 }
 
-// One instruction set's tiles: their sizes, how A is packed and the micro-kernel.
+// One instruction set's tiles: their sizes, how A and B are packed and the micro-kernel.
 typedef struct {
   long mr, nr, mc;
   void (*pack_a)(const float *a, long lda, int t, long m, long i0, long mc, long p0, long kc,
+                 float *out);
+  void (*pack_b)(const float *b, long ldb, int t, long n, long p0, long kc, long j0, long nc,
                  float *out);
   void (*kernel)(long kc, const float *A, const float *B, float *c, long ldc, float alpha,
                  float beta, long rows, long cols);
 } tiles;
 
-static const tiles avx512_tiles = {MR, NR, MC, pack_a, kernel};
-static const tiles avx2_tiles = {MR2, NR2, MC2, pack_a_avx2, kernel_avx2};
+static const tiles avx512_tiles = {MR, NR, MC, pack_a, pack_b_avx512, kernel};
+static const tiles avx2_tiles = {MR2, NR2, MC2, pack_a_avx2, pack_b_avx2, kernel_avx2};
 
 void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc) {
@@ -284,7 +298,7 @@ void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, lo
       const long kc = k - p0 < KC ? k - p0 : KC;
       // The first depth block applies the caller's beta; later ones accumulate.
       const float block_beta = p0 == 0 ? beta : 1.0f;
-      pack_b(b, ldb, transpose_b, n, p0, kc, j0, nc, tl->nr, pb);
+      tl->pack_b(b, ldb, transpose_b, n, p0, kc, j0, nc, pb);
       for (long i0 = 0; i0 < m; i0 += tl->mc) {
         const long mc = m - i0 < tl->mc ? m - i0 : tl->mc;
         tl->pack_a(a, lda, transpose_a, m, i0, mc, p0, kc, pa);

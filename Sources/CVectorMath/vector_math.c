@@ -1,23 +1,13 @@
 #include "vector_math.h"
-
-#include <string.h>
+#include "vector_loops.h"
 
 // Each function is written once as a macro over a vector of W floats (clang's vector
 // extensions) and instantiated per instruction set: 16 lanes for AVX-512, 8 for AVX2, 4 for the
 // SSE2 every x86-64 has (and whatever the compiler makes of 4 lanes elsewhere). Tails go
 // through a zero-padded vector, so no loop reads or writes past `n`.
 
-#define LCK_SPLAT(V, s) ((V){0} + (s))
-
-// `i` over the start of each vector of W elements of `n`, `c` its element count: whole vectors
-// first (c is then the constant W, so loads and stores are plain vector moves), the tail last.
-#define LCK_EACH_VECTOR(W, n)                                                                  \
-  for (long i = 0, tail_ = 0, c = W; tail_ < 2; tail_++)                                     \
-    for (; (c = tail_ ? n - i : W), tail_ ? i < n : i + W <= n; i += W)
-
 #define LCK_VECTOR_MATH(SUFFIX, W, TARGET)                                                      \
-  typedef float vf_##SUFFIX __attribute__((vector_size(4 * W)));                              \
-  typedef int vi_##SUFFIX __attribute__((vector_size(4 * W)));                                \
+  LCK_VECTOR_TYPES(SUFFIX, W, TARGET)                                                          \
                                                                                                \
   /* FastMath.exp: x = n ln2 + r, e^r by Cephes' polynomial, 2^n into the exponent bits. */    \
   TARGET static inline vf_##SUFFIX exp_v_##SUFFIX(vf_##SUFFIX x) {                             \
@@ -49,63 +39,54 @@
     return sigmoid_v_##SUFFIX(2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x));       \
   }                                                                                            \
                                                                                                \
-  /* Loops over one, two or three input arrays and one or two outputs. */                      \
-  TARGET static inline vf_##SUFFIX load_##SUFFIX(const float *p, long count) {                 \
-    vf_##SUFFIX v = {0};                                                                       \
-    memcpy(&v, p, (size_t)count * sizeof(float));                                              \
-    return v;                                                                                  \
-  }                                                                                            \
-  TARGET static inline void store_##SUFFIX(float *p, vf_##SUFFIX v, long count) {              \
-    memcpy(p, &v, (size_t)count * sizeof(float));                                             \
-  }                                                                                            \
   TARGET static void exp_##SUFFIX(const float *x, float *y, long n) {                          \
-    LCK_EACH_VECTOR(W, n) {                                                                    \
+    LCK_EACH_VECTOR(W, n,                                                                     \
       store_##SUFFIX(y + i, exp_v_##SUFFIX(load_##SUFFIX(x + i, c)), c);                       \
-    }                                                                                          \
+    )                                                                                          \
   }                                                                                            \
   TARGET static void silu_##SUFFIX(const float *x, float *y, long n) {                         \
-    LCK_EACH_VECTOR(W, n) {                                                                    \
+    LCK_EACH_VECTOR(W, n,                                                                     \
       const vf_##SUFFIX v = load_##SUFFIX(x + i, c);                                           \
       store_##SUFFIX(y + i, v * sigmoid_v_##SUFFIX(v), c);                                     \
-    }                                                                                          \
+    )                                                                                          \
   }                                                                                            \
   TARGET static void silu_backward_##SUFFIX(const float *g, const float *x, float *dx,         \
                                             long n) {                                          \
-    LCK_EACH_VECTOR(W, n) {                                                                    \
+    LCK_EACH_VECTOR(W, n,                                                                     \
       const vf_##SUFFIX v = load_##SUFFIX(x + i, c), s = sigmoid_v_##SUFFIX(v);                \
       store_##SUFFIX(dx + i, load_##SUFFIX(g + i, c) * s * (1.0f + v * (1.0f - s)), c);        \
-    }                                                                                          \
+    )                                                                                          \
   }                                                                                            \
   TARGET static void silu_gate_##SUFFIX(const float *a, const float *b, float *y, long n) {    \
-    LCK_EACH_VECTOR(W, n) {                                                                    \
+    LCK_EACH_VECTOR(W, n,                                                                     \
       const vf_##SUFFIX v = load_##SUFFIX(a + i, c);                                           \
       store_##SUFFIX(y + i, v * sigmoid_v_##SUFFIX(v) * load_##SUFFIX(b + i, c), c);           \
-    }                                                                                          \
+    )                                                                                          \
   }                                                                                            \
   TARGET static void silu_gate_backward_##SUFFIX(const float *g, const float *a,               \
                                                  const float *b, float *da, float *db,         \
                                                  long n) {                                     \
-    LCK_EACH_VECTOR(W, n) {                                                                    \
+    LCK_EACH_VECTOR(W, n,                                                                     \
       const vf_##SUFFIX v = load_##SUFFIX(a + i, c), s = sigmoid_v_##SUFFIX(v);                \
       const vf_##SUFFIX gv = load_##SUFFIX(g + i, c);                                          \
       if (da) store_##SUFFIX(da + i, gv * load_##SUFFIX(b + i, c) * s * (1.0f + v * (1.0f - s)), c); \
       if (db) store_##SUFFIX(db + i, gv * v * s, c);                                           \
-    }                                                                                          \
+    )                                                                                          \
   }                                                                                            \
   TARGET static void gelu_tanh_##SUFFIX(const float *x, float *y, long n) {                    \
-    LCK_EACH_VECTOR(W, n) {                                                                    \
+    LCK_EACH_VECTOR(W, n,                                                                     \
       const vf_##SUFFIX v = load_##SUFFIX(x + i, c);                                           \
       store_##SUFFIX(y + i, v * gelu_s_##SUFFIX(v), c);                                        \
-    }                                                                                          \
+    )                                                                                          \
   }                                                                                            \
   TARGET static void gelu_tanh_backward_##SUFFIX(const float *g, const float *x, float *dx,    \
                                                  long n) {                                     \
-    LCK_EACH_VECTOR(W, n) {                                                                    \
+    LCK_EACH_VECTOR(W, n,                                                                     \
       const vf_##SUFFIX v = load_##SUFFIX(x + i, c), s = gelu_s_##SUFFIX(v);                   \
       const vf_##SUFFIX d =                                                                    \
           s + 2.0f * v * s * (1.0f - s) * 0.7978845608028654f * (1.0f + 3.0f * 0.044715f * v * v); \
       store_##SUFFIX(dx + i, load_##SUFFIX(g + i, c) * d, c);                                  \
-    }                                                                                          \
+    )                                                                                          \
   }                                                                                            \
   static const lck_vector_math math_##SUFFIX = {                                               \
       exp_##SUFFIX,       silu_##SUFFIX,      silu_backward_##SUFFIX,      silu_gate_##SUFFIX, \

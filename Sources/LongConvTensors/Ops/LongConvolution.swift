@@ -1,4 +1,4 @@
-import CShims
+import CConvolutionKernels
 
 /// Which lags a long-convolution kernel has.
 public enum ConvolutionDirection: String, Sendable, Codable, CaseIterable {
@@ -179,22 +179,24 @@ enum LongConvolution {
     FFT.forward(size: g.fftSize, count: channels.count, real: real, complex: out)
   }
 
-  /// Rows ahead to prefetch in `gather` and `scatter`.
-  static let prefetchDistance = 8
+  /// The transposes and spectral products of this CPU's widest instruction set
+  /// (CConvolutionKernels: AVX-512, AVX2 + FMA, or SSE2), chosen once per process.
+  static let kernels = kernels(for: lck_cpu_isa())!
+
+  /// The kernels of `isa`, or nil when this CPU lacks it (tests run every one it has).
+  static func kernels(for isa: lck_isa) -> lck_convolution_kernels? {
+    var kernels = lck_convolution_kernels()
+    return lck_convolution_kernels_for(isa, &kernels) == 1 ? kernels : nil
+  }
 
   /// Copies channels `channels` of batch entry `b` of a `[B, L, D]` tensor into zero-padded rows.
   static func gather(
     _ x: UnsafePointer<Float>, _ g: ConvolutionGeometry, b: Int, channels: Range<Int>,
     into real: UnsafeMutablePointer<Float>
   ) {
-    let (n, l, d, c0, width) = (g.realStride, g.length, g.channels, channels.lowerBound, channels.count)
-    for row in 0..<width { (real + row * n + l).update(repeating: 0, count: g.fftSize - l) }
-    for i in 0..<l {
-      // Rows of `x` are `D` apart, too far for the hardware prefetcher: ask for one ahead.
-      if i + prefetchDistance < l { lck_prefetch_read(x + (b * l + i + prefetchDistance) * d + c0) }
-      let src = x + (b * l + i) * d + c0
-      for row in 0..<width { real[row * n + i] = src[row] }
-    }
+    kernels.gather(
+      x + b * g.length * g.channels + channels.lowerBound, g.channels, g.length, channels.count, real,
+      g.realStride, g.fftSize)
   }
 
   /// Writes the first `L` values of each row back into channels `channels` of entry `b`,
@@ -203,50 +205,27 @@ enum LongConvolution {
     _ real: UnsafePointer<Float>, _ g: ConvolutionGeometry, b: Int, channels: Range<Int>,
     into y: UnsafeMutablePointer<Float>, skip: UnsafePointer<Float>?, other: UnsafePointer<Float>
   ) {
-    let (n, l, d, c0, width) = (g.realStride, g.length, g.channels, channels.lowerBound, channels.count)
-    for i in 0..<l {
-      if i + prefetchDistance < l {
-        let ahead = (b * l + i + prefetchDistance) * d + c0
-        lck_prefetch_write(y + ahead)
-        if skip != nil { lck_prefetch_read(other + ahead) }
-      }
-      let offset = (b * l + i) * d + c0
-      let dst = y + offset
-      for row in 0..<width { dst[row] = real[row * n + i] }
-      if let skip {
-        let src = other + offset
-        for row in 0..<width { dst[row] += skip[c0 + row] * src[row] }
-      }
-    }
+    let offset = b * g.length * g.channels + channels.lowerBound
+    kernels.scatter(
+      real, g.realStride, g.length, channels.count, y + offset, g.channels,
+      skip.map { $0 + channels.lowerBound }, other + offset)
   }
 
   /// `out = a * b / N` (or `a * conj(b) / N`) over `count` interleaved complex values, with
   /// `N` the FFT size: the inverse FFT is unnormalised, and scaling here costs no extra pass.
   /// `out` may be `a`.
-  @inline(__always)
   static func multiply(
     _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int,
     conjugateB: Bool, fftSize: Int
   ) {
-    let scale = 1 / Float(fftSize)
-    let imaginaryScale: Float = conjugateB ? -scale : scale
-    for i in 0..<count {
-      let (ar, ai, br, bi) = (a[2 * i], a[2 * i + 1], scale * b[2 * i], imaginaryScale * b[2 * i + 1])
-      out[2 * i] = ar * br - ai * bi
-      out[2 * i + 1] = ar * bi + ai * br
-    }
+    kernels.product(a, b, out, count, 1 / Float(fftSize), conjugateB ? 1 : 0)
   }
 
   /// `acc += a * conj(b)` over `count` interleaved complex values.
-  @inline(__always)
   static func accumulateConjugateProduct(
     _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>, count: Int
   ) {
-    for i in 0..<count {
-      let (ar, ai, br, bi) = (a[2 * i], a[2 * i + 1], b[2 * i], b[2 * i + 1])
-      acc[2 * i] += ar * br + ai * bi
-      acc[2 * i + 1] += ai * br - ar * bi
-    }
+    kernels.accumulate_conjugate_product(a, b, acc, count)
   }
 
   /// Forward pass; records the pullbacks when recording is on and something needs a gradient.

@@ -1,0 +1,42 @@
+// The loops around the FFTs of LongConvTensors' long convolution, with the machine's widest
+// vector instructions (AVX-512, AVX2 + FMA, or SSE2 everywhere else), chosen at run time:
+// moving channels between a `[B, L, D]` tensor and the zero-padded rows FFTW transforms (a
+// transpose), and the products of spectra.
+#ifndef LCK_CONVOLUTION_KERNELS_H
+#define LCK_CONVOLUTION_KERNELS_H
+
+#include "cpu_dispatch.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// The functions of one instruction set. Counts are `>= 0`; arrays do not overlap except where
+/// a function says so.
+typedef struct {
+  /// `rows[r stride + i] = x[i ld + r]` for `r < width`, `i < length`, and
+  /// `rows[r stride + i] = 0` for `length <= i < padded`: `width` channels of `length` positions
+  /// (positions `ld` apart) into zero-padded rows.
+  void (*gather)(const float *x, long ld, long length, long width, float *rows, long stride,
+                 long padded);
+  /// `y[i ld + r] = rows[r stride + i]`, plus `skip[r] other[i ld + r]` when `skip` is not NULL,
+  /// for `r < width`, `i < length`: the inverse of `gather`.
+  void (*scatter)(const float *rows, long stride, long length, long width, float *y, long ld,
+                  const float *skip, const float *other);
+  /// `out = scale a b`, or `scale a conj(b)` when `conjugate`, over `count` interleaved complex
+  /// values. `out` may be `a`.
+  void (*product)(const float *a, const float *b, float *out, long count, float scale,
+                  int conjugate);
+  /// `acc += a conj(b)` over `count` interleaved complex values.
+  void (*accumulate_conjugate_product)(const float *a, const float *b, float *acc, long count);
+  lck_isa isa;
+} lck_convolution_kernels;
+
+/// The functions of `isa` into `kernels`; 0 (and `kernels` untouched) when this CPU lacks `isa`.
+int lck_convolution_kernels_for(lck_isa isa, lck_convolution_kernels *kernels);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,128 @@
+import CCPUDispatch
+import CConvolutionKernels
+import Testing
+
+@testable import LongConvTensors
+
+/// The long convolution's transposes and spectral products (CConvolutionKernels) of every
+/// instruction set this CPU runs: the transposes move values exactly (checked value by value
+/// against their index formulas, over every width and length around the vector sizes, with
+/// strides wider than the data and guards that must stay untouched), the products against the
+/// complex arithmetic in Double.
+@Suite struct ConvolutionKernelsTests {
+  static let available: [lck_isa] = [LCK_ISA_PORTABLE, LCK_ISA_AVX2, LCK_ISA_AVX512].filter {
+    LongConvolution.kernels(for: $0) != nil
+  }
+  static let guardValue: Float = -7
+
+  static func values(_ count: Int, seed: UInt64) -> [Float] {
+    var generator = SeededGenerator(seed: seed)
+    return (0..<count).map { _ in 2 * generator.nextUniform() - 1 }
+  }
+
+  @Test(arguments: available)
+  func gatherAndScatterMoveEveryValue(_ isa: lck_isa) throws {
+    let kernels = try #require(LongConvolution.kernels(for: isa))
+    let name = String(cString: lck_isa_name(isa))
+    for width in [1, 3, 4, 7, 8, 15, 16, 17] {
+      for length in [0, 1, 5, 8, 15, 16, 17, 33, 40] {
+        let (ld, stride, padded) = (width + 5, length + 13, length + 9)
+        let x = Self.values(length * ld, seed: UInt64(31 * width + length))
+        var rows = [Float](repeating: Self.guardValue, count: width * stride)
+        x.withUnsafeBufferPointer { xp in
+          rows.withUnsafeMutableBufferPointer {
+            kernels.gather(xp.baseAddress, ld, length, width, $0.baseAddress, stride, padded)
+          }
+        }
+        for r in 0..<width {
+          for i in 0..<stride {
+            let want = i < length ? x[i * ld + r] : i < padded ? 0 : Self.guardValue
+            #expect(rows[r * stride + i] == want, "\(name) gather w \(width) L \(length): [\(r), \(i)]")
+          }
+        }
+
+        // Scatter back, plain and with a skip term, into positions `ld` apart (the columns
+        // beyond `width` must keep their guard).
+        let skip = Self.values(width, seed: 7)
+        let other = Self.values(length * ld, seed: 8)
+        for withSkip in [false, true] {
+          var y = [Float](repeating: Self.guardValue, count: length * ld)
+          rows.withUnsafeBufferPointer { rp in
+            y.withUnsafeMutableBufferPointer { yp in
+              skip.withUnsafeBufferPointer { sp in
+                other.withUnsafeBufferPointer { op in
+                  kernels.scatter(
+                    rp.baseAddress, stride, length, width, yp.baseAddress, ld,
+                    withSkip ? sp.baseAddress : nil, op.baseAddress)
+                }
+              }
+            }
+          }
+          for i in 0..<length {
+            for r in 0..<ld {
+              let at = i * ld + r
+              let got = Double(y[at])
+              if r >= width {
+                #expect(y[at] == Self.guardValue, "\(name) scatter wrote column \(r) of \(width)")
+              } else if withSkip {
+                let want = Double(x[at]) + Double(skip[r]) * Double(other[at])
+                // One product and one sum (fused or not): within a rounding of the terms.
+                let bound = 2 * Double(Float.ulpOfOne) * (Swift.abs(Double(x[at])) + Swift.abs(want))
+                #expect(
+                  Swift.abs(got - want) <= bound, "\(name) scatter+skip w \(width) L \(length): [\(i), \(r)]")
+              } else {
+                #expect(y[at] == x[at], "\(name) scatter w \(width) L \(length): [\(i), \(r)]")
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+
+  @Test(arguments: available)
+  func productsMatchComplexArithmetic(_ isa: lck_isa) throws {
+    let kernels = try #require(LongConvolution.kernels(for: isa))
+    let name = String(cString: lck_isa_name(isa))
+    let scale: Float = 1.0 / 48
+    for count in 0...21 {
+      let a = Self.values(2 * count, seed: UInt64(count) + 100)
+      let b = Self.values(2 * count, seed: UInt64(count) + 200)
+      let start = Self.values(2 * count, seed: UInt64(count) + 300)
+      for conjugate in [false, true] {
+        var out = [Float](repeating: Self.guardValue, count: 2 * count + 4)
+        kernels.product(a, b, &out, count, scale, conjugate ? 1 : 0)
+        var accumulated = start + [Float](repeating: Self.guardValue, count: 4)
+        if conjugate { kernels.accumulate_conjugate_product(a, b, &accumulated, count) }
+        for k in 0..<count {
+          let (ar, ai) = (Double(a[2 * k]), Double(a[2 * k + 1]))
+          let (br, bi) = (Double(b[2 * k]), conjugate ? -Double(b[2 * k + 1]) : Double(b[2 * k + 1]))
+          let (re, im) = (ar * br - ai * bi, ar * bi + ai * br)
+          // Each part is two products and a sum: within a few roundings of |a| |b|.
+          let bound =
+            4 * Double(Float.ulpOfOne) * (Swift.abs(ar) + Swift.abs(ai)) * (Swift.abs(br) + Swift.abs(bi))
+          let s = Double(scale)
+          #expect(Swift.abs(Double(out[2 * k]) - s * re) <= s * bound, "\(name) product n \(count) [\(k)].re")
+          #expect(
+            Swift.abs(Double(out[2 * k + 1]) - s * im) <= s * bound, "\(name) product n \(count) [\(k)].im")
+          if conjugate {
+            let (r0, i0) = (Double(start[2 * k]), Double(start[2 * k + 1]))
+            let accumulatedBound =
+              bound + 2 * Double(Float.ulpOfOne) * (Swift.abs(r0) + Swift.abs(i0) + bound)
+            #expect(
+              Swift.abs(Double(accumulated[2 * k]) - (r0 + re)) <= accumulatedBound,
+              "\(name) accumulate [\(k)].re")
+            #expect(
+              Swift.abs(Double(accumulated[2 * k + 1]) - (i0 + im)) <= accumulatedBound,
+              "\(name) accumulate [\(k)].im")
+          }
+        }
+        #expect(
+          out[(2 * count)...].allSatisfy { $0 == Self.guardValue }, "\(name) product wrote past the end")
+        #expect(
+          accumulated[(2 * count)...].allSatisfy { $0 == Self.guardValue },
+          "\(name) accumulate wrote past the end")
+      }
+    }
+  }
+}
