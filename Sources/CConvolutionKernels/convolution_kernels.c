@@ -9,7 +9,11 @@
 // what was column j), W stores. Partial blocks are copied value by value.
 
 // Lane patterns for __builtin_shufflevector, per width: even lanes twice, odd lanes twice,
-// neighbours swapped, and the low and high halves of two vectors interleaved.
+// neighbours swapped, the low and high halves of two vectors interleaved, and the complex values
+// (pairs of lanes) in reverse order.
+#define LCK_REVERSE_4 2, 3, 0, 1
+#define LCK_REVERSE_8 6, 7, 4, 5, 2, 3, 0, 1
+#define LCK_REVERSE_16 14, 15, 12, 13, 10, 11, 8, 9, 6, 7, 4, 5, 2, 3, 0, 1
 #define LCK_EVEN_4 0, 0, 2, 2
 #define LCK_ODD_4 1, 1, 3, 3
 #define LCK_SWAP_4 1, 0, 3, 2
@@ -25,6 +29,43 @@
 #define LCK_SWAP_16 1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 13, 12, 15, 14
 #define LCK_LOW_16 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23
 #define LCK_HIGH_16 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31
+
+// The real DFT X of x (N = 2 half values) from the DFT Z of z[n] = x[2n] + i x[2n + 1], with
+// w = exp(-2 pi i / N): for each pair (k, half - k), A = Z[k] and B = conj(Z[half - k]) give
+//   E = (A + B) / 2,  O = -i (A - B) / 2,  X[k] = E + w^k O,  X[half - k] = conj(E - w^k O)
+// (Z[half] read as Z[0]). Packing inverts it (times 2, the unnormalised inverses' scale): with
+// A = X[k], B = conj(X[half - k]),
+//   E = A + B,  F = (A - B) conj(w^k),  Z[k] = E + i F,  Z[half - k] = conj(E - i F).
+// These functions do the pairs from `k` to the middle (and k = 0) one at a time.
+static void unpack_middle(float *s, long half, const float *twiddles, long from) {
+  const float z0r = s[0], z0i = s[1];
+  s[0] = z0r + z0i, s[1] = 0;
+  s[2 * half] = z0r - z0i, s[2 * half + 1] = 0;
+  for (long k = from; k <= half - k; k++) {
+    const long j = half - k;
+    const float ar = s[2 * k], ai = s[2 * k + 1], br = s[2 * j], bi = -s[2 * j + 1];
+    const float er = 0.5f * (ar + br), ei = 0.5f * (ai + bi);
+    const float orr = 0.5f * (ai - bi), oi = -0.5f * (ar - br);
+    const float wr = twiddles[2 * k], wi = twiddles[2 * k + 1];
+    const float wor = wr * orr - wi * oi, woi = wr * oi + wi * orr;
+    s[2 * k] = er + wor, s[2 * k + 1] = ei + woi;
+    if (j != k) s[2 * j] = er - wor, s[2 * j + 1] = -(ei - woi);
+  }
+}
+
+static void pack_middle(float *s, long half, const float *twiddles, long from) {
+  const float x0 = s[0], xh = s[2 * half];
+  s[0] = x0 + xh, s[1] = x0 - xh;
+  for (long k = from; k <= half - k; k++) {
+    const long j = half - k;
+    const float ar = s[2 * k], ai = s[2 * k + 1], br = s[2 * j], bi = -s[2 * j + 1];
+    const float er = ar + br, ei = ai + bi, dr = ar - br, di = ai - bi;
+    const float wr = twiddles[2 * k], wi = -twiddles[2 * k + 1];
+    const float fr = dr * wr - di * wi, fi = dr * wi + di * wr;
+    s[2 * k] = er - fi, s[2 * k + 1] = ei + fr;
+    if (j != k) s[2 * j] = er + fi, s[2 * j + 1] = -(ei - fr);
+  }
+}
 
 #define LCK_CONVOLUTION_KERNELS(SUFFIX, W, TARGET)                                              \
   LCK_VECTOR_TYPES(SUFFIX, W, TARGET)                                                          \
@@ -97,38 +138,90 @@
       }                                                                                        \
   }                                                                                            \
                                                                                                \
-  /* Even lanes real parts, odd lanes imaginary: a b = a re(b) + swap(a) im(b) (-1, +1, ...). */ \
-  TARGET static void product_##SUFFIX(const float *a, const float *b, float *out, long count,  \
-                                      float scale, int conjugate) {                            \
+  /* Interleaved complex values (even lanes real parts, odd lanes imaginary): a b, as          \
+     a re(b) + swap(a) im(b) (-1, +1, ...); -i a or i a; conj(a). */                            \
+  TARGET static inline vf_##SUFFIX complex_times_##SUFFIX(vf_##SUFFIX a, vf_##SUFFIX b) {      \
     vf_##SUFFIX sign;                                                                          \
     for (int k = 0; k < W; k++) sign[k] = k % 2 ? 1.0f : -1.0f;                                \
-    const float imaginary_scale = conjugate ? -scale : scale;                                  \
+    return a * __builtin_shufflevector(b, b, LCK_EVEN_##W) +                                   \
+           __builtin_shufflevector(a, a, LCK_SWAP_##W) * __builtin_shufflevector(b, b, LCK_ODD_##W) * sign; \
+  }                                                                                            \
+  TARGET static inline vf_##SUFFIX times_i_##SUFFIX(vf_##SUFFIX a, float direction) {          \
+    vf_##SUFFIX sign;                                                                          \
+    for (int k = 0; k < W; k++) sign[k] = k % 2 ? direction : -direction;                      \
+    return __builtin_shufflevector(a, a, LCK_SWAP_##W) * sign;                                 \
+  }                                                                                            \
+  TARGET static inline vf_##SUFFIX conjugate_##SUFFIX(vf_##SUFFIX a) {                         \
+    vf_##SUFFIX sign;                                                                          \
+    for (int k = 0; k < W; k++) sign[k] = k % 2 ? -1.0f : 1.0f;                                \
+    return a * sign;                                                                           \
+  }                                                                                            \
+                                                                                               \
+  TARGET static void product_##SUFFIX(const float *a, const float *b, float *out, long count,  \
+                                      float scale, int conjugate) {                            \
     LCK_EACH_VECTOR(W, 2 * count,                                                              \
-      const vf_##SUFFIX av = load_##SUFFIX(a + i, c), bv = load_##SUFFIX(b + i, c);            \
-      const vf_##SUFFIX re = __builtin_shufflevector(bv, bv, LCK_EVEN_##W) * scale;            \
-      const vf_##SUFFIX im = __builtin_shufflevector(bv, bv, LCK_ODD_##W) * imaginary_scale;   \
-      const vf_##SUFFIX swapped = __builtin_shufflevector(av, av, LCK_SWAP_##W);               \
-      store_##SUFFIX(out + i, av * re + swapped * im * sign, c);                               \
+      const vf_##SUFFIX bv = load_##SUFFIX(b + i, c) * scale;                                  \
+      const vf_##SUFFIX factor = conjugate ? conjugate_##SUFFIX(bv) : bv;                      \
+      store_##SUFFIX(out + i, complex_times_##SUFFIX(load_##SUFFIX(a + i, c), factor), c);     \
     )                                                                                          \
   }                                                                                            \
                                                                                                \
-  /* a conj(b) = a re(b) + swap(a) im(b) (+1, -1, ...). */                                     \
   TARGET static void accumulate_conjugate_product_##SUFFIX(const float *a, const float *b,     \
                                                            float *acc, long count) {           \
-    vf_##SUFFIX sign;                                                                          \
-    for (int k = 0; k < W; k++) sign[k] = k % 2 ? -1.0f : 1.0f;                                \
     LCK_EACH_VECTOR(W, 2 * count,                                                              \
-      const vf_##SUFFIX av = load_##SUFFIX(a + i, c), bv = load_##SUFFIX(b + i, c);            \
-      const vf_##SUFFIX re = __builtin_shufflevector(bv, bv, LCK_EVEN_##W);                    \
-      const vf_##SUFFIX im = __builtin_shufflevector(bv, bv, LCK_ODD_##W);                     \
-      const vf_##SUFFIX swapped = __builtin_shufflevector(av, av, LCK_SWAP_##W);               \
-      store_##SUFFIX(acc + i, load_##SUFFIX(acc + i, c) + av * re + swapped * im * sign, c);   \
+      const vf_##SUFFIX term =                                                                 \
+          complex_times_##SUFFIX(load_##SUFFIX(a + i, c), conjugate_##SUFFIX(load_##SUFFIX(b + i, c))); \
+      store_##SUFFIX(acc + i, load_##SUFFIX(acc + i, c) + term, c);                            \
     )                                                                                          \
+  }                                                                                            \
+                                                                                               \
+  /* Pairs (k, half - k), W / 2 of each at a time (the second run reversed), while the runs do \
+     not meet; the pairs left in the middle go through the scalar formulas. */                 \
+  TARGET static void unpack_real_spectra_##SUFFIX(float *spectra, long rows, long stride,      \
+                                                  long half, const float *twiddles) {          \
+    const long C = W / 2;                                                                      \
+    for (long r = 0; r < rows; r++) {                                                          \
+      float *s = spectra + 2 * r * stride;                                                     \
+      long k = 1;                                                                              \
+      for (; 2 * k + 2 * C - 1 <= half; k += C) {                                              \
+        float *mirror = s + 2 * (half - k - C + 1);                                            \
+        const vf_##SUFFIX a = load_##SUFFIX(s + 2 * k, W);                                     \
+        const vf_##SUFFIX m = load_##SUFFIX(mirror, W);                                        \
+        const vf_##SUFFIX b = conjugate_##SUFFIX(__builtin_shufflevector(m, m, LCK_REVERSE_##W)); \
+        const vf_##SUFFIX e = (a + b) * 0.5f, o = times_i_##SUFFIX((a - b) * 0.5f, -1.0f);     \
+        const vf_##SUFFIX wo = complex_times_##SUFFIX(load_##SUFFIX(twiddles + 2 * k, W), o);  \
+        const vf_##SUFFIX back = conjugate_##SUFFIX(e - wo);                                   \
+        store_##SUFFIX(s + 2 * k, e + wo, W);                                                  \
+        store_##SUFFIX(mirror, __builtin_shufflevector(back, back, LCK_REVERSE_##W), W);       \
+      }                                                                                        \
+      unpack_middle(s, half, twiddles, k);                                                     \
+    }                                                                                          \
+  }                                                                                            \
+  TARGET static void pack_real_spectra_##SUFFIX(float *spectra, long rows, long stride,        \
+                                                long half, const float *twiddles) {            \
+    const long C = W / 2;                                                                      \
+    for (long r = 0; r < rows; r++) {                                                          \
+      float *s = spectra + 2 * r * stride;                                                     \
+      long k = 1;                                                                              \
+      for (; 2 * k + 2 * C - 1 <= half; k += C) {                                              \
+        float *mirror = s + 2 * (half - k - C + 1);                                            \
+        const vf_##SUFFIX a = load_##SUFFIX(s + 2 * k, W);                                     \
+        const vf_##SUFFIX m = load_##SUFFIX(mirror, W);                                        \
+        const vf_##SUFFIX b = conjugate_##SUFFIX(__builtin_shufflevector(m, m, LCK_REVERSE_##W)); \
+        const vf_##SUFFIX w = conjugate_##SUFFIX(load_##SUFFIX(twiddles + 2 * k, W));          \
+        const vf_##SUFFIX e = a + b, f = times_i_##SUFFIX(complex_times_##SUFFIX(a - b, w), 1.0f); \
+        const vf_##SUFFIX back = conjugate_##SUFFIX(e - f);                                    \
+        store_##SUFFIX(s + 2 * k, e + f, W);                                                   \
+        store_##SUFFIX(mirror, __builtin_shufflevector(back, back, LCK_REVERSE_##W), W);       \
+      }                                                                                        \
+      pack_middle(s, half, twiddles, k);                                                       \
+    }                                                                                          \
   }                                                                                            \
                                                                                                \
   static const lck_convolution_kernels kernels_##SUFFIX = {                                    \
       gather_##SUFFIX, scatter_##SUFFIX, product_##SUFFIX,                                     \
-      accumulate_conjugate_product_##SUFFIX, 0};
+      accumulate_conjugate_product_##SUFFIX, unpack_real_spectra_##SUFFIX,                     \
+      pack_real_spectra_##SUFFIX, 0};
 
 LCK_CONVOLUTION_KERNELS(portable, 4, )
 #if defined(__x86_64__)

@@ -1,5 +1,6 @@
 import CCPUDispatch
 import CConvolutionKernels
+import Foundation
 import Testing
 
 @testable import LongConvTensors
@@ -122,6 +123,94 @@ import Testing
         #expect(
           accumulated[(2 * count)...].allSatisfy { $0 == Self.guardValue },
           "\(name) accumulate wrote past the end")
+      }
+    }
+  }
+
+  /// The DFT of `x` in Double: `X[k] = sum_n x[n] exp(-2 pi i k n / N)` for `k < count`.
+  static func dft(_ re: [Double], _ im: [Double], count: Int) -> [(Double, Double)] {
+    let n = re.count
+    return (0..<count).map { k in
+      var (sr, si) = (0.0, 0.0)
+      for j in 0..<n {
+        let angle = -2 * Double.pi * Double(k * j % n) / Double(n)
+        let (c, s) = (Foundation.cos(angle), Foundation.sin(angle))
+        sr += re[j] * c - im[j] * s
+        si += re[j] * s + im[j] * c
+      }
+      return (sr, si)
+    }
+  }
+
+  /// Unpacking turns the DFT of a real row read as half as many complex values into the real
+  /// DFT, and packing turns the real DFT into twice that half-size DFT: both against the DFTs in
+  /// Double, for every half size 1 ... 40 (the vector runs, the pairs left in the middle, and
+  /// k = 0), three rows `half + 3` apart, the slots past each row untouched.
+  @Test(arguments: available)
+  func realSpectraUnpackAndPack(_ isa: lck_isa) throws {
+    let kernels = try #require(LongConvolution.kernels(for: isa))
+    let name = String(cString: lck_isa_name(isa))
+    for half in 1...40 {
+      let (n, rows, rowStride) = (2 * half, 3, half + 3)
+      let twiddles = FFT.twiddles(size: n)
+      var unpacked = [Float](repeating: Self.guardValue, count: 2 * rows * rowStride)
+      var packed = unpacked
+      var wantReal: [[(Double, Double)]] = []
+      var wantHalf: [[(Double, Double)]] = []
+      var scale: [Double] = []
+      for r in 0..<rows {
+        let x = Self.values(n, seed: UInt64(100 * half + r)).map(Double.init)
+        let evens = stride(from: 0, to: n, by: 2).map { x[$0] }
+        let odds = stride(from: 1, to: n, by: 2).map { x[$0] }
+        let z = Self.dft(evens, odds, count: half)
+        let real = Self.dft(x, [Double](repeating: 0, count: n), count: half + 1)
+        for k in 0..<half {
+          unpacked[2 * (r * rowStride + k)] = Float(z[k].0)
+          unpacked[2 * (r * rowStride + k) + 1] = Float(z[k].1)
+        }
+        for k in 0...half {
+          packed[2 * (r * rowStride + k)] = Float(real[k].0)
+          packed[2 * (r * rowStride + k) + 1] = Float(real[k].1)
+        }
+        wantReal.append(real)
+        wantHalf.append(z)
+        scale.append(x.reduce(0) { $0 + Swift.abs($1) })
+      }
+      kernels.unpack_real_spectra(&unpacked, rows, rowStride, half, twiddles)
+      kernels.pack_real_spectra(&packed, rows, rowStride, half, twiddles)
+      for r in 0..<rows {
+        // Inputs rounded to Float and a few operations per value: within a few roundings of
+        // sum |x|, the size of every DFT value here.
+        let bound = 8 * Double(Float.ulpOfOne) * scale[r]
+        for k in 0...half {
+          let (re, im) = (
+            Double(unpacked[2 * (r * rowStride + k)]), Double(unpacked[2 * (r * rowStride + k) + 1])
+          )
+          #expect(
+            Swift.abs(re - wantReal[r][k].0) <= bound, "\(name) unpack half \(half) row \(r) X[\(k)].re")
+          #expect(
+            Swift.abs(im - wantReal[r][k].1) <= bound, "\(name) unpack half \(half) row \(r) X[\(k)].im")
+        }
+        for k in 0..<half {
+          let (re, im) = (
+            Double(packed[2 * (r * rowStride + k)]), Double(packed[2 * (r * rowStride + k) + 1])
+          )
+          #expect(
+            Swift.abs(re - 2 * wantHalf[r][k].0) <= 2 * bound, "\(name) pack half \(half) row \(r) Z[\(k)].re"
+          )
+          #expect(
+            Swift.abs(im - 2 * wantHalf[r][k].1) <= 2 * bound, "\(name) pack half \(half) row \(r) Z[\(k)].im"
+          )
+        }
+        for k in (half + 1)..<rowStride {
+          for part in 0..<2 {
+            #expect(
+              unpacked[2 * (r * rowStride + k) + part] == Self.guardValue, "\(name) unpack wrote past X[half]"
+            )
+            #expect(
+              packed[2 * (r * rowStride + k) + part] == Self.guardValue, "\(name) pack wrote past X[half]")
+          }
+        }
       }
     }
   }

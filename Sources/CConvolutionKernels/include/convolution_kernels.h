@@ -29,6 +29,17 @@ typedef struct {
                   int conjugate);
   /// `acc += a conj(b)` over `count` interleaved complex values.
   void (*accumulate_conjugate_product)(const float *a, const float *b, float *acc, long count);
+  /// The real DFT from a complex one of half the size, in place on `rows` rows `stride` complex
+  /// values apart: each row's `half` values `Z`, the DFT of `z[n] = x[2n] + i x[2n + 1]` for a
+  /// real row `x` of `N = 2 half`, become `X[0 ... half]`, the first `half + 1` values of the DFT
+  /// of `x`. `twiddles` holds `exp(-2 pi i k / N)` for `k = 0 ... half / 2`, interleaved.
+  void (*unpack_real_spectra)(float *spectra, long rows, long stride, long half,
+                              const float *twiddles);
+  /// The inverse of `unpack_real_spectra` times 2: `X[0 ... half]` (the imaginary parts of
+  /// `X[0]` and `X[half]` are ignored) become the `half` values whose unnormalised inverse DFT
+  /// `z` gives `N` times the inverse real DFT of `X` as `x[2n] + i x[2n + 1] = z[n]`.
+  void (*pack_real_spectra)(float *spectra, long rows, long stride, long half,
+                            const float *twiddles);
   lck_isa isa;
 } lck_convolution_kernels;
 
