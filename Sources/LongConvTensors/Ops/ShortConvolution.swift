@@ -62,16 +62,16 @@ enum ShortConvolution {
     parallelRanges(v.count / max(1, channels), grain: max(1, (1 << 15) / max(1, channels * lags))) { rows in
       for row in rows {
         let i = row % length
-        let o = op.base + row * channels
-        if let sp {
-          let vi = vp.base + row * channels
-          for c in 0..<channels { o[c] = sp.base[c] * vi[c] }
-        } else {
-          o.update(repeating: 0, count: channels)
-        }
-        for k in 0..<min(lags, direction == .causal ? i + 1 : length - i) {
-          let (t, vs) = (tp.base + k * channels, vp.base + (row + step * k) * channels)
-          for c in 0..<channels { o[c] += t[c] * vs[c] }
+        let reach = min(lags, direction == .causal ? i + 1 : length - i)
+        let (o, vi) = (op.base + row * channels, vp.base + row * channels)
+        // Channels 16 at a time, the sum over lags in registers (one store per output).
+        forEachChannelBlock(channels) { c, width in
+          var sum = sp.map { load(width, $0.base + c) * load(width, vi + c) } ?? Lanes()
+          for k in 0..<reach {
+            sum +=
+              load(width, tp.base + k * channels + c) * load(width, vp.base + (row + step * k) * channels + c)
+          }
+          store(sum, width, o + c)
         }
       }
     }
@@ -101,13 +101,15 @@ enum ShortConvolution {
     )
     parallelTasks(blocks) { block, _ in
       let sums = pp.base + block * lags * channels
-      sums.update(repeating: 0, count: lags * channels)
-      for row in block * rowsPerBlock..<min(rows, (block + 1) * rowsPerBlock) {
-        let i = row % length
-        let gi = gp.base + row * channels
-        for k in 0..<min(lags, i + 1) {
-          let (s, xs) = (sums + k * channels, xp.base + (row - k) * channels)
-          for c in 0..<channels { s[c] += gi[c] * xs[c] }
+      let blockRows = block * rowsPerBlock..<min(rows, (block + 1) * rowsPerBlock)
+      // Channels 16 at a time, each lag's sum in a register over the block's rows.
+      forEachChannelBlock(channels) { c, width in
+        for k in 0..<lags {
+          var sum = Lanes()
+          for row in blockRows where row % length >= k {
+            sum += load(width, gp.base + row * channels + c) * load(width, xp.base + (row - k) * channels + c)
+          }
+          store(sum, width, sums + k * channels + c)
         }
       }
     }
@@ -119,5 +121,37 @@ enum ShortConvolution {
       }
     }
     return Tensor(shape: [channels, columns], storage: storage)
+  }
+
+  /// 16 channels' values.
+  typealias Lanes = SIMD16<Float>
+
+  /// `body(c, width)` for each block of up to 16 channels starting at `c`.
+  @inline(__always)
+  static func forEachChannelBlock(_ channels: Int, _ body: (Int, Int) -> Void) {
+    var c = 0
+    while c < channels {
+      body(c, min(16, channels - c))
+      c += 16
+    }
+  }
+
+  /// The `width <= 16` values at `p` (zero past `width`).
+  @inline(__always)
+  static func load(_ width: Int, _ p: UnsafePointer<Float>) -> Lanes {
+    if width == 16 { return UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }
+    var v = Lanes()
+    for j in 0..<width { v[j] = p[j] }
+    return v
+  }
+
+  /// Writes the first `width <= 16` lanes of `v` to `p`.
+  @inline(__always)
+  static func store(_ v: Lanes, _ width: Int, _ p: UnsafeMutablePointer<Float>) {
+    if width == 16 {
+      UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
+      return
+    }
+    for j in 0..<width { p[j] = v[j] }
   }
 }
