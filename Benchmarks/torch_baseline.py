@@ -76,6 +76,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import statistics
 import time
 
@@ -292,8 +293,12 @@ def run_train(a):
             opt.step()
 
         (seconds,) = medians([step], a.reps, a.warmup)
+        # Peak resident set of the process so far (Linux reports KiB), as longconv-bench's
+        # peak_rss_mb: one length per process compares like with like.
+        peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         emit(**header(), bench="train_step", dim=dim, layers=layers, batch=batch, len=n,
-             params=parameter_count(model), step_ms=seconds * 1e3, tokens_per_s=batch * n / seconds)
+             params=parameter_count(model), step_ms=seconds * 1e3, tokens_per_s=batch * n / seconds,
+             peak_rss_mb=peak_rss_mb)
 
 
 def run_decode(a):
