@@ -12,7 +12,7 @@ import Testing
 /// complex arithmetic in Double.
 @Suite struct ConvolutionKernelsTests {
   static let available: [lck_isa] = [LCK_ISA_PORTABLE, LCK_ISA_AVX2, LCK_ISA_AVX512].filter {
-    LongConvolution.kernels(for: $0) != nil
+    ConvolutionKernels.functions(for: $0) != nil
   }
   static let guardValue: Float = -7
 
@@ -23,7 +23,7 @@ import Testing
 
   @Test(arguments: available)
   func gatherAndScatterMoveEveryValue(_ isa: lck_isa) throws {
-    let kernels = try #require(LongConvolution.kernels(for: isa))
+    let kernels = try #require(ConvolutionKernels.functions(for: isa))
     let name = String(cString: lck_isa_name(isa))
     for width in [1, 3, 4, 7, 8, 15, 16, 17] {
       for length in [0, 1, 5, 8, 15, 16, 17, 33, 40] {
@@ -83,7 +83,7 @@ import Testing
 
   @Test(arguments: available)
   func productsMatchComplexArithmetic(_ isa: lck_isa) throws {
-    let kernels = try #require(LongConvolution.kernels(for: isa))
+    let kernels = try #require(ConvolutionKernels.functions(for: isa))
     let name = String(cString: lck_isa_name(isa))
     let scale: Float = 1.0 / 48
     for count in 0...21 {
@@ -148,7 +148,7 @@ import Testing
   /// k = 0), three rows `half + 3` apart, the slots past each row untouched.
   @Test(arguments: available)
   func realSpectraUnpackAndPack(_ isa: lck_isa) throws {
-    let kernels = try #require(LongConvolution.kernels(for: isa))
+    let kernels = try #require(ConvolutionKernels.functions(for: isa))
     let name = String(cString: lck_isa_name(isa))
     for half in 1...40 {
       let (n, rows, rowStride) = (2 * half, 3, half + 3)

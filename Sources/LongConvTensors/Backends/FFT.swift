@@ -130,7 +130,7 @@ enum FFT {
     complex.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
       real.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { fftwf_execute_dft(plan.raw, $0, c) }
     }
-    LongConvolution.kernels.unpack_real_spectra(
+    ConvolutionKernels.best.unpack_real_spectra(
       complex, count, spectrumStride(size), size / 2, twiddles(size: size))
   }
 
@@ -139,7 +139,7 @@ enum FFT {
     size: Int, count: Int, complex: UnsafeMutablePointer<Float>, real: UnsafeMutablePointer<Float>
   ) {
     let plan = plan(size: size, count: count, inverse: true)
-    LongConvolution.kernels.pack_real_spectra(
+    ConvolutionKernels.best.pack_real_spectra(
       complex, count, spectrumStride(size), size / 2, twiddles(size: size))
     complex.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { c in
       real.withMemoryRebound(to: fftwf_complex.self, capacity: 1) { fftwf_execute_dft(plan.raw, c, $0) }

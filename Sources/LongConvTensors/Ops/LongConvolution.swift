@@ -1,5 +1,3 @@
-import CConvolutionKernels
-
 /// Which lags a long-convolution kernel has.
 public enum ConvolutionDirection: String, Sendable, Codable, CaseIterable {
   /// Lags `0 ... K-1`: `y[i]` depends on `x[j]` for `j <= i` only.
@@ -179,15 +177,8 @@ enum LongConvolution {
     FFT.forward(size: g.fftSize, count: channels.count, real: real, complex: out)
   }
 
-  /// The transposes and spectral products of this CPU's widest instruction set
-  /// (CConvolutionKernels: AVX-512, AVX2 + FMA, or SSE2), chosen once per process.
-  static let kernels = kernels(for: lck_cpu_isa())!
-
-  /// The kernels of `isa`, or nil when this CPU lacks it (tests run every one it has).
-  static func kernels(for isa: lck_isa) -> lck_convolution_kernels? {
-    var kernels = lck_convolution_kernels()
-    return lck_convolution_kernels_for(isa, &kernels) == 1 ? kernels : nil
-  }
+  /// The transposes and spectral products below, in the widest vectors.
+  static let kernels = ConvolutionKernels.best
 
   /// Copies channels `channels` of batch entry `b` of a `[B, L, D]` tensor into zero-padded rows.
   static func gather(
