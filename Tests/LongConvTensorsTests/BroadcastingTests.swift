@@ -94,4 +94,46 @@ import Testing
     #expect(x.sum(toShape: [2, 3]).scalars == x.scalars)
     #expect(x.broadcast(to: [2, 3]).scalars == x.scalars)
   }
+
+  /// The four arithmetic ops with broadcasting, value by value against the broadcasting rule
+  /// computed in Double (each output element reads the operand elements its index maps to):
+  /// a row repeated along leading axes on either side (the threaded row path, large enough to
+  /// be split), a scalar, and a general case (the strided path).
+  @Test(arguments: [
+    ([64, 300, 6], [6]), ([6], [64, 300, 6]), ([8, 5, 6], [1, 1, 6]), ([5, 6], [8, 5, 6]), ([8, 5, 6], [5, 6]),
+    ([4, 5], [1]), ([4, 1, 6], [5, 1]),
+  ])
+  func arithmeticMatchesTheBroadcastingRule(a aShape: [Int], b bShape: [Int]) throws {
+    let shape = try #require(Broadcasting.shape(aShape, bShape))
+    let a = uniformTensor(aShape, seed: 70)
+    // Away from zero, for the division.
+    let b = uniformTensor(bShape, seed: 71, low: 1, high: 3)
+    let (ad, bd) = (a.doubles, b.doubles)
+    func index(of flat: Int, in source: [Int]) -> Int {
+      // The source element that output element `flat` reads: the trailing axes aligned, axes of
+      // extent 1 held at 0.
+      var (rest, offset, stride) = (flat, 0, 1)
+      for axis in (0..<shape.count).reversed() {
+        let coordinate = rest % shape[axis]
+        rest /= shape[axis]
+        let sourceAxis = axis - (shape.count - source.count)
+        if sourceAxis >= 0 {
+          offset += (source[sourceAxis] == 1 ? 0 : coordinate) * stride
+          stride *= source[sourceAxis]
+        }
+      }
+      return offset
+    }
+    let count = shape.reduce(1, *)
+    let pairs = (0..<count).map { (ad[index(of: $0, in: aShape)], bd[index(of: $0, in: bShape)]) }
+    let ops: [(String, (Tensor, Tensor) -> Tensor, (Double, Double) -> Double)] = [
+      ("+", { $0 + $1 }, { $0 + $1 }), ("-", { $0 - $1 }, { $0 - $1 }),
+      ("*", { $0 * $1 }, { $0 * $1 }), ("/", { $0 / $1 }, { $0 / $1 }),
+    ]
+    for (name, op, reference) in ops {
+      let y = op(a, b)
+      #expect(y.shape == shape, "\(aShape) \(name) \(bShape): shape \(y.shape)")
+      expectClose(y, pairs.map(reference), tolerance: 1e-6, "\(aShape) \(name) \(bShape)")
+    }
+  }
 }

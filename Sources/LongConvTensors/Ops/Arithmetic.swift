@@ -39,6 +39,21 @@ extension Tensor {
           for i in range { z[i] = F.apply(s, y[i * sb]) }
         }
       }
+    } else if let columns = repeatedRow(a, b, in: shape) {
+      // One operand repeats along the leading axes (a bias `[D]` on `[B, L, D]`): rows of the
+      // full one against the same row of the other, split across threads by rows.
+      let (rowIsB, rows) = (b.count == columns, out.count / columns)
+      parallelRanges(rows, grain: Swift.max(1, (1 << 14) / columns)) { range in
+        for r in range {
+          let (full, z) = ((rowIsB ? pa.base : pb.base) + r * columns, po.base + r * columns)
+          let row = rowIsB ? pb.base : pa.base
+          if rowIsB {
+            for j in 0..<columns { z[j] = F.apply(full[j], row[j]) }
+          } else {
+            for j in 0..<columns { z[j] = F.apply(row[j], full[j]) }
+          }
+        }
+      }
     } else {
       let strides = [
         Broadcasting.strides(of: a.shape, in: shape), Broadcasting.strides(of: b.shape, in: shape),
@@ -61,6 +76,19 @@ extension Tensor {
       }
     }
     return (shape, out)
+  }
+
+  /// When one operand has the full `shape` and the other is a row repeated along the leading
+  /// axes (its shape, leading 1s dropped, is a suffix of `shape`), the row's length.
+  static func repeatedRow(_ a: Tensor, _ b: Tensor, in shape: [Int]) -> Int? {
+    let count = Tensor.elementCount(shape)
+    for (full, row) in [(a, b), (b, a)] where full.count == count && row.count > 0 {
+      let trailing = Array(row.shape.drop { $0 == 1 })
+      if !trailing.isEmpty, trailing.count <= shape.count, Array(shape.suffix(trailing.count)) == trailing {
+        return row.count
+      }
+    }
+    return nil
   }
 
   /// Element-wise sum with broadcasting.

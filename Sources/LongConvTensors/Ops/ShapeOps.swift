@@ -57,15 +57,26 @@ extension Tensor {
     var outShape = shape
     outShape[axis] = range.count
     let out = TensorStorage(uninitializedCount: Tensor.elementCount(outShape))
-    for o in 0..<outer {
-      (out.base + o * range.count * inner).update(
-        from: storage.base + (o * extent + range.lowerBound) * inner, count: range.count * inner)
+    let (source, sliced) = (SendablePointer(storage.base), SendablePointer(out.base))
+    let (width, grain) = (range.count * inner, Swift.max(1, (1 << 14) / Swift.max(1, extent * inner)))
+    parallelRanges(outer, grain: grain) { outers in
+      for o in outers {
+        (sliced.base + o * width).update(
+          from: source.base + (o * extent + range.lowerBound) * inner, count: width)
+      }
     }
     return Tensor.recorded("slice", shape: outShape, storage: out, inputs: [self]) { [shape] g in
-      let dx = TensorStorage(count: Tensor.elementCount(shape), repeating: 0)
-      for o in 0..<outer {
-        (dx.base + (o * extent + range.lowerBound) * inner).update(
-          from: g.storage.base + o * range.count * inner, count: range.count * inner)
+      // The gradient's part in place, zeros around it: each value written once.
+      let dx = TensorStorage(uninitializedCount: Tensor.elementCount(shape))
+      let (gradient, full) = (SendablePointer(g.storage.base), SendablePointer(dx.base))
+      let (before, after) = (range.lowerBound * inner, (extent - range.upperBound) * inner)
+      parallelRanges(outer, grain: grain) { outers in
+        for o in outers {
+          let row = full.base + o * extent * inner
+          row.update(repeating: 0, count: before)
+          (row + before).update(from: gradient.base + o * width, count: width)
+          (row + before + width).update(repeating: 0, count: after)
+        }
       }
       return [Tensor(shape: shape, storage: dx)]
     }
