@@ -100,7 +100,8 @@ import Testing
   /// a row repeated along leading axes on either side (the threaded row path, large enough to
   /// be split), a scalar, and a general case (the strided path).
   @Test(arguments: [
-    ([64, 300, 6], [6]), ([6], [64, 300, 6]), ([8, 5, 6], [1, 1, 6]), ([5, 6], [8, 5, 6]), ([8, 5, 6], [5, 6]),
+    ([64, 300, 6], [6]), ([6], [64, 300, 6]), ([8, 5, 6], [1, 1, 6]), ([5, 6], [8, 5, 6]),
+    ([8, 5, 6], [5, 6]),
     ([4, 5], [1]), ([4, 1, 6], [5, 1]),
   ])
   func arithmeticMatchesTheBroadcastingRule(a aShape: [Int], b bShape: [Int]) throws {

@@ -74,13 +74,12 @@ extension Tensor {
           } else {
             dr.update(from: gr, count: d)
           }
-          let dot = RowNormalization.dot(dr, xr, count: d)
+          // One pass for sum(gh xhat) and, when centred, the sums the mean of
+          // `s gh + k xhat` needs: the projection is then part of the last pass.
+          let (dot, sumGh, sumXhat) = RowNormalization.dotAndSums(dr, xr, count: d, sums: centered)
           let k = s == 0 ? 0 : 2 * dp.base[r] * dot / (s * s)
-          for j in 0..<d { dr[j] = s * dr[j] + k * xr[j] }
-          if centered {
-            let m = RowNormalization.sum(dr, count: d) / Float(d)
-            for j in 0..<d { dr[j] -= m }
-          }
+          let m = centered ? (s * sumGh + k * sumXhat) / Float(d) : 0
+          for j in 0..<d { dr[j] = s * dr[j] + k * xr[j] - m }
         }
       }
       withExtendedLifetime((scales, derivatives)) {}
@@ -166,6 +165,31 @@ public enum RowNormalization: Sendable, Equatable {
       UnsafeRawPointer(a + $0).loadUnaligned(as: SIMD16<Float>.self)
         * UnsafeRawPointer(b + $0).loadUnaligned(as: SIMD16<Float>.self)
     }
+  }
+
+  /// `sum_j a[j] b[j]` and, when `sums`, `sum_j a[j]` and `sum_j b[j]` (else 0), in one pass.
+  static func dotAndSums(
+    _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, count d: Int, sums: Bool
+  ) -> (dot: Float, sumA: Float, sumB: Float) {
+    guard sums else { return (dot(a, b, count: d), 0, 0) }
+    var (dotLanes, aLanes, bLanes) = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+    var j = 0
+    while j + 16 <= d {
+      let u = UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self)
+      let v = UnsafeRawPointer(b + j).loadUnaligned(as: SIMD16<Float>.self)
+      dotLanes += u * v
+      aLanes += u
+      bLanes += v
+      j += 16
+    }
+    var (dot, sumA, sumB) = (dotLanes.sum(), aLanes.sum(), bLanes.sum())
+    while j < d {
+      dot += a[j] * b[j]
+      sumA += a[j]
+      sumB += b[j]
+      j += 1
+    }
+    return (dot, sumA, sumB)
   }
 
   /// `sum_j term(j)` over `0 ..< d`: `vector(j)` gives the terms `j ..< j + 16`.
