@@ -32,39 +32,41 @@
 
 // The real DFT X of x (N = 2 half values) from the DFT Z of z[n] = x[2n] + i x[2n + 1], with
 // w = exp(-2 pi i / N): for each pair (k, half - k), A = Z[k] and B = conj(Z[half - k]) give
-//   E = (A + B) / 2,  O = -i (A - B) / 2,  X[k] = E + w^k O,  X[half - k] = conj(E - w^k O)
+//   E = (A + B) / 2,  T = -i w^k (A - B) / 2,  X[k] = E + T,  X[half - k] = conj(E - T)
 // (Z[half] read as Z[0]). Packing inverts it (times 2, the unnormalised inverses' scale): with
 // A = X[k], B = conj(X[half - k]),
-//   E = A + B,  F = (A - B) conj(w^k),  Z[k] = E + i F,  Z[half - k] = conj(E - i F).
-// These functions do the pairs from `k` to the middle (and k = 0) one at a time.
+//   E = A + B,  T = i conj(w^k) (A - B),  Z[k] = E + T,  Z[half - k] = conj(E - T).
+// Both are one fold of each pair, with `scale` 1/2 or 1 and `direction` -1 (w, times -i) or
+// +1 (conj(w), times i); they differ at k = 0 (X[0], X[half] real; Z[0] from their real parts).
+
+// The fold of the pairs from `from` to the middle, one at a time.
+static void fold_middle(float *s, long half, const float *twiddles, long from, float scale,
+                        float direction) {
+  for (long k = from; k <= half - k; k++) {
+    const long j = half - k;
+    const float ar = s[2 * k], ai = s[2 * k + 1], br = s[2 * j], bi = -s[2 * j + 1];
+    const float er = scale * (ar + br), ei = scale * (ai + bi);
+    const float dr = scale * (ar - br), di = scale * (ai - bi);
+    // w^k, or its conjugate when packing; then times -i or i.
+    const float wr = twiddles[2 * k], wi = -direction * twiddles[2 * k + 1];
+    const float pr = wr * dr - wi * di, pi = wr * di + wi * dr;
+    const float tr = -direction * pi, ti = direction * pr;
+    s[2 * k] = er + tr, s[2 * k + 1] = ei + ti;
+    if (j != k) s[2 * j] = er - tr, s[2 * j + 1] = -(ei - ti);
+  }
+}
+
 static void unpack_middle(float *s, long half, const float *twiddles, long from) {
   const float z0r = s[0], z0i = s[1];
   s[0] = z0r + z0i, s[1] = 0;
   s[2 * half] = z0r - z0i, s[2 * half + 1] = 0;
-  for (long k = from; k <= half - k; k++) {
-    const long j = half - k;
-    const float ar = s[2 * k], ai = s[2 * k + 1], br = s[2 * j], bi = -s[2 * j + 1];
-    const float er = 0.5f * (ar + br), ei = 0.5f * (ai + bi);
-    const float orr = 0.5f * (ai - bi), oi = -0.5f * (ar - br);
-    const float wr = twiddles[2 * k], wi = twiddles[2 * k + 1];
-    const float wor = wr * orr - wi * oi, woi = wr * oi + wi * orr;
-    s[2 * k] = er + wor, s[2 * k + 1] = ei + woi;
-    if (j != k) s[2 * j] = er - wor, s[2 * j + 1] = -(ei - woi);
-  }
+  fold_middle(s, half, twiddles, from, 0.5f, -1.0f);
 }
 
 static void pack_middle(float *s, long half, const float *twiddles, long from) {
   const float x0 = s[0], xh = s[2 * half];
   s[0] = x0 + xh, s[1] = x0 - xh;
-  for (long k = from; k <= half - k; k++) {
-    const long j = half - k;
-    const float ar = s[2 * k], ai = s[2 * k + 1], br = s[2 * j], bi = -s[2 * j + 1];
-    const float er = ar + br, ei = ai + bi, dr = ar - br, di = ai - bi;
-    const float wr = twiddles[2 * k], wi = -twiddles[2 * k + 1];
-    const float fr = dr * wr - di * wi, fi = dr * wi + di * wr;
-    s[2 * k] = er - fi, s[2 * k + 1] = ei + fr;
-    if (j != k) s[2 * j] = er + fi, s[2 * j + 1] = -(ei - fr);
-  }
+  fold_middle(s, half, twiddles, from, 1.0f, 1.0f);
 }
 
 #define LCK_CONVOLUTION_KERNELS(SUFFIX, W, TARGET)                                              \
@@ -175,46 +177,38 @@ static void pack_middle(float *s, long half, const float *twiddles, long from) {
     )                                                                                          \
   }                                                                                            \
                                                                                                \
-  /* Pairs (k, half - k), W / 2 of each at a time (the second run reversed), while the runs do \
-     not meet; the pairs left in the middle go through the scalar formulas. */                 \
+  /* The fold of the pairs (k, half - k), W / 2 of each at a time (the second run reversed),  \
+     while the runs do not meet; returns the first k left for the scalar fold. */             \
+  TARGET static long fold_##SUFFIX(float *s, long half, const float *twiddles, float scale,     \
+                                   float direction) {                                          \
+    const long C = W / 2;                                                                      \
+    long k = 1;                                                                                \
+    for (; 2 * k + 2 * C - 1 <= half; k += C) {                                                \
+      float *mirror = s + 2 * (half - k - C + 1);                                              \
+      const vf_##SUFFIX a = load_##SUFFIX(s + 2 * k, W), m = load_##SUFFIX(mirror, W);         \
+      const vf_##SUFFIX b = conjugate_##SUFFIX(__builtin_shufflevector(m, m, LCK_REVERSE_##W)); \
+      const vf_##SUFFIX w = load_##SUFFIX(twiddles + 2 * k, W);                                \
+      const vf_##SUFFIX e = (a + b) * scale;                                                   \
+      const vf_##SUFFIX t = times_i_##SUFFIX(                                                  \
+          complex_times_##SUFFIX(direction < 0 ? w : conjugate_##SUFFIX(w), (a - b) * scale), direction); \
+      const vf_##SUFFIX back = conjugate_##SUFFIX(e - t);                                      \
+      store_##SUFFIX(s + 2 * k, e + t, W);                                                     \
+      store_##SUFFIX(mirror, __builtin_shufflevector(back, back, LCK_REVERSE_##W), W);         \
+    }                                                                                          \
+    return k;                                                                                  \
+  }                                                                                            \
   TARGET static void unpack_real_spectra_##SUFFIX(float *spectra, long rows, long stride,      \
                                                   long half, const float *twiddles) {          \
-    const long C = W / 2;                                                                      \
     for (long r = 0; r < rows; r++) {                                                          \
       float *s = spectra + 2 * r * stride;                                                     \
-      long k = 1;                                                                              \
-      for (; 2 * k + 2 * C - 1 <= half; k += C) {                                              \
-        float *mirror = s + 2 * (half - k - C + 1);                                            \
-        const vf_##SUFFIX a = load_##SUFFIX(s + 2 * k, W);                                     \
-        const vf_##SUFFIX m = load_##SUFFIX(mirror, W);                                        \
-        const vf_##SUFFIX b = conjugate_##SUFFIX(__builtin_shufflevector(m, m, LCK_REVERSE_##W)); \
-        const vf_##SUFFIX e = (a + b) * 0.5f, o = times_i_##SUFFIX((a - b) * 0.5f, -1.0f);     \
-        const vf_##SUFFIX wo = complex_times_##SUFFIX(load_##SUFFIX(twiddles + 2 * k, W), o);  \
-        const vf_##SUFFIX back = conjugate_##SUFFIX(e - wo);                                   \
-        store_##SUFFIX(s + 2 * k, e + wo, W);                                                  \
-        store_##SUFFIX(mirror, __builtin_shufflevector(back, back, LCK_REVERSE_##W), W);       \
-      }                                                                                        \
-      unpack_middle(s, half, twiddles, k);                                                     \
+      unpack_middle(s, half, twiddles, fold_##SUFFIX(s, half, twiddles, 0.5f, -1.0f));         \
     }                                                                                          \
   }                                                                                            \
   TARGET static void pack_real_spectra_##SUFFIX(float *spectra, long rows, long stride,        \
                                                 long half, const float *twiddles) {            \
-    const long C = W / 2;                                                                      \
     for (long r = 0; r < rows; r++) {                                                          \
       float *s = spectra + 2 * r * stride;                                                     \
-      long k = 1;                                                                              \
-      for (; 2 * k + 2 * C - 1 <= half; k += C) {                                              \
-        float *mirror = s + 2 * (half - k - C + 1);                                            \
-        const vf_##SUFFIX a = load_##SUFFIX(s + 2 * k, W);                                     \
-        const vf_##SUFFIX m = load_##SUFFIX(mirror, W);                                        \
-        const vf_##SUFFIX b = conjugate_##SUFFIX(__builtin_shufflevector(m, m, LCK_REVERSE_##W)); \
-        const vf_##SUFFIX w = conjugate_##SUFFIX(load_##SUFFIX(twiddles + 2 * k, W));          \
-        const vf_##SUFFIX e = a + b, f = times_i_##SUFFIX(complex_times_##SUFFIX(a - b, w), 1.0f); \
-        const vf_##SUFFIX back = conjugate_##SUFFIX(e - f);                                    \
-        store_##SUFFIX(s + 2 * k, e + f, W);                                                   \
-        store_##SUFFIX(mirror, __builtin_shufflevector(back, back, LCK_REVERSE_##W), W);       \
-      }                                                                                        \
-      pack_middle(s, half, twiddles, k);                                                       \
+      pack_middle(s, half, twiddles, fold_##SUFFIX(s, half, twiddles, 1.0f, 1.0f));            \
     }                                                                                          \
   }                                                                                            \
                                                                                                \
