@@ -123,6 +123,48 @@ import Testing
     }
   }
 
+  /// Thin products above the threading threshold (`m n k >= 2^22`, the operand every part
+  /// packs whole at most ``BLAS/splitOperandLimit``) run as one single-threaded OpenBLAS product
+  /// per part of C: split by rows and by columns, every transpose, with `alpha` and `beta`,
+  /// within the rounding bound and equal to one threaded OpenBLAS call value for value (the
+  /// parts sum every element in the same order).
+  @Test(arguments: [(3000, 48, 64), (40, 2900, 72)])
+  func thinProductsSplitOverThreads(m: Int, n: Int, k: Int) {
+    #expect(m * n * k >= BLAS.smallProduct && (m >= n ? n : m) * k <= BLAS.splitOperandLimit)
+    for (tA, tB) in [(false, false), (true, false), (false, true), (true, true)] {
+      let (a, b) = (values(m * k, seed: 11), values(k * n, seed: 12))
+      let start = values(m * n, seed: 13)
+      let label = "\(m)x\(n)x\(k) tA \(tA) tB \(tB)"
+      var split = start
+      split.withUnsafeMutableBufferPointer {
+        BLAS.openBLASProduct(
+          transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0,
+          c: $0.baseAddress!)
+      }
+      #expect(worstRatio(split, a, b, m: m, n: n, k: k, tA: tA, tB: tB) <= 1, "\(label): split at the bound")
+      var threaded = start
+      BLAS.useThreads(ComputeThreads.count)
+      cblas_sgemm(
+        CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n),
+        Int32(k), 1, a, Int32(tA ? m : k), b, Int32(tB ? k : n), 0, &threaded, Int32(n))
+      #expect(split == threaded, "\(label): split differs from one OpenBLAS call")
+
+      // alpha and beta reach every part: C = 0.5 op(A) op(B) - 2 C.
+      var scaled = start
+      scaled.withUnsafeMutableBufferPointer {
+        BLAS.openBLASProduct(
+          transposeA: tA, transposeB: tB, m: m, n: n, k: k, alpha: 0.5, a: a, b: b, beta: -2,
+          c: $0.baseAddress!)
+      }
+      let worst =
+        (0..<(m * n)).map { i in
+          let want = 0.5 * Double(split[i]) - 2 * Double(start[i])
+          return Swift.abs(Double(scaled[i]) - want) / (Swift.abs(want) + 1)
+        }.max() ?? 0
+      #expect(worst <= 1e-5, "\(label): alpha and beta off by \(worst)")
+    }
+  }
+
   /// Below the threshold, and for a single row (`sgemv`), products stay in OpenBLAS whatever the
   /// choice; both within the rounding bound.
   @Test func smallProductsAndRowsStayInOpenBLAS() {

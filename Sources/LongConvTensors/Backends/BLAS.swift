@@ -60,6 +60,34 @@ enum BLAS {
         beta: beta, c: c)
       return
     }
+    openBLASProduct(
+      transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta,
+      c: c)
+  }
+
+  /// The product in OpenBLAS: on one of its threads when small, split over the toolkit's
+  /// threads when thin (``splitOperandLimit``), on all of its threads otherwise; `sgemv` for a
+  /// single row.
+  static func openBLASProduct(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
+    a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>
+  ) {
+    if m > 1, m * n * k >= smallProduct, ComputeThreads.count > 1,
+      (m >= n ? n : m) * k <= splitOperandLimit
+    {
+      // A thin product: OpenBLAS's threads would share the packing of a small operand and
+      // synchronise for it; each part of C on one OpenBLAS thread instead (packing the small
+      // operand twice) is faster (Hyena recall step, products of depth 64: 65.2-66.4 -> 60.9-61.1
+      // ms in three interleaved pairs; TNN and S4D steps unchanged).
+      useThreads(1)
+      splitOverThreads(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c) {
+        rows, columns, a, lda, b, ldb, c in
+        cblas_sgemm(
+          CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+          Int32(rows), Int32(columns), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(n))
+      }
+      return
+    }
     useThreads(m * n * k < smallProduct ? 1 : ComputeThreads.count)
     if m == 1 {
       // A row vector (one token at a time): sgemv reads B once, where sgemm first packs all
@@ -150,8 +178,12 @@ enum BLAS {
     return asked.map { $0 <= ownKernelBits ? $0 : ownKernelBits } ?? ownKernelBits
   }()
 
-  /// `lck_sgemm` with the rows of C (or its columns, when there are more) split over
-  /// ``ComputeThreads/count`` threads.
+  /// Products whose operand that every thread packs whole when C is split over threads (op(B)
+  /// for a split of the rows, op(A) for a split of the columns) has at most this many values
+  /// run as one single-threaded OpenBLAS product per part of C.
+  static let splitOperandLimit = 1 << 18
+
+  /// `lck_sgemm` split over threads (``splitOverThreads``).
   /// `bits` picks the kernels (512: AVX-512, 256: AVX2), the widest the CPU has by default.
   static func ownProduct(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
@@ -160,6 +192,25 @@ enum BLAS {
   ) {
     precondition(bits == 512 || bits == 256, "BLAS.ownProduct: no \(bits)-bit kernels")
     let isa = bits == 512 ? LCK_ISA_AVX512 : LCK_ISA_AVX2
+    splitOverThreads(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c) {
+      rows, columns, a, lda, b, ldb, c in
+      lck_sgemm(
+        isa, transposeA ? 1 : 0, transposeB ? 1 : 0, rows, columns, k, alpha, a, lda, b, ldb, beta, c, n)
+    }
+  }
+
+  /// Runs `part(rows, columns, a, lda, b, ldb, c)` for the parts of C split over up to
+  /// ``ComputeThreads/count`` threads: its rows (or its columns, when there are more), at least
+  /// 64 per part, with the matching rows of op(A) (or columns of op(B)) and C's row stride `n`.
+  static func splitOverThreads(
+    transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>,
+    b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
+    _ part:
+      @Sendable (
+        _ rows: Int, _ columns: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
+        _ ldb: Int, _ c: UnsafeMutablePointer<Float>
+      ) -> Void
+  ) {
     let (lda, ldb) = (transposeA ? m : k, transposeB ? k : n)
     let splitRows = m >= n
     let tasks = max(1, min(ComputeThreads.count, (splitRows ? m : n) / 64))
@@ -167,15 +218,14 @@ enum BLAS {
     DispatchQueue.concurrentPerform(iterations: tasks) { t in
       if splitRows {
         let (lower, upper) = (m * t / tasks, m * (t + 1) / tasks)
-        lck_sgemm(
-          isa, transposeA ? 1 : 0, transposeB ? 1 : 0, upper - lower, n, k, alpha,
-          transposeA ? pa.value + lower : pa.value + lower * lda, lda, pb.value, ldb, beta,
-          pc.base + lower * n, n)
+        part(
+          upper - lower, n, transposeA ? pa.value + lower : pa.value + lower * lda, lda, pb.value, ldb,
+          pc.base + lower * n)
       } else {
         let (lower, upper) = (n * t / tasks, n * (t + 1) / tasks)
-        lck_sgemm(
-          isa, transposeA ? 1 : 0, transposeB ? 1 : 0, m, upper - lower, k, alpha, pa.value, lda,
-          transposeB ? pb.value + lower * ldb : pb.value + lower, ldb, beta, pc.base + lower, n)
+        part(
+          m, upper - lower, pa.value, lda, transposeB ? pb.value + lower * ldb : pb.value + lower, ldb,
+          pc.base + lower)
       }
     }
   }
