@@ -97,8 +97,9 @@ __attribute__((target("avx512f"))) static void pack_a(const float *a, long lda, 
 // `kc` steps of `nr` values; columns past n are zero. Inlined into one function per tile width,
 // so that a row's copy has a size the compiler sees (a memcpy call per row cost more than the
 // copy).
-__attribute__((always_inline)) static inline void pack_b(const float *b, long ldb, int t, long n, long p0, long kc, long j0, long nc,
-                   long nr, float *out) {
+__attribute__((always_inline)) static inline void pack_b(const float *b, long ldb, int t, long n,
+                                                         long p0, long kc, long j0, long nc,
+                                                         long nr, float *out) {
   for (long jr = 0; jr < nc; jr += nr) {
     float *panel = out + jr * kc;
     const long width = (j0 + jr + nr <= n) ? nr : (n - j0 - jr);

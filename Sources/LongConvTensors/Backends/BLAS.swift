@@ -178,9 +178,9 @@ enum BLAS {
     return asked.map { $0 <= ownKernelBits ? $0 : ownKernelBits } ?? ownKernelBits
   }()
 
-  /// Products whose operand that every thread packs whole when C is split over threads (op(B)
-  /// for a split of the rows, op(A) for a split of the columns) has at most this many values
-  /// run as one single-threaded OpenBLAS product per part of C.
+  /// Products in which the operand that every thread packs whole when C is split over threads
+  /// (op(B) for a split of the rows, op(A) for a split of the columns) has at most this many
+  /// values run as one single-threaded OpenBLAS product per part of C.
   static let splitOperandLimit = 1 << 18
 
   /// `lck_sgemm` split over threads (``splitOverThreads``).
