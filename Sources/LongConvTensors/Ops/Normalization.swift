@@ -52,9 +52,25 @@ extension Tensor {
         let (mean, ss, s) = kind.statistics(of: row, count: d)
         dp.base[r] = kind.scaleDerivative(sumSquares: ss, d: d, scale: s)
         sp.base[r] = s
-        for j in 0..<d { xr[j] = (row[j] - mean) * s }
-        if affine {
-          for j in 0..<d { yr[j] = xr[j] * (w?.base[j] ?? 1) + (b?.base[j] ?? 0) }
+        // One pass per case: optional parameters read per element kept the loop scalar.
+        switch (w, b) {
+        case (let w?, let b?):
+          for j in 0..<d {
+            xr[j] = (row[j] - mean) * s
+            yr[j] = xr[j] * w.base[j] + b.base[j]
+          }
+        case (let w?, nil):
+          for j in 0..<d {
+            xr[j] = (row[j] - mean) * s
+            yr[j] = xr[j] * w.base[j]
+          }
+        case (nil, let b?):
+          for j in 0..<d {
+            xr[j] = (row[j] - mean) * s
+            yr[j] = xr[j] + b.base[j]
+          }
+        case (nil, nil):
+          for j in 0..<d { xr[j] = (row[j] - mean) * s }
         }
       }
     }
