@@ -39,6 +39,11 @@
     return sigmoid_v_##SUFFIX(2.0f * 0.7978845608028654f * (x + 0.044715f * x * x * x));       \
   }                                                                                            \
                                                                                                \
+  /* SiLU's derivative from x and s = sigmoid(x): s (1 + x (1 - s)). */                        \
+  TARGET static inline vf_##SUFFIX silu_derivative_##SUFFIX(vf_##SUFFIX v, vf_##SUFFIX s) {    \
+    return s * (1.0f + v * (1.0f - s));                                                        \
+  }                                                                                            \
+                                                                                               \
   TARGET static void exp_##SUFFIX(const float *x, float *y, long n) {                          \
     LCK_EACH_VECTOR(W, n,                                                                     \
       store_##SUFFIX(y + i, exp_v_##SUFFIX(load_##SUFFIX(x + i, c)), c);                       \
@@ -54,7 +59,7 @@
                                             long n) {                                          \
     LCK_EACH_VECTOR(W, n,                                                                     \
       const vf_##SUFFIX v = load_##SUFFIX(x + i, c), s = sigmoid_v_##SUFFIX(v);                \
-      store_##SUFFIX(dx + i, load_##SUFFIX(g + i, c) * s * (1.0f + v * (1.0f - s)), c);        \
+      store_##SUFFIX(dx + i, load_##SUFFIX(g + i, c) * silu_derivative_##SUFFIX(v, s), c);     \
     )                                                                                          \
   }                                                                                            \
   TARGET static void silu_gate_##SUFFIX(const float *a, const float *b, float *y, long n) {    \
@@ -69,7 +74,7 @@
     LCK_EACH_VECTOR(W, n,                                                                     \
       const vf_##SUFFIX v = load_##SUFFIX(a + i, c), s = sigmoid_v_##SUFFIX(v);                \
       const vf_##SUFFIX gv = load_##SUFFIX(g + i, c);                                          \
-      if (da) store_##SUFFIX(da + i, gv * load_##SUFFIX(b + i, c) * s * (1.0f + v * (1.0f - s)), c); \
+      if (da) store_##SUFFIX(da + i, gv * load_##SUFFIX(b + i, c) * silu_derivative_##SUFFIX(v, s), c); \
       if (db) store_##SUFFIX(db + i, gv * v * s, c);                                           \
     )                                                                                          \
   }                                                                                            \
