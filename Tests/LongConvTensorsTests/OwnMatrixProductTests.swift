@@ -4,8 +4,9 @@ import Testing
 @testable import LongConvTensors
 
 /// The toolkit's matrix products (`BLAS.ownProduct`, AVX-512 and AVX2 kernels, each where the
-/// CPU runs it) against a dense product in Double: every transpose, edge tiles in both
-/// dimensions, depths over several blocks, alpha and beta.
+/// CPU runs it) against a dense product in Double: every transpose (a transposed A read in
+/// place, with its last partial tile packed), edge tiles in both dimensions, depths over
+/// several blocks, alpha, beta and a bias row.
 @Suite struct OwnMatrixProductTests {
   /// The kernel widths this CPU runs (every width up to its widest).
   static let widths = [512, 256].filter { $0 <= BLAS.ownKernelBits }
@@ -29,23 +30,29 @@ import Testing
 
   func check(_ m: Int, _ n: Int, _ k: Int, bits: Int) throws {
     for (transposeA, transposeB) in [(false, false), (true, false), (false, true), (true, true)] {
-      for (alpha, beta) in [(Float(1), Float(0)), (0.5, 1), (-2, 0.25)] {
+      for (alpha, beta, withBias) in [
+        (Float(1), Float(0), false), (0.5, 1, false), (-2, 0.25, true), (1, 0, true),
+      ] {
         let (a, b) = (values(m * k, seed: 1), values(k * n, seed: 2))
         let initial = values(m * n, seed: 3)
+        let bias = withBias ? values(n, seed: 6) : nil
         var c = initial
         c.withUnsafeMutableBufferPointer { c in
           BLAS.ownProduct(
             transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b,
-            beta: beta,
-            c: c.baseAddress!, bits: bits)
+            beta: beta, c: c.baseAddress!, bias: bias, bits: bits)
         }
         let product = Dense.product(a, b, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB)
-        let c0 = initial.map { Double(beta) * Double($0) }
-        let expected = zip(product.values, c0).map { Double(alpha) * $0 + $1 }
-        let magnitudes = zip(product.magnitudes, c0).map { abs(Double(alpha)) * $0 + abs($1) }
+        let added = (0..<m * n).map { Double(beta) * Double(initial[$0]) + Double(bias?[$0 % n] ?? 0) }
+        let expected = zip(product.values, added).map { Double(alpha) * $0 + $1 }
+        let magnitudes = (0..<m * n).map {
+          abs(Double(alpha)) * product.magnitudes[$0] + abs(Double(beta) * Double(initial[$0]))
+            + abs(Double(bias?[$0 % n] ?? 0))
+        }
         expectProductClose(
           c.map(Double.init), expected, magnitudes: magnitudes, depth: k,
-          "\(bits)-bit \(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta)")
+          "\(bits)-bit \(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta) bias \(withBias)"
+        )
       }
     }
   }

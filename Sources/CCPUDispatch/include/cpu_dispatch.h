@@ -15,6 +15,10 @@ lck_isa lck_cpu_isa(void);
 /// Whether this CPU runs `isa`.
 int lck_cpu_supports(lck_isa isa);
 
+/// The CPU's vendor as `cpuid` names it (`"GenuineIntel"`, `"AuthenticAMD"`, ...), or `""` on
+/// other architectures.
+const char *lck_cpu_vendor(void);
+
 /// `"portable"`, `"avx2"` or `"avx512"`.
 const char *lck_isa_name(lck_isa isa);
 

@@ -13,12 +13,14 @@ extern "C" {
 /// or `LCK_ISA_PORTABLE` when it has none (then do not call it).
 lck_isa lck_sgemm_widest_isa(void);
 
-/// Row-major `C = alpha op(A) op(B) + beta C`, `op(A)` `[m, k]`, `op(B)` `[k, n]`, on the
-/// calling thread with the `isa` kernels (AVX-512 or AVX2, which the CPU must run: otherwise it
-/// aborts); `lda`, `ldb`, `ldc` are the row strides of `A`, `B`, `C` as stored. With
-/// `beta == 0`, `C` is not read.
+/// Row-major `C = alpha op(A) op(B) + beta C + 1 bias^T`, `op(A)` `[m, k]`, `op(B)` `[k, n]`,
+/// on the calling thread with the `isa` kernels (AVX-512 or AVX2, which the CPU must run:
+/// otherwise it aborts); `lda`, `ldb`, `ldc` are the row strides of `A`, `B`, `C` as stored.
+/// `bias` is `n` values added to every row, or NULL for none. With `beta == 0`, `C` is not
+/// read.
 void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, long k, float alpha,
-               const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc);
+               const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc,
+               const float *bias);
 
 #ifdef __cplusplus
 }

@@ -44,25 +44,38 @@ enum BLAS {
     _ = unsafeBitCast(shutdown, to: (@convention(c) () -> Int32).self)()
   }()
 
-  /// `C = alpha * op(A) op(B) + beta * C` with `op(A)` of shape `[m, k]` and `op(B)` of shape `[k, n]`.
+  /// `C = alpha * op(A) op(B) + beta * C` with `op(A)` of shape `[m, k]` and `op(B)` of shape
+  /// `[k, n]`, plus `bias` (`n` values, or `nil`) in every row of `C`.
+  ///
+  /// The own kernels add the bias as they store each tile; for OpenBLAS it is written into `C`
+  /// first and the product added onto it (`beta = 1`, so `bias` requires `beta == 0`).
   static func sgemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
-    a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>
+    a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
+    bias: UnsafePointer<Float>? = nil
   ) {
+    precondition(bias == nil || beta == 0, "BLAS.sgemm: a bias with beta \(beta)")
     if m == 0 || n == 0 { return }
     if k == 0 {
-      if beta == 0 { c.update(repeating: 0, count: m * n) }
+      if let bias {
+        Tensor.fillRows(c, rows: m, with: bias, columns: n)
+      } else if beta == 0 {
+        c.update(repeating: 0, count: m * n)
+      }
       return
     }
-    if m > 1 && m * n * k >= ownKernelProduct && usesOwnKernels {
+    if m > 1 && m * n * k >= ownKernelProduct
+      && (usesOwnKernels || (usesOwnKernelsForFusedProducts && (bias != nil || transposeA)))
+    {
       ownProduct(
         transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b,
-        beta: beta, c: c)
+        beta: beta, c: c, bias: bias)
       return
     }
+    if let bias { Tensor.fillRows(c, rows: m, with: bias, columns: n) }
     openBLASProduct(
-      transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b, beta: beta,
-      c: c)
+      transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b,
+      beta: bias == nil ? beta : 1, c: c)
   }
 
   /// The product in OpenBLAS: on one of its threads when small, split over the toolkit's
@@ -81,7 +94,7 @@ enum BLAS {
       // ms in three interleaved pairs; TNN and S4D steps unchanged).
       useThreads(1)
       splitOverThreads(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c) {
-        rows, columns, a, lda, b, ldb, c in
+        rows, columns, a, lda, b, ldb, c, _ in
         cblas_sgemm(
           CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
           Int32(rows), Int32(columns), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(n))
@@ -124,14 +137,33 @@ enum BLAS {
   static let ownKernelProduct = 1 << 20
 
   /// Whether large products run in the toolkit's own kernels (`lck_sgemm`) rather than
-  /// OpenBLAS: decided by ``prefersOwnKernels(openBLASCore:ownKernelBits:override:)`` from the
+  /// OpenBLAS: decided by
+  /// ``prefersOwnKernels(openBLASCore:ownKernelBits:override:cpuVendor:productClass:)`` from the
   /// kernel set OpenBLAS really runs (`openblas_get_corename()`), whatever made it choose that
   /// set (its CPU detection, which falls back to SSE3 "Prescott" kernels on CPUs it does not
   /// know, or `OPENBLAS_CORETYPE`).
   static let usesOwnKernels: Bool = prefersOwnKernels(
-    openBLASCore: openblas_get_corename().map { String(cString: $0) } ?? "unknown",
-    ownKernelBits: ownKernelBits,
-    override: gemmOverride)
+    openBLASCore: openBLASCore, ownKernelBits: ownKernelBits, override: gemmOverride)
+
+  /// Whether the large products that the own kernels run with one pass over memory fewer than
+  /// OpenBLAS run in them: those with a bias (added as each tile is stored, where OpenBLAS
+  /// reads back a C filled with it first) or a transposed A (read in place, where OpenBLAS
+  /// packs it). Decided by
+  /// ``prefersOwnKernels(openBLASCore:ownKernelBits:override:cpuVendor:productClass:)`` for
+  /// ``ProductClass/fused``.
+  static let usesOwnKernelsForFusedProducts: Bool = prefersOwnKernels(
+    openBLASCore: openBLASCore, ownKernelBits: ownKernelBits, override: gemmOverride, productClass: .fused)
+
+  /// The kernel set OpenBLAS runs, as it names it.
+  static let openBLASCore = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+
+  /// The two classes of products the choice is made for.
+  enum ProductClass {
+    /// One the own kernels run as OpenBLAS does.
+    case plain
+    /// One the own kernels run with one pass over memory fewer (a bias, a transposed A).
+    case fused
+  }
 
   /// `LONGCONV_GEMM`, read once.
   static let gemmOverride = getenv("LONGCONV_GEMM").map { String(cString: $0) }
@@ -150,15 +182,30 @@ enum BLAS {
     return avx512Cores.contains(name) ? 512 : avx2Cores.contains(name) ? 256 : 128
   }
 
-  /// Our kernels when they are wider than the ones OpenBLAS runs, OpenBLAS otherwise.
+  /// Our kernels when they are wider than the ones OpenBLAS runs; when as wide, for a
+  /// ``ProductClass/fused`` product, and for every product when OpenBLAS's kernels were written
+  /// for another vendor's cores (its AVX-512 kernels are Intel's: Skylake-X, Cooper Lake,
+  /// Sapphire Rapids); OpenBLAS otherwise. Measured on an AMD Zen 4 beside OpenBLAS's Cooperlake
+  /// kernels, four interleaved rounds (Benchmarks/RESULTS.md, sixth session): TNN step 813 ms
+  /// all OpenBLAS, 810 with the fused products ours, 776 with every product ours; Hyena step
+  /// 69 / 59.0 / 59.3 (noisy; 59.4 / 57.7 all OpenBLAS / all ours in another four).
+  ///
   /// `override` is `LONGCONV_GEMM`: `openblas` keeps every product in OpenBLAS; `own` uses our
   /// widest kernels, `own-avx512` or `own-avx2` those, whenever the CPU runs them (a width it
   /// does not run leaves the choice to the rule).
-  static func prefersOwnKernels(openBLASCore: String, ownKernelBits: Int, override: String?) -> Bool {
+  static func prefersOwnKernels(
+    openBLASCore: String, ownKernelBits: Int, override: String?, cpuVendor: String = cpuVendor,
+    productClass: ProductClass = .plain
+  ) -> Bool {
     guard ownKernelBits > 0, override != "openblas" else { return false }
     if let bits = requestedBits(override, ownKernelBits: ownKernelBits), bits <= ownKernelBits { return true }
-    return ownKernelBits > openBLASBits(core: openBLASCore)
+    let theirs = openBLASBits(core: openBLASCore)
+    if ownKernelBits != theirs { return ownKernelBits > theirs }
+    return productClass == .fused || (theirs == 512 && cpuVendor != "GenuineIntel")
   }
+
+  /// `cpuid`'s vendor string of this CPU.
+  static let cpuVendor = String(cString: lck_cpu_vendor())
 
   /// The width `LONGCONV_GEMM` asks the own kernels for (`nil` for other values).
   static func requestedBits(_ override: String?, ownKernelBits: Int) -> Int? {
@@ -188,27 +235,30 @@ enum BLAS {
   static func ownProduct(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
-    bits: Int = ownKernelBitsInUse
+    bias: UnsafePointer<Float>? = nil, bits: Int = ownKernelBitsInUse
   ) {
     precondition(bits == 512 || bits == 256, "BLAS.ownProduct: no \(bits)-bit kernels")
     let isa = bits == 512 ? LCK_ISA_AVX512 : LCK_ISA_AVX2
+    let sharedBias = bias.map { UncheckedBox($0) }
     splitOverThreads(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c) {
-      rows, columns, a, lda, b, ldb, c in
+      rows, columns, a, lda, b, ldb, c, firstColumn in
       lck_sgemm(
-        isa, transposeA ? 1 : 0, transposeB ? 1 : 0, rows, columns, k, alpha, a, lda, b, ldb, beta, c, n)
+        isa, transposeA ? 1 : 0, transposeB ? 1 : 0, rows, columns, k, alpha, a, lda, b, ldb, beta, c, n,
+        sharedBias.map { $0.value + firstColumn })
     }
   }
 
-  /// Runs `part(rows, columns, a, lda, b, ldb, c)` for the parts of C split over up to
-  /// ``ComputeThreads/count`` threads: its rows (or its columns, when there are more), at least
-  /// 64 per part, with the matching rows of op(A) (or columns of op(B)) and C's row stride `n`.
+  /// Runs `part(rows, columns, a, lda, b, ldb, c, firstColumn)` for the parts of C split over up
+  /// to ``ComputeThreads/count`` threads: its rows (or its columns, when there are more), at
+  /// least 64 per part, with the matching rows of op(A) (or columns of op(B)), C's row stride
+  /// `n`, and the index of the part's first column in C.
   static func splitOverThreads(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>,
     b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
     _ part:
       @Sendable (
         _ rows: Int, _ columns: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
-        _ ldb: Int, _ c: UnsafeMutablePointer<Float>
+        _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ firstColumn: Int
       ) -> Void
   ) {
     let (lda, ldb) = (transposeA ? m : k, transposeB ? k : n)
@@ -220,12 +270,12 @@ enum BLAS {
         let (lower, upper) = (m * t / tasks, m * (t + 1) / tasks)
         part(
           upper - lower, n, transposeA ? pa.value + lower : pa.value + lower * lda, lda, pb.value, ldb,
-          pc.base + lower * n)
+          pc.base + lower * n, 0)
       } else {
         let (lower, upper) = (n * t / tasks, n * (t + 1) / tasks)
         part(
           m, upper - lower, pa.value, lda, transposeB ? pb.value + lower * ldb : pb.value + lower, ldb,
-          pc.base + lower)
+          pc.base + lower, lower)
       }
     }
   }
@@ -233,8 +283,12 @@ enum BLAS {
 
 /// Which code runs the large matrix products (see `BLAS.usesOwnKernels`).
 public enum MatrixProductBackend {
-  /// `"own-avx512"` or `"own-avx2"` (the toolkit's kernels), or `"openblas"`.
+  /// `"own-avx512"` or `"own-avx2"` (the toolkit's kernels), `"openblas"`, or
+  /// `"openblas+own-avx512"` (`"openblas+own-avx2"`): OpenBLAS, but for the products with a bias
+  /// or a transposed left operand, which the own kernels run with one pass over memory fewer.
   public static var name: String {
-    BLAS.usesOwnKernels ? (BLAS.ownKernelBitsInUse == 512 ? "own-avx512" : "own-avx2") : "openblas"
+    let own = BLAS.ownKernelBitsInUse == 512 ? "own-avx512" : "own-avx2"
+    if BLAS.usesOwnKernels { return own }
+    return BLAS.usesOwnKernelsForFusedProducts ? "openblas+" + own : "openblas"
   }
 }

@@ -3,8 +3,8 @@ extension Tensor {
   /// `[out, in]` (PyTorch's layout, the transpose passed to BLAS), `b` is `[out]` or omitted,
   /// `x` is `[..., in]` and `y` is `[..., out]`.
   ///
-  /// The bias is written into the output first and the product added onto it (one GEMM with
-  /// `beta = 1`), so no separate broadcast pass runs. The pullback is, with `g` read as
+  /// The bias is added by the product itself (see `BLAS.sgemm`), so no separate broadcast
+  /// pass runs. The pullback is, with `g` read as
   /// `[rows, out]`: `dx = g W`, `dW = g^T x` (both GEMMs reading their operands in place) and
   /// `db` the column sums of `g`, split over threads.
   ///
@@ -20,10 +20,9 @@ extension Tensor {
     let rows = Tensor.elementCount(Array(shape.dropLast()))
     let outShape = Array(shape.dropLast()) + [outputs]
     let out = TensorStorage(uninitializedCount: rows * outputs)
-    if let bias { Tensor.fillRows(out.base, rows: rows, with: bias.storage.base, columns: outputs) }
     BLAS.sgemm(
       transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs, a: storage.base,
-      b: weight.storage.base, beta: bias == nil ? 0 : 1, c: out.base)
+      b: weight.storage.base, c: out.base, bias: bias?.storage.base)
 
     let x = self
     return Tensor.recorded(
