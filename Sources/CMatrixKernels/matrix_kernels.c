@@ -341,6 +341,23 @@ static const tiles avx512_tiles = {
 static const tiles avx2_tiles = {
     MR2, NR2, MC2, pack_a_avx2, pack_b_avx2, {kernel_avx2, kernel_avx2_rows, kernel_avx2_steps}};
 
+// Lines of a stored sub-matrix (`rows` rows of `width` floats, `ld` apart) to prefetch into L2
+// over `steps` calls of `prefetch_some`, a row's lines at a time.
+typedef struct {
+  const float *row;
+  long ld, lines_per_row, rows_left, rows_per_step;
+} prefetch_region;
+
+static prefetch_region region(const float *base, long ld, long rows, long width, long steps) {
+  return (prefetch_region){base, ld, (width + 15) / 16, rows, (rows + steps - 1) / steps};
+}
+
+static inline void prefetch_some(prefetch_region *r) {
+  for (long q = 0; q < r->rows_per_step && r->rows_left > 0; q++, r->rows_left--, r->row += r->ld) {
+    for (long line = 0; line < r->lines_per_row; line++) __builtin_prefetch(r->row + line * 16, 0, 2);
+  }
+}
+
 void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc,
                const float *bias) {
@@ -367,6 +384,20 @@ void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, lo
         // tile (reading its missing rows would leave the matrix): that one is packed.
         const long whole = direct ? mc - mc % tl->mr : 0;
         if (whole < mc) tl->pack_a(a, lda, transpose_a, m, i0 + whole, mc - whole, p0, kc, pa);
+        // While this block's tiles compute, bring the next block of A (after the last one, the
+        // first of the next depth block) into L2, a few rows after each tile: packing it, or
+        // reading it in place, then finds it there instead of waiting on memory (pack_a 7.5%
+        // -> 3.8% of a one-thread Hyena step, the step 97.5 -> 91.5 ms; TNN step 1440 -> 1405).
+        // B's next depth block, prefetched the same way, gained nothing measurable.
+        prefetch_region next = {0};
+        const long next_p0 = i0 + mc < m ? p0 : p0 + kc, next_i0 = i0 + mc < m ? i0 + mc : 0;
+        if (next_p0 < k) {
+          const long next_mc = m - next_i0 < tl->mc ? m - next_i0 : tl->mc;
+          const long next_kc = k - next_p0 < KC ? k - next_p0 : KC;
+          const long tiles_here = ((nc + tl->nr - 1) / tl->nr) * ((mc + tl->mr - 1) / tl->mr);
+          next = transpose_a ? region(a + next_p0 * lda + next_i0, lda, next_kc, next_mc, tiles_here)
+                             : region(a + next_i0 * lda + next_p0, lda, next_mc, next_kc, tiles_here);
+        }
         for (long jr = 0; jr < nc; jr += tl->nr) {
           const long cols = nc - jr < tl->nr ? nc - jr : tl->nr;
           for (long ir = 0; ir < mc; ir += tl->mr) {
@@ -382,6 +413,7 @@ void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, lo
               tl->kernel[0](kc, pa + (ir - whole) * kc, tl->mr, pb + jr * kc, tile_c, ldc, alpha,
                             block_beta, tile_bias, rows, cols);
             }
+            prefetch_some(&next);
           }
         }
       }
