@@ -358,9 +358,28 @@ static inline void prefetch_some(prefetch_region *r) {
   }
 }
 
+// Adds to `sums[i]`, for the rows [i0, i0 + mc) of op(A), the sum of its depth [p0, p0 + kc):
+// the block the tiles have just read, still in L2.
+static void add_row_sums(const float *a, long lda, int t, long i0, long mc, long p0, long kc,
+                         float *sums) {
+  if (t) {
+    for (long p = p0; p < p0 + kc; p++) {
+      const float *row = a + p * lda + i0;
+      for (long i = 0; i < mc; i++) sums[i] += row[i];
+    }
+  } else {
+    for (long i = 0; i < mc; i++) {
+      const float *row = a + (i0 + i) * lda + p0;
+      float sum = 0;
+      for (long p = 0; p < kc; p++) sum += row[p];
+      sums[i] += sum;
+    }
+  }
+}
+
 void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc,
-               const float *bias) {
+               const float *bias, float *a_row_sums) {
   if (isa == LCK_ISA_PORTABLE || !lck_cpu_supports(isa)) abort();
   const tiles *tl = isa == LCK_ISA_AVX512 ? &avx512_tiles : &avx2_tiles;
   const packing *buffers = thread_packing();
@@ -369,6 +388,7 @@ void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, lo
   // (192 x 64 x 8192: 93 -> 109 GFLOP/s on one Zen 4 thread). A stored A is packed: read in
   // place, its rows' values would be MR lines apart, all in one L1 bank (83 -> 52 GFLOP/s).
   const int direct = transpose_a;
+  if (a_row_sums) memset(a_row_sums, 0, (size_t)m * sizeof(float));
   for (long j0 = 0; j0 < n; j0 += NC) {
     const long nc = n - j0 < NC ? n - j0 : NC;
     for (long p0 = 0; p0 < k; p0 += KC) {
@@ -416,6 +436,7 @@ void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, lo
             prefetch_some(&next);
           }
         }
+        if (a_row_sums && j0 == 0) add_row_sums(a, lda, transpose_a, i0, mc, p0, kc, a_row_sums + i0);
       }
     }
   }
@@ -427,7 +448,7 @@ lck_isa lck_sgemm_widest_isa(void) { return LCK_ISA_PORTABLE; }
 
 void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc,
-               const float *bias) {
+               const float *bias, float *a_row_sums) {
   abort();
 }
 

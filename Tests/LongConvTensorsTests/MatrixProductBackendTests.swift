@@ -169,6 +169,32 @@ import Testing
     }
   }
 
+  /// The row sums of op(A) through `BLAS.sgemm`, above and below the own kernels' threshold and
+  /// for a single row (OpenBLAS then sums them apart), within `gamma_k sum |a|` of Double.
+  @Test(arguments: [(257, 33, 129), (8, 9, 10), (1, 40, 3000)])
+  func rowSumsOfAOnEitherBackend(m: Int, n: Int, k: Int) {
+    for tA in [false, true] {
+      let (a, b) = (values(m * k, seed: 17), values(k * n, seed: 18))
+      var c = [Float](repeating: 0, count: m * n)
+      var sums = [Float](repeating: .nan, count: m)
+      c.withUnsafeMutableBufferPointer { c in
+        sums.withUnsafeMutableBufferPointer { sums in
+          BLAS.sgemm(
+            transposeA: tA, transposeB: false, m: m, n: n, k: k, a: a, b: b, c: c.baseAddress!,
+            rowSumsOfA: sums.baseAddress!)
+        }
+      }
+      let gamma = Double(k) * 0x1p-24 / (1 - Double(k) * 0x1p-24)
+      let worst = (0..<m).map { i -> Double in
+        let row = (0..<k).map { p in Double(tA ? a[p * m + i] : a[i * k + p]) }
+        return abs(Double(sums[i]) - row.reduce(0, +)) / (gamma * row.reduce(0) { $0 + abs($1) })
+      }.max()!
+      #expect(worst <= 1, "\(m)x\(n)x\(k) tA \(tA): row sums at \(worst) of the bound")
+      #expect(
+        worstRatio(c, a, b, m: m, n: n, k: k, tA: tA, tB: false) <= 1, "\(m)x\(n)x\(k) tA \(tA): product")
+    }
+  }
+
   /// A bias row through `BLAS.sgemm`: within the rounding bound of `op(A) op(B) + 1 bias^T` in
   /// Double, and value for value what its backend gives (the own kernels adding it as they
   /// store, or OpenBLAS onto a C filled with it).

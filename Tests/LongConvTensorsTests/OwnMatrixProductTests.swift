@@ -57,6 +57,36 @@ import Testing
     }
   }
 
+  /// The sums of op(A)'s rows that a product can return on the side (a bias gradient next to
+  /// its weight gradient), within `gamma_k sum |a|` of the sums in Double, for either layout of
+  /// A, split over threads by rows (`m >= n`) and by columns (only one part sums).
+  @Test(
+    .enabled(if: BLAS.ownKernelsAvailable, "this CPU has neither AVX-512 nor AVX2 with FMA"),
+    arguments: [(200, 45, 513), (130, 300, 40), (7, 9, 1000)])
+  func rowSumsOfA(_ m: Int, _ n: Int, _ k: Int) throws {
+    for bits in Self.widths {
+      for transposeA in [false, true] {
+        let (a, b) = (values(m * k, seed: 7), values(k * n, seed: 8))
+        var c = [Float](repeating: 0, count: m * n)
+        var sums = [Float](repeating: .nan, count: m)
+        c.withUnsafeMutableBufferPointer { c in
+          sums.withUnsafeMutableBufferPointer { sums in
+            BLAS.ownProduct(
+              transposeA: transposeA, transposeB: false, m: m, n: n, k: k, alpha: 1, a: a, b: b, beta: 0,
+              c: c.baseAddress!, rowSumsOfA: sums.baseAddress!, bits: bits)
+          }
+        }
+        let gamma = Double(k) * 0x1p-24 / (1 - Double(k) * 0x1p-24)
+        let worst = (0..<m).map { i -> Double in
+          let row = (0..<k).map { p in Double(transposeA ? a[p * m + i] : a[i * k + p]) }
+          let (sum, magnitude) = (row.reduce(0, +), row.reduce(0) { $0 + abs($1) })
+          return abs(Double(sums[i]) - sum) / (gamma * magnitude)
+        }.max()!
+        #expect(worst <= 1, "\(bits)-bit \(m)x\(n)x\(k) tA \(transposeA): row sums at \(worst) of the bound")
+      }
+    }
+  }
+
   /// With beta 0, C is written without being read: NaNs in it do not survive.
   @Test(.enabled(if: BLAS.ownKernelsAvailable, "this CPU has neither AVX-512 nor AVX2 with FMA"))
   func betaZeroIgnoresC() throws {

@@ -17,10 +17,12 @@ lck_isa lck_sgemm_widest_isa(void);
 /// on the calling thread with the `isa` kernels (AVX-512 or AVX2, which the CPU must run:
 /// otherwise it aborts); `lda`, `ldb`, `ldc` are the row strides of `A`, `B`, `C` as stored.
 /// `bias` is `n` values added to every row, or NULL for none. With `beta == 0`, `C` is not
-/// read.
+/// read. `a_row_sums`, unless NULL, receives the `m` sums over the depth of op(A)'s rows (for
+/// `dW = g^T x` the bias gradient, the column sums of `g`), each added up block by block
+/// while the block is in cache.
 void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, long k, float alpha,
                const float *a, long lda, const float *b, long ldb, float beta, float *c, long ldc,
-               const float *bias);
+               const float *bias, float *a_row_sums);
 
 #ifdef __cplusplus
 }

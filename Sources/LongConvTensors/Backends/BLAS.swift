@@ -45,17 +45,23 @@ enum BLAS {
   }()
 
   /// `C = alpha * op(A) op(B) + beta * C` with `op(A)` of shape `[m, k]` and `op(B)` of shape
-  /// `[k, n]`, plus `bias` (`n` values, or `nil`) in every row of `C`.
+  /// `[k, n]`, plus `bias` (`n` values, or `nil`) in every row of `C`; `rowSumsOfA` (`m`
+  /// values, or `nil`) receives the sums of op(A)'s rows (for a weight gradient `g^T x`, the
+  /// bias gradient: the own kernels add each block up while it is in cache).
   ///
   /// The own kernels add the bias as they store each tile; for OpenBLAS it is written into `C`
   /// first and the product added onto it (`beta = 1`, so `bias` requires `beta == 0`).
   static func sgemm(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float = 1,
     a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float = 0, c: UnsafeMutablePointer<Float>,
-    bias: UnsafePointer<Float>? = nil
+    bias: UnsafePointer<Float>? = nil, rowSumsOfA: UnsafeMutablePointer<Float>? = nil
   ) {
     precondition(bias == nil || beta == 0, "BLAS.sgemm: a bias with beta \(beta)")
-    if m == 0 || n == 0 { return }
+    if m == 0 { return }
+    if n == 0 || k == 0, let rowSumsOfA {
+      rowSums(transposeA: transposeA, m: m, k: k, a: a, into: rowSumsOfA)
+    }
+    if n == 0 { return }
     if k == 0 {
       if let bias {
         Tensor.fillRows(c, rows: m, with: bias, columns: n)
@@ -69,9 +75,10 @@ enum BLAS {
     {
       ownProduct(
         transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b,
-        beta: beta, c: c, bias: bias)
+        beta: beta, c: c, bias: bias, rowSumsOfA: rowSumsOfA)
       return
     }
+    if let rowSumsOfA { rowSums(transposeA: transposeA, m: m, k: k, a: a, into: rowSumsOfA) }
     if let bias { Tensor.fillRows(c, rows: m, with: bias, columns: n) }
     openBLASProduct(
       transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha, a: a, b: b,
@@ -94,7 +101,7 @@ enum BLAS {
       // ms in three interleaved pairs; TNN and S4D steps unchanged).
       useThreads(1)
       splitOverThreads(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c) {
-        rows, columns, a, lda, b, ldb, c, _ in
+        rows, columns, a, lda, b, ldb, c, _, _ in
         cblas_sgemm(
           CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
           Int32(rows), Int32(columns), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(n))
@@ -115,6 +122,18 @@ enum BLAS {
       CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
       Int32(m), Int32(n), Int32(k), alpha, a, Int32(transposeA ? m : k), b, Int32(transposeB ? k : n),
       beta, c, Int32(n))
+  }
+
+  /// The `m` sums over the depth of op(A)'s rows into `sums` (column sums of a transposed A).
+  static func rowSums(
+    transposeA: Bool, m: Int, k: Int, a: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Float>
+  ) {
+    if transposeA {
+      let columnSums = Tensor.columnSums(a, rows: k, columns: m)
+      sums.update(from: columnSums.base, count: m)
+    } else {
+      for i in 0..<m { sums[i] = (0..<k).reduce(0) { $0 + a[i * k + $1] } }
+    }
   }
 
   /// The vector width in bits of the widest own product kernels the CPU runs: 512 (AVX-512F),
@@ -235,30 +254,33 @@ enum BLAS {
   static func ownProduct(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, alpha: Float,
     a: UnsafePointer<Float>, b: UnsafePointer<Float>, beta: Float, c: UnsafeMutablePointer<Float>,
-    bias: UnsafePointer<Float>? = nil, bits: Int = ownKernelBitsInUse
+    bias: UnsafePointer<Float>? = nil, rowSumsOfA: UnsafeMutablePointer<Float>? = nil,
+    bits: Int = ownKernelBitsInUse
   ) {
     precondition(bits == 512 || bits == 256, "BLAS.ownProduct: no \(bits)-bit kernels")
     let isa = bits == 512 ? LCK_ISA_AVX512 : LCK_ISA_AVX2
     let sharedBias = bias.map { UncheckedBox($0) }
+    let sums = rowSumsOfA.map { SendablePointer($0) }
     splitOverThreads(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a, b: b, c: c) {
-      rows, columns, a, lda, b, ldb, c, firstColumn in
+      rows, columns, a, lda, b, ldb, c, firstRow, firstColumn in
+      // Split by columns, every part has all of A's rows: the first one sums them.
       lck_sgemm(
         isa, transposeA ? 1 : 0, transposeB ? 1 : 0, rows, columns, k, alpha, a, lda, b, ldb, beta, c, n,
-        sharedBias.map { $0.value + firstColumn })
+        sharedBias.map { $0.value + firstColumn }, firstColumn == 0 ? sums.map { $0.base + firstRow } : nil)
     }
   }
 
-  /// Runs `part(rows, columns, a, lda, b, ldb, c, firstColumn)` for the parts of C split over up
-  /// to ``ComputeThreads/count`` threads: its rows (or its columns, when there are more), at
-  /// least 64 per part, with the matching rows of op(A) (or columns of op(B)), C's row stride
-  /// `n`, and the index of the part's first column in C.
+  /// Runs `part(rows, columns, a, lda, b, ldb, c, firstRow, firstColumn)` for the parts of C
+  /// split over up to ``ComputeThreads/count`` threads: its rows (or its columns, when there are
+  /// more), at least 64 per part, with the matching rows of op(A) (or columns of op(B)), C's row
+  /// stride `n`, and the indices of the part's first row and column in C.
   static func splitOverThreads(
     transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int, a: UnsafePointer<Float>,
     b: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>,
     _ part:
       @Sendable (
         _ rows: Int, _ columns: Int, _ a: UnsafePointer<Float>, _ lda: Int, _ b: UnsafePointer<Float>,
-        _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ firstColumn: Int
+        _ ldb: Int, _ c: UnsafeMutablePointer<Float>, _ firstRow: Int, _ firstColumn: Int
       ) -> Void
   ) {
     let (lda, ldb) = (transposeA ? m : k, transposeB ? k : n)
@@ -270,12 +292,12 @@ enum BLAS {
         let (lower, upper) = (m * t / tasks, m * (t + 1) / tasks)
         part(
           upper - lower, n, transposeA ? pa.value + lower : pa.value + lower * lda, lda, pb.value, ldb,
-          pc.base + lower * n, 0)
+          pc.base + lower * n, lower, 0)
       } else {
         let (lower, upper) = (n * t / tasks, n * (t + 1) / tasks)
         part(
           m, upper - lower, pa.value, lda, transposeB ? pb.value + lower * ldb : pb.value + lower, ldb,
-          pc.base + lower, lower)
+          pc.base + lower, 0, lower)
       }
     }
   }

@@ -6,7 +6,7 @@ extension Tensor {
   /// The bias is added by the product itself (see `BLAS.sgemm`), so no separate broadcast
   /// pass runs. The pullback is, with `g` read as
   /// `[rows, out]`: `dx = g W`, `dW = g^T x` (both GEMMs reading their operands in place) and
-  /// `db` the column sums of `g`, split over threads.
+  /// `db` the column sums of `g` (summed by the product for `dW`, see `BLAS.sgemm`).
   ///
   /// - Complexity: `O(rows * in * out)`.
   public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {
@@ -36,20 +36,18 @@ extension Tensor {
           b: weight.storage.base, c: dx.base)
         grads[0] = Tensor(shape: x.shape, storage: dx)
       }
+      // db, the column sums of g, comes out of the product for dW when there is one.
+      let db = bias?.node == nil ? nil : TensorStorage(uninitializedCount: outputs)
       if weight.node != nil {
         let dw = TensorStorage(uninitializedCount: outputs * inputs)
         BLAS.sgemm(
           transposeA: true, transposeB: false, m: outputs, n: inputs, k: rows, a: g.storage.base,
-          b: x.storage.base, c: dw.base)
+          b: x.storage.base, c: dw.base, rowSumsOfA: db?.base)
         grads[1] = Tensor(shape: weight.shape, storage: dw)
+      } else if let db {
+        BLAS.rowSums(transposeA: true, m: outputs, k: rows, a: g.storage.base, into: db.base)
       }
-      if let bias {
-        grads.append(
-          bias.node == nil
-            ? nil
-            : Tensor(
-              shape: bias.shape, storage: Tensor.columnSums(g.storage.base, rows: rows, columns: outputs)))
-      }
+      if let bias { grads.append(db.map { Tensor(shape: bias.shape, storage: $0) }) }
       return grads
     }
   }
