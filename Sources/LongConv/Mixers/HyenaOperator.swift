@@ -110,7 +110,7 @@ public final class HyenaOperator<Kernel: LongConvKernel>: LongConvMixer {
 
   /// Steps 1 and 2: the projected streams after the short filter, `[B, L, (N+1) d]`.
   public func shortFiltered(_ x: Tensor) -> Tensor {
-    inProj(x).longConvolution(kernel: shortFilter, direction: .causal) + shortFilterBias
+    inProj(x).longConvolution(kernel: shortFilter, direction: .causal, bias: shortFilterBias)
   }
 
   /// Steps 3 to 5 on the streams `u [..., (N+1) d]`, with `longConvolution(o, v)` running

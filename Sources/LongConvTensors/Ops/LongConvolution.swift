@@ -96,24 +96,26 @@ extension Tensor {
   ///
   /// `kernel` is `[D, K]` (causal, lags `0 ... K-1`) or `[D, 2K - 1]` (bidirectional, lags
   /// `-(K-1) ... K-1`); any `K >= 1` and any `L >= 1` work. Both pullbacks (input and kernel)
-  /// are FFT products too. `skip` is an optional per-channel `[D]` term. Causal kernels of at
-  /// most 16 lags are applied directly instead (`ShortConvolution`: the same sums, `O(B L D K)`).
+  /// are FFT products too. `skip` is an optional per-channel `[D]` term, `bias` an optional
+  /// `[D]` added to every output. Causal kernels of at most 16 lags are applied directly
+  /// instead (`ShortConvolution`: the same sums, `O(B L D K)`, with the bias added in them).
   ///
   /// - Complexity: `O(B D N log N)` with `N` the FFT size, about `2L`.
   public func longConvolution(
-    kernel: Tensor, direction: ConvolutionDirection = .causal, skip: Tensor? = nil
+    kernel: Tensor, direction: ConvolutionDirection = .causal, skip: Tensor? = nil, bias: Tensor? = nil
   ) -> Tensor {
     precondition(rank == 3, "longConvolution: input must be [B, L, D], got \(shape)")
     precondition(
       kernel.rank == 2 && kernel.shape[0] == shape[2] && kernel.shape[1] >= 1,
       "longConvolution: kernel \(kernel.shape) does not match input \(shape) (expected [D, lags])")
     if direction == .causal, kernel.shape[1] <= ShortConvolution.maximumLags {
-      return ShortConvolution.apply(self, kernel: kernel, skip: skip)
+      return ShortConvolution.apply(self, kernel: kernel, skip: skip, bias: bias)
     }
     let g = ConvolutionGeometry(
       batch: shape[0], length: shape[1], channels: shape[2], kernelColumns: kernel.shape[1],
       direction: direction)
-    return LongConvolution.apply(self, kernel: kernel, spectrum: nil, geometry: g, skip: skip)
+    let y = LongConvolution.apply(self, kernel: kernel, spectrum: nil, geometry: g, skip: skip)
+    return bias.map { y + $0 } ?? y
   }
 
   /// Long convolution with a precomputed kernel spectrum (inference: the kernel is constant).

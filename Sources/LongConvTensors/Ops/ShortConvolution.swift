@@ -2,10 +2,15 @@
 /// of at most ``maximumLags`` lags (Hyena's short filter has 3 or 4):
 ///
 /// ```
-/// y[b, i, c]  = sum_(k < K, k <= i) t[c, k] x[b, i - k, c]  (+ skip[c] x[b, i, c])
+/// y[b, i, c]  = sum_(k < K, k <= i) t[c, k] x[b, i - k, c]  (+ skip[c] x[b, i, c]) (+ beta[c])
 /// dx[b, j, c] = sum_(k < K, j + k < L) t[c, k] g[b, j + k, c]  (+ skip[c] g[b, j, c])
 /// dt[c, k]    = sum_b sum_(i >= k) g[b, i, c] x[b, i - k, c]
+/// dbeta[c]    = sum_b sum_i g[b, i, c]
 /// ```
+///
+/// The bias `beta` starts each output's sum, and its gradient is summed in the kernel
+/// gradient's pass over `g`: a separate broadcast add and column sum read and wrote the whole
+/// `[B, L, D]` once more each.
 ///
 /// `O(B L D K)` against the FFT's `O(B D N log N)` with `N` about `2L`, and no gathering into
 /// per-channel rows: the FFT path spent three quarters of its time, a fifth of a Hyena recall
@@ -18,38 +23,53 @@ enum ShortConvolution {
   /// Rows (`[b, i]` positions) per block of the kernel gradient's sums.
   static let rowsPerBlock = 256
 
-  static func apply(_ x: Tensor, kernel: Tensor, skip: Tensor?) -> Tensor {
+  static func apply(_ x: Tensor, kernel: Tensor, skip: Tensor?, bias: Tensor?) -> Tensor {
     let (length, channels) = (x.shape[1], x.shape[2])
-    if let skip {
-      precondition(
-        skip.shape == [channels], "longConvolution: skip \(skip.shape) does not match \(channels) channels")
+    for (name, term) in [("skip", skip), ("bias", bias)] {
+      if let term {
+        precondition(
+          term.shape == [channels],
+          "longConvolution: \(name) \(term.shape) does not match \(channels) channels")
+      }
     }
     let lags = min(kernel.shape[1], length)
     // `[lags, D]`: one lag's taps are contiguous over the channels.
     let taps = tapsByLag(kernel, lags: lags)
-    let out = sumOfTaps(x, shape: x.shape, taps: taps, lags: lags, skip: skip, direction: .causal)
-    let needsGraph = Tensor.isRecording && (x.node != nil || kernel.node != nil || skip?.node != nil)
+    let out = sumOfTaps(x, shape: x.shape, taps: taps, lags: lags, skip: skip, bias: bias, direction: .causal)
+    let needsGraph =
+      Tensor.isRecording && (x.node != nil || kernel.node != nil || skip?.node != nil || bias?.node != nil)
     guard needsGraph else { return out }
-    let inputs = [x, kernel] + [skip].compactMap { $0 }
+    let inputs = [x, kernel] + [skip, bias].compactMap { $0 }
     return Tensor.recorded("shortConvolution", shape: x.shape, storage: out.storage, inputs: inputs) {
-      [x, kernel, skip, taps] g in
+      [x, kernel, skip, bias, taps] g in
       // The input's pullback is the same sum with the taps reversed in time (a correlation).
       let dx =
         x.node == nil
-        ? nil : sumOfTaps(g, shape: x.shape, taps: taps, lags: lags, skip: skip, direction: .anticausal)
-      let dk = kernel.node == nil ? nil : kernelGradient(g, x, columns: kernel.shape[1], lags: lags)
-      return [dx, dk] + (skip.map { [LongConvolution.skipGradient(g, x: x, skip: $0)] } ?? [])
+        ? nil
+        : sumOfTaps(g, shape: x.shape, taps: taps, lags: lags, skip: skip, bias: nil, direction: .anticausal)
+      let biasNeedsGradient = bias?.node != nil
+      var (dk, dbias): (Tensor?, Tensor?) = (nil, nil)
+      if kernel.node != nil || biasNeedsGradient {
+        (dk, dbias) = kernelGradient(
+          g, x, columns: kernel.shape[1], lags: kernel.node == nil ? 0 : lags, biasGradient: biasNeedsGradient
+        )
+      }
+      return [dx, kernel.node == nil ? nil : dk]
+        + (skip.map { [LongConvolution.skipGradient(g, x: x, skip: $0)] } ?? [])
+        + (bias.map { _ in [dbias] } ?? [])
     }
   }
 
   /// Which neighbours a tap reaches: earlier rows (the convolution) or later ones (its adjoint).
   enum TapDirection { case causal, anticausal }
 
-  /// `out[b, i] = skip * v[b, i] + sum_k taps[k] * v[b, i -/+ k]` over the lags that stay inside
-  /// the sequence, `-` for `.causal`, `+` for `.anticausal`; `v` holds `shape` = `[B, L, D]`
-  /// values in that order (a pullback's gradient may carry another shape of the same count).
+  /// `out[b, i] = bias + skip * v[b, i] + sum_k taps[k] * v[b, i -/+ k]` over the lags that
+  /// stay inside the sequence, `-` for `.causal`, `+` for `.anticausal`; `v` holds `shape` =
+  /// `[B, L, D]` values in that order (a pullback's gradient may carry another shape of the
+  /// same count).
   static func sumOfTaps(
-    _ v: Tensor, shape: [Int], taps: TensorStorage, lags: Int, skip: Tensor?, direction: TapDirection
+    _ v: Tensor, shape: [Int], taps: TensorStorage, lags: Int, skip: Tensor?, bias: Tensor?,
+    direction: TapDirection
   ) -> Tensor {
     precondition(v.count == shape.reduce(1, *), "shortConvolution: \(v.count) values for shape \(shape)")
     let (length, channels) = (shape[1], shape[2])
@@ -58,6 +78,7 @@ enum ShortConvolution {
       SendablePointer(v.storage.base), SendablePointer(out.base), SendablePointer(taps.base)
     )
     let sp = skip.map { SendablePointer($0.storage.base) }
+    let bp = bias.map { SendablePointer($0.storage.base) }
     let step = direction == .causal ? -1 : 1
     parallelRanges(v.count / max(1, channels), grain: max(1, (1 << 15) / max(1, channels * lags))) { rows in
       for row in rows {
@@ -66,7 +87,8 @@ enum ShortConvolution {
         let (o, vi) = (op.base + row * channels, vp.base + row * channels)
         // Channels 16 at a time, the sum over lags in registers (one store per output).
         forEachChannelBlock(channels) { c, width in
-          var sum = sp.map { load(width, $0.base + c) * load(width, vi + c) } ?? Lanes()
+          var sum = bp.map { load(width, $0.base + c) } ?? Lanes()
+          if let sp { sum += load(width, sp.base + c) * load(width, vi + c) }
           for k in 0..<reach {
             sum +=
               load(width, tp.base + k * channels + c) * load(width, vp.base + (row + step * k) * channels + c)
@@ -89,21 +111,32 @@ enum ShortConvolution {
   }
 
   /// `dt[c, k] = sum_b sum_(i >= k) g[b, i, c] x[b, i - k, c]` as `[D, columns]` (zero past
-  /// `lags`): blocks of ``rowsPerBlock`` rows in parallel, then the blocks summed in order.
-  static func kernelGradient(_ g: Tensor, _ x: Tensor, columns: Int, lags: Int) -> Tensor {
+  /// `lags`), and with `biasGradient` also `dbeta[c] = sum_b sum_i g[b, i, c]` as `[D]`, in the
+  /// same pass over `g`: blocks of ``rowsPerBlock`` rows in parallel, then the blocks summed in
+  /// order.
+  static func kernelGradient(_ g: Tensor, _ x: Tensor, columns: Int, lags: Int, biasGradient: Bool = false)
+    -> (kernel: Tensor, bias: Tensor?)
+  {
     let (batch, length, channels) = (x.shape[0], x.shape[1], x.shape[2])
     let rows = batch * length
     let blocks = (rows + rowsPerBlock - 1) / rowsPerBlock
-    let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, blocks * lags * channels))
+    // Per block: `lags` rows of kernel sums, then (with `biasGradient`) one row of bias sums.
+    let sumsPerBlock = (lags + (biasGradient ? 1 : 0)) * channels
+    let partial = UnsafeMutablePointer<Float>.allocate(capacity: max(1, blocks * sumsPerBlock))
     defer { partial.deallocate() }
     let (pp, gp, xp) = (
       SendablePointer(partial), SendablePointer(g.storage.base), SendablePointer(x.storage.base)
     )
     parallelTasks(blocks) { block, _ in
-      let sums = pp.base + block * lags * channels
+      let sums = pp.base + block * sumsPerBlock
       let blockRows = block * rowsPerBlock..<min(rows, (block + 1) * rowsPerBlock)
       // Channels 16 at a time, each lag's sum in a register over the block's rows.
       forEachChannelBlock(channels) { c, width in
+        if biasGradient {
+          var sum = Lanes()
+          for row in blockRows { sum += load(width, gp.base + row * channels + c) }
+          store(sum, width, sums + lags * channels + c)
+        }
         for k in 0..<lags {
           var sum = Lanes()
           for row in blockRows where row % length >= k {
@@ -114,13 +147,20 @@ enum ShortConvolution {
       }
     }
     let storage = TensorStorage(count: channels * columns, repeating: 0)
+    let biasStorage = biasGradient ? TensorStorage(count: channels, repeating: 0) : nil
     for block in 0..<blocks {
-      let sums = partial + block * lags * channels
+      let sums = partial + block * sumsPerBlock
       for k in 0..<lags {
         for c in 0..<channels { storage.base[c * columns + k] += sums[k * channels + c] }
       }
+      if let biasStorage {
+        for c in 0..<channels { biasStorage.base[c] += sums[lags * channels + c] }
+      }
     }
-    return Tensor(shape: [channels, columns], storage: storage)
+    return (
+      Tensor(shape: [channels, columns], storage: storage),
+      biasStorage.map { Tensor(shape: [channels], storage: $0) }
+    )
   }
 
   /// 16 channels' values.
