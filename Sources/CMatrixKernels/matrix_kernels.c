@@ -12,7 +12,9 @@
 // (MR rows, KC deep) and B (KC deep, NR columns). With AVX-512 (12 x 32 tiles) a KC x NR panel
 // of B (32 KB) stays in L1, an MC x KC block of A (192 KB) in L2, a KC x NC block of B (up to
 // 4 MB) in L3. The AVX2 tiles are 6 x 16 (12 of the 16 ymm registers accumulate), its A block
-// 120 rows (120 KB, for the 256 KB L2 of older AVX2 cores).
+// 120 rows (120 KB, for the 256 KB L2 of older AVX2 cores). A transposed A, and then a stored
+// B, are read in place instead of packed (see `lck_sgemm`): their panels' layout is already
+// the packed one, with a stride.
 enum { MR = 12, NR = 32, KC = 256, MC = 192, NC = 4096 };
 enum { MR2 = 6, NR2 = 16, MC2 = 120 };
 
@@ -157,7 +159,7 @@ static void pack_a_avx2(const float *a, long lda, int t, long m, long i0, long m
 // A[p MR + i], B's (p, j) at B[p NR + j]), then `C = alpha acc + beta C` (C not read when beta
 // is 0) for the `rows x cols` part inside the matrix.
 __attribute__((target("avx512f"), always_inline)) static inline void kernel_body(
-    long kc, const float *A, long a_step, long a_row, const float *B, float *c, long ldc,
+    long kc, const float *A, long a_step, long a_row, const float *B, long b_step, float *c, long ldc,
     float alpha, float beta, const float *bias, long rows, long cols) {
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -170,7 +172,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void kernel_body
   }
 #pragma clang loop unroll_count(4)
   for (long p = 0; p < kc; p++) {
-    const __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
+    const __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16);
 #define ROW(i, x0, x1)                      \
   {                                         \
     const __m512 ai = _mm512_set1_ps(A[(i) * a_row]); \
@@ -182,7 +184,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void kernel_body
     ROW(8, c80, c81) ROW(9, c90, c91) ROW(10, ca0, ca1) ROW(11, cb0, cb1)
 #undef ROW
     A += a_step;
-    B += NR;
+    B += b_step;
   }
   __m512 acc[MR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51},
                        {c60, c61}, {c70, c71}, {c80, c81}, {c90, c91}, {ca0, ca1}, {cb0, cb1}};
@@ -224,38 +226,41 @@ __attribute__((target("avx512f"), always_inline)) static inline void kernel_body
   }
 }
 
-// The tile from a packed A panel, and read directly from a stored A: row-major (a row's steps
-// contiguous, rows `lda` apart) or transposed (a step's rows contiguous, steps `lda` apart).
+// The tile from packed panels of A and B; from a transposed A read in place (a step's rows
+// contiguous, steps `lda` apart) and a packed B; and from both read in place (B stored: a
+// step's columns contiguous, steps `ldb` apart).
 __attribute__((target("avx512f"))) static void kernel(long kc, const float *A, long lda,
-                                                      const float *B, float *c, long ldc,
-                                                      float alpha, float beta,
-                                                      const float *bias, long rows, long cols) {
-  kernel_body(kc, A, MR, 1, B, c, ldc, alpha, beta, bias, rows, cols);
-}
-__attribute__((target("avx512f"))) static void kernel_rows(long kc, const float *A, long lda,
-                                                           const float *B, float *c, long ldc,
-                                                           float alpha, float beta,
-                                                           const float *bias, long rows, long cols) {
-  kernel_body(kc, A, 1, lda, B, c, ldc, alpha, beta, bias, rows, cols);
+                                                      const float *B, long ldb, float *c, long ldc,
+                                                      float alpha, float beta, const float *bias,
+                                                      long rows, long cols) {
+  kernel_body(kc, A, MR, 1, B, NR, c, ldc, alpha, beta, bias, rows, cols);
 }
 __attribute__((target("avx512f"))) static void kernel_steps(long kc, const float *A, long lda,
-                                                            const float *B, float *c, long ldc,
-                                                            float alpha, float beta,
-                                                            const float *bias, long rows, long cols) {
-  kernel_body(kc, A, lda, 1, B, c, ldc, alpha, beta, bias, rows, cols);
+                                                            const float *B, long ldb, float *c,
+                                                            long ldc, float alpha, float beta,
+                                                            const float *bias, long rows,
+                                                            long cols) {
+  kernel_body(kc, A, lda, 1, B, NR, c, ldc, alpha, beta, bias, rows, cols);
+}
+__attribute__((target("avx512f"))) static void kernel_in_place(long kc, const float *A, long lda,
+                                                               const float *B, long ldb, float *c,
+                                                               long ldc, float alpha, float beta,
+                                                               const float *bias, long rows,
+                                                               long cols) {
+  kernel_body(kc, A, lda, 1, B, ldb, c, ldc, alpha, beta, bias, rows, cols);
 }
 
 // The MR2 x NR2 tile of the AVX2 kernels, as `kernel` (AVX-512) does its tile; edge tiles go
 // through a copy of the tile in memory.
 __attribute__((target("avx2,fma"), always_inline)) static inline void kernel_avx2_body(
-    long kc, const float *A, long a_step, long a_row, const float *B, float *c, long ldc,
+    long kc, const float *A, long a_step, long a_row, const float *B, long b_step, float *c, long ldc,
     float alpha, float beta, const float *bias, long rows, long cols) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
   for (long i = 0; i < rows; i++) _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
 #pragma clang loop unroll_count(4)
   for (long p = 0; p < kc; p++) {
-    const __m256 b0 = _mm256_load_ps(B), b1 = _mm256_load_ps(B + 8);
+    const __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8);
 #define ROW(i, x0, x1)                         \
   {                                            \
     const __m256 ai = _mm256_broadcast_ss(A + (i) * a_row); \
@@ -266,7 +271,7 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void kernel_avx
     ROW(5, c50, c51)
 #undef ROW
     A += a_step;
-    B += NR2;
+    B += b_step;
   }
   __m256 acc[MR2][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   if (alpha != 1.0f) {
@@ -305,22 +310,23 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void kernel_avx
 }
 
 __attribute__((target("avx2,fma"))) static void kernel_avx2(long kc, const float *A, long lda,
-                                                            const float *B, float *c, long ldc,
-                                                            float alpha, float beta,
-                                                            const float *bias, long rows, long cols) {
-  kernel_avx2_body(kc, A, MR2, 1, B, c, ldc, alpha, beta, bias, rows, cols);
-}
-__attribute__((target("avx2,fma"))) static void kernel_avx2_rows(long kc, const float *A, long lda,
-                                                                 const float *B, float *c, long ldc,
-                                                                 float alpha, float beta,
-                                                                 const float *bias, long rows, long cols) {
-  kernel_avx2_body(kc, A, 1, lda, B, c, ldc, alpha, beta, bias, rows, cols);
+                                                            const float *B, long ldb, float *c,
+                                                            long ldc, float alpha, float beta,
+                                                            const float *bias, long rows,
+                                                            long cols) {
+  kernel_avx2_body(kc, A, MR2, 1, B, NR2, c, ldc, alpha, beta, bias, rows, cols);
 }
 __attribute__((target("avx2,fma"))) static void kernel_avx2_steps(long kc, const float *A, long lda,
-                                                                  const float *B, float *c,
-                                                                  long ldc, float alpha, float beta,
-                                                                  const float *bias, long rows, long cols) {
-  kernel_avx2_body(kc, A, lda, 1, B, c, ldc, alpha, beta, bias, rows, cols);
+                                                                  const float *B, long ldb,
+                                                                  float *c, long ldc, float alpha,
+                                                                  float beta, const float *bias,
+                                                                  long rows, long cols) {
+  kernel_avx2_body(kc, A, lda, 1, B, NR2, c, ldc, alpha, beta, bias, rows, cols);
+}
+__attribute__((target("avx2,fma"))) static void kernel_avx2_in_place(
+    long kc, const float *A, long lda, const float *B, long ldb, float *c, long ldc, float alpha,
+    float beta, const float *bias, long rows, long cols) {
+  kernel_avx2_body(kc, A, lda, 1, B, ldb, c, ldc, alpha, beta, bias, rows, cols);
 }
 
 // One instruction set's tiles: their sizes, how A and B are packed and the micro-kernel.
@@ -330,16 +336,15 @@ typedef struct {
                  float *out);
   void (*pack_b)(const float *b, long ldb, int t, long n, long p0, long kc, long j0, long nc,
                  float *out);
-  // kernel[0]: A packed; [1]: A read from its rows (stored A); [2]: from its steps
-  // (transposed A).
-  void (*kernel[3])(long kc, const float *A, long lda, const float *B, float *c, long ldc,
+  // kernel[0]: A and B packed; [1]: a transposed A in place, B packed; [2]: both in place.
+  void (*kernel[3])(long kc, const float *A, long lda, const float *B, long ldb, float *c, long ldc,
                     float alpha, float beta, const float *bias, long rows, long cols);
 } tiles;
 
 static const tiles avx512_tiles = {
-    MR, NR, MC, pack_a, pack_b_avx512, {kernel, kernel_rows, kernel_steps}};
+    MR, NR, MC, pack_a, pack_b_avx512, {kernel, kernel_steps, kernel_in_place}};
 static const tiles avx2_tiles = {
-    MR2, NR2, MC2, pack_a_avx2, pack_b_avx2, {kernel_avx2, kernel_avx2_rows, kernel_avx2_steps}};
+    MR2, NR2, MC2, pack_a_avx2, pack_b_avx2, {kernel_avx2, kernel_avx2_steps, kernel_avx2_in_place}};
 
 // Lines of a stored sub-matrix (`rows` rows of `width` floats, `ld` apart) to prefetch into L2
 // over `steps` calls of `prefetch_some`, a row's lines at a time.
@@ -387,7 +392,10 @@ void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, lo
   // A transposed A is read in place: each step's MR rows are contiguous, as in a packed panel
   // (192 x 64 x 8192: 93 -> 109 GFLOP/s on one Zen 4 thread). A stored A is packed: read in
   // place, its rows' values would be MR lines apart, all in one L1 bank (83 -> 52 GFLOP/s).
-  const int direct = transpose_a;
+  // With A in place, a stored B is read in place too (a weight gradient g^T x: x is not packed
+  // again by every thread for every depth block): Hyena step 56.8 -> 55.2 ms on two threads,
+  // TNN step 768 -> 748.
+  const int direct = transpose_a, direct_b = direct && !transpose_b;
   if (a_row_sums) memset(a_row_sums, 0, (size_t)m * sizeof(float));
   for (long j0 = 0; j0 < n; j0 += NC) {
     const long nc = n - j0 < NC ? n - j0 : NC;
@@ -397,7 +405,11 @@ void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, lo
       // accumulate.
       const float block_beta = p0 == 0 ? beta : 1.0f;
       const float *block_bias = p0 == 0 ? bias : NULL;
-      tl->pack_b(b, ldb, transpose_b, n, p0, kc, j0, nc, pb);
+      // With A read in place, a stored B is too but for a last partial panel (reading its
+      // missing columns would leave the row): that one is packed.
+      const long whole_columns = direct_b ? nc - nc % tl->nr : 0;
+      if (whole_columns < nc)
+        tl->pack_b(b, ldb, transpose_b, n, p0, kc, j0 + whole_columns, nc - whole_columns, pb);
       for (long i0 = 0; i0 < m; i0 += tl->mc) {
         const long mc = m - i0 < tl->mc ? m - i0 : tl->mc;
         // Read directly, A's tiles are those of the stored matrix, but for a last partial
@@ -424,13 +436,19 @@ void lck_sgemm(lck_isa isa, int transpose_a, int transpose_b, long m, long n, lo
             const long rows = mc - ir < tl->mr ? mc - ir : tl->mr;
             float *tile_c = c + (i0 + ir) * ldc + j0 + jr;
             const float *tile_bias = block_bias ? block_bias + j0 + jr : NULL;
+            const int b_in_place = jr < whole_columns;
+            const float *tile_b =
+                b_in_place ? b + p0 * ldb + j0 + jr : pb + (jr - whole_columns) * kc;
             if (ir < whole) {
-              const long i = i0 + ir;
-              const float *tile_a = transpose_a ? a + p0 * lda + i : a + i * lda + p0;
-              tl->kernel[transpose_a ? 2 : 1](kc, tile_a, lda, pb + jr * kc, tile_c, ldc, alpha,
-                                               block_beta, tile_bias, rows, cols);
+              tl->kernel[b_in_place ? 2 : 1](kc, a + p0 * lda + i0 + ir, lda, tile_b, ldb, tile_c,
+                                              ldc, alpha, block_beta, tile_bias, rows, cols);
+            } else if (b_in_place) {
+              // A's packed last tile with B in place: packed A panels are `lda = MR` steps of
+              // MR rows, which the in-place kernel reads the same way.
+              tl->kernel[2](kc, pa + (ir - whole) * kc, tl->mr, tile_b, ldb, tile_c, ldc, alpha,
+                            block_beta, tile_bias, rows, cols);
             } else {
-              tl->kernel[0](kc, pa + (ir - whole) * kc, tl->mr, pb + jr * kc, tile_c, ldc, alpha,
+              tl->kernel[0](kc, pa + (ir - whole) * kc, tl->mr, tile_b, tl->nr, tile_c, ldc, alpha,
                             block_beta, tile_bias, rows, cols);
             }
             prefetch_some(&next);

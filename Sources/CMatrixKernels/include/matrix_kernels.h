@@ -1,5 +1,6 @@
 // A single-precision matrix product with AVX-512 or AVX2 micro-kernels, for machines whose BLAS
-// runs narrower kernels than the CPU has (see LongConvTensors' BLAS.swift for when it is used).
+// runs narrower kernels than the CPU has, and for products it runs with a memory pass fewer
+// than BLAS (a bias, a transposed A; see LongConvTensors' BLAS.swift for when it is used).
 #ifndef MATRIX_KERNELS_H
 #define MATRIX_KERNELS_H
 
