@@ -212,10 +212,52 @@ static void pack_middle(float *s, long half, const float *twiddles, long from) {
     }                                                                                          \
   }                                                                                            \
                                                                                                \
+  TARGET static void tap_sums_##SUFFIX(const float *v, float *out, long row0, long row1,       \
+                                       long length, long channels, const float *taps,          \
+                                       long lags, int anticausal, const float *bias,           \
+                                       const float *skip) {                                    \
+    for (long row = row0; row < row1; row++) {                                                 \
+      const long position = row % length;                                                      \
+      const long room = anticausal ? length - position : position + 1;                         \
+      const long reach = lags < room ? lags : room;                                            \
+      const long step = anticausal ? channels : -channels;                                     \
+      const float *here = v + row * channels;                                                  \
+      float *o = out + row * channels;                                                         \
+      LCK_EACH_VECTOR(W, channels, {                                                           \
+        vf_##SUFFIX sum = bias ? load_##SUFFIX(bias + i, c) : (vf_##SUFFIX){0};                \
+        if (skip) sum += load_##SUFFIX(skip + i, c) * load_##SUFFIX(here + i, c);               \
+        for (long k = 0; k < reach; k++)                                                       \
+          sum += load_##SUFFIX(taps + k * channels + i, c) *                                   \
+                 load_##SUFFIX(here + k * step + i, c);                                        \
+        store_##SUFFIX(o + i, sum, c);                                                         \
+      })                                                                                       \
+    }                                                                                          \
+  }                                                                                            \
+  TARGET static void tap_gradient_sums_##SUFFIX(const float *g, const float *x, long row0,     \
+                                                long row1, long length, long channels,         \
+                                                long lags, float *sums, float *bias_sums) {    \
+    memset(sums, 0, (size_t)(lags * channels) * sizeof(float));                                \
+    if (bias_sums) memset(bias_sums, 0, (size_t)channels * sizeof(float));                     \
+    for (long row = row0; row < row1; row++) {                                                 \
+      const long position = row % length;                                                      \
+      const long reach = lags < position + 1 ? lags : position + 1;                            \
+      const float *gr = g + row * channels, *xr = x + row * channels;                          \
+      LCK_EACH_VECTOR(W, channels, {                                                           \
+        const vf_##SUFFIX gv = load_##SUFFIX(gr + i, c);                                       \
+        if (bias_sums) store_##SUFFIX(bias_sums + i, load_##SUFFIX(bias_sums + i, c) + gv, c);  \
+        for (long k = 0; k < reach; k++) {                                                     \
+          float *sk = sums + k * channels + i;                                                 \
+          store_##SUFFIX(sk, load_##SUFFIX(sk, c) + gv * load_##SUFFIX(xr - k * channels + i, c), \
+                         c);                                                                   \
+        }                                                                                      \
+      })                                                                                       \
+    }                                                                                          \
+  }                                                                                            \
+                                                                                               \
   static const lck_convolution_kernels kernels_##SUFFIX = {                                    \
       gather_##SUFFIX, scatter_##SUFFIX, product_##SUFFIX,                                     \
       accumulate_conjugate_product_##SUFFIX, unpack_real_spectra_##SUFFIX,                     \
-      pack_real_spectra_##SUFFIX, 0};
+      pack_real_spectra_##SUFFIX, tap_sums_##SUFFIX, tap_gradient_sums_##SUFFIX, 0};
 
 LCK_CONVOLUTION_KERNELS(portable, 4, )
 #if defined(__x86_64__)

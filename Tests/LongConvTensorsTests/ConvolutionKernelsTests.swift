@@ -9,7 +9,7 @@ import Testing
 /// instruction set this CPU runs: the transposes move values exactly (checked value by value
 /// against their index formulas, over every width and length around the vector sizes, with
 /// strides wider than the data and guards that must stay untouched), the products against the
-/// complex arithmetic in Double.
+/// complex arithmetic in Double; the short convolution's sums against the same sums in Double.
 @Suite struct ConvolutionKernelsTests {
   static let available: [lck_isa] = [LCK_ISA_PORTABLE, LCK_ISA_AVX2, LCK_ISA_AVX512].filter {
     ConvolutionKernels.functions(for: $0) != nil
@@ -209,6 +209,86 @@ import Testing
             )
             #expect(
               packed[2 * (r * rowStride + k) + part] == Self.guardValue, "\(name) pack wrote past X[half]")
+          }
+        }
+      }
+    }
+  }
+
+  /// `tap_sums` (both directions, with and without bias and skip) and `tap_gradient_sums` over a
+  /// range of rows that starts and ends inside sequences, for channel counts around the vector
+  /// widths, against the sums in Double (relative `1e-5` of the sum of magnitudes); rows outside
+  /// the range stay untouched.
+  @Test(arguments: available)
+  func shortConvolutionSums(_ isa: lck_isa) throws {
+    let kernels = try #require(ConvolutionKernels.functions(for: isa))
+    let name = String(cString: lck_isa_name(isa))
+    let (length, sequences, lags) = (9, 3, 4)
+    let rows = length * sequences
+    let (row0, row1) = (5, 23)
+    for channels in [1, 5, 8, 16, 19, 33] {
+      let v = Self.values(rows * channels, seed: UInt64(channels))
+      let g = Self.values(rows * channels, seed: UInt64(channels) + 100)
+      let taps = Self.values(lags * channels, seed: 3)
+      let (bias, skip) = (Self.values(channels, seed: 4), Self.values(channels, seed: 5))
+      func close(_ got: Float, _ want: Double, _ magnitude: Double) -> Bool {
+        abs(Double(got) - want) <= 1e-5 * magnitude
+      }
+      for anticausal in [false, true] {
+        for (withBias, withSkip) in [(false, false), (true, true), (true, false)] {
+          var out = [Float](repeating: Self.guardValue, count: rows * channels)
+          kernels.tap_sums(
+            v, &out, row0, row1, length, channels, taps, lags, anticausal ? 1 : 0,
+            withBias ? bias : nil, withSkip ? skip : nil)
+          for row in 0..<rows {
+            for c in 0..<channels {
+              let got = out[row * channels + c]
+              guard (row0..<row1).contains(row) else {
+                #expect(got == Self.guardValue, "\(name) tap_sums wrote row \(row)")
+                continue
+              }
+              var terms = [
+                withBias ? Double(bias[c]) : 0, withSkip ? Double(skip[c] * v[row * channels + c]) : 0,
+              ]
+              let position = row % length
+              for k in 0..<lags {
+                let other = anticausal ? position + k : position - k
+                if other < 0 || other >= length { continue }
+                terms.append(
+                  Double(taps[k * channels + c]) * Double(v[(row - position + other) * channels + c]))
+              }
+              let want = terms.reduce(0, +)
+              #expect(
+                close(got, want, terms.reduce(0) { $0 + abs($1) }),
+                "\(name) tap_sums D \(channels) anticausal \(anticausal) bias \(withBias) skip \(withSkip) [\(row), \(c)]"
+              )
+            }
+          }
+        }
+      }
+      for withBias in [false, true] {
+        var sums = [Float](repeating: .nan, count: lags * channels)
+        var biasSums = [Float](repeating: .nan, count: channels)
+        biasSums.withUnsafeMutableBufferPointer { bp in
+          kernels.tap_gradient_sums(
+            g, v, row0, row1, length, channels, lags, &sums, withBias ? bp.baseAddress : nil)
+        }
+        for c in 0..<channels {
+          for k in 0..<lags {
+            let terms = (row0..<row1).filter { $0 % length >= k }.map {
+              Double(g[$0 * channels + c]) * Double(v[($0 - k) * channels + c])
+            }
+            #expect(
+              close(sums[k * channels + c], terms.reduce(0, +), terms.reduce(0) { $0 + abs($1) }),
+              "\(name) tap_gradient_sums D \(channels) [\(k), \(c)]")
+          }
+          if withBias {
+            let terms = (row0..<row1).map { Double(g[$0 * channels + c]) }
+            #expect(
+              close(biasSums[c], terms.reduce(0, +), terms.reduce(0) { $0 + abs($1) }),
+              "\(name) bias sums D \(channels) [\(c)]")
+          } else {
+            #expect(biasSums[c].isNaN, "\(name): bias sums written without being asked")
           }
         }
       }

@@ -93,6 +93,40 @@ import Testing
     }
   }
 
+  /// Several slices of one computed (not leaf) value: their gradients are put together when
+  /// the value's own pullback runs (copied into place when they do not overlap, zeros around
+  /// them; added onto zeros when they overlap or cut different axes; added onto the gradient of
+  /// other uses of the value), against finite differences.
+  @Test func slicesOfOneValueTakeTheirGradientsTogether() {
+    let x = uniformTensor(Self.shape, seed: 89)
+    func streams(_ u: Tensor) -> (Tensor, Tensor, Tensor) {
+      (u.slice(axis: 2, 0..<1), u.slice(axis: 2, 1..<3), u.slice(axis: 2, 3..<4))
+    }
+    checkGradients("slices covering the last axis", inputs: [x]) {
+      let (a, b, c) = streams($0[0] * $0[0])
+      return a * c + b.sum(alongAxis: 2, keepingAxis: true)
+    }
+    checkGradients("covering slices and another use", inputs: [x]) {
+      let u = $0[0] * $0[0]
+      let (a, b, c) = streams(u)
+      return a * c + b.sum(alongAxis: 2, keepingAxis: true) + u.sum(alongAxis: 2, keepingAxis: true)
+    }
+    checkGradients("slices with a gap", inputs: [x]) {
+      let u = $0[0] * $0[0]
+      return u.slice(axis: 2, 0..<1) * u.slice(axis: 2, 2..<3)
+    }
+    checkGradients("overlapping slices", inputs: [x]) {
+      let u = $0[0] * $0[0]
+      return u.slice(axis: 2, 0..<3).sum(alongAxis: 2, keepingAxis: true)
+        * u.slice(axis: 2, 1..<4).sum(alongAxis: 2, keepingAxis: true)
+    }
+    checkGradients("slices of different axes", inputs: [x]) {
+      let u = $0[0] * $0[0]
+      return u.slice(axis: 1, 0..<2).sum(alongAxis: 1, keepingAxis: true)
+        * u.slice(axis: 2, 1..<2).sum(alongAxis: 1, keepingAxis: true)
+    }
+  }
+
   @Test(arguments: [0, 1, 2, -1])
   func concatenateMatchesIndexArithmetic(axis: Int) {
     let a = axis < 0 ? axis + 3 : axis

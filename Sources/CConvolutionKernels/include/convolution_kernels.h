@@ -1,7 +1,7 @@
 // The loops around the FFTs of LongConvTensors' long convolution, with the machine's widest
 // vector instructions (AVX-512, AVX2 + FMA, or SSE2 everywhere else), chosen at run time:
 // moving channels between a `[B, L, D]` tensor and the zero-padded rows FFTW transforms (a
-// transpose), and the products of spectra.
+// transpose), the products of spectra; and the direct convolution of short causal kernels.
 #ifndef LCK_CONVOLUTION_KERNELS_H
 #define LCK_CONVOLUTION_KERNELS_H
 
@@ -40,6 +40,19 @@ typedef struct {
   /// `z` gives `N` times the inverse real DFT of `X` as `x[2n] + i x[2n + 1] = z[n]`.
   void (*pack_real_spectra)(float *spectra, long rows, long stride, long half,
                             const float *twiddles);
+  /// The direct (short) convolution of rows `[row0, row1)` of `v`, rows of `channels` values
+  /// that are sequences of `length` positions one after another (row `r` is position
+  /// `r % length`): `out[r] = bias + skip v[r] + sum_k taps[k] v[r -/+ k]` over the lags
+  /// `k < lags` that stay in the row's sequence, `-` (causal) or `+` when `anticausal` (the
+  /// adjoint); `taps` is `[lags, channels]`, `bias` and `skip` `[channels]` or NULL.
+  void (*tap_sums)(const float *v, float *out, long row0, long row1, long length, long channels,
+                   const float *taps, long lags, int anticausal, const float *bias,
+                   const float *skip);
+  /// The taps' gradient over rows `[row0, row1)`: `sums[k, c] = sum_r g[r, c] x[r - k, c]` over
+  /// the rows whose position is at least `k` (`sums` `[lags, channels]`), and, unless NULL,
+  /// `bias_sums[c] = sum_r g[r, c]`; both overwritten.
+  void (*tap_gradient_sums)(const float *g, const float *x, long row0, long row1, long length,
+                            long channels, long lags, float *sums, float *bias_sums);
   lck_isa isa;
 } lck_convolution_kernels;
 

@@ -20,6 +20,9 @@ final class GraphNode: @unchecked Sendable {
   let isLeaf: Bool
   /// A frozen parameter takes no gradient (see ``Tensor/isFrozen``).
   var isFrozen = false
+  /// Gradients of slices of this (interior) node's value, added in by
+  /// ``assembleSliceGradients()`` once every consumer's pullback has run.
+  var sliceGradients: [SliceGradient] = []
 
   init(op: String, shape: [Int], inputs: [GraphNode?], pullback: ((Tensor) -> [Tensor?])?) {
     self.op = op
@@ -68,6 +71,100 @@ final class GraphNode: @unchecked Sendable {
     } else {
       gradient = g.detached()
     }
+  }
+}
+
+/// The gradient of a slice `range` of one axis of a node's value: the value read as
+/// `[outer, extent, inner]` around that axis, the gradient `[outer, range.count, inner]`.
+struct SliceGradient {
+  let outer: Int, extent: Int, inner: Int
+  let range: Range<Int>
+  let values: Tensor
+
+  func overlaps(_ other: SliceGradient) -> Bool { range.overlaps(other.range) }
+}
+
+extension GraphNode {
+  /// Takes the gradient of a slice of this node's value: kept apart and added in by
+  /// ``assembleSliceGradients()`` (a parameter's is added in at once), so that slices
+  /// covering the value (Hyena's streams) make one gradient tensor, each value written once,
+  /// where a full-size, zero-padded gradient per slice was written and then added up.
+  func accumulate(_ slice: SliceGradient) {
+    if isLeaf {
+      var nothing: Tensor? = nil
+      accumulate(GraphNode.assembled([slice], shape: shape, onto: &nothing))
+    } else {
+      sliceGradients.append(slice)
+    }
+  }
+
+  /// Adds the kept slice gradients into ``gradient``.
+  func assembleSliceGradients() {
+    guard !sliceGradients.isEmpty else { return }
+    let slices = sliceGradients
+    sliceGradients = []
+    var onto = gradient
+    gradient = nil
+    gradient = GraphNode.assembled(slices, shape: shape, onto: &onto)
+  }
+
+  /// `onto` (or zeros) plus every slice gradient in place. Without `onto`, when the slices are
+  /// along one axis and do not overlap, each is copied into place and only the rest zeroed.
+  static func assembled(_ slices: [SliceGradient], shape: [Int], onto: inout Tensor?) -> Tensor {
+    let count = Tensor.elementCount(shape)
+    let first = slices[0]
+    let (outer, extent, inner) = (first.outer, first.extent, first.inner)
+    let oneAxis = slices.allSatisfy { $0.outer == outer && $0.extent == extent && $0.inner == inner }
+    let disjoint =
+      oneAxis && slices.indices.allSatisfy { i in slices[..<i].allSatisfy { !$0.overlaps(slices[i]) } }
+    let storage: TensorStorage
+    var copyInto = false
+    if var base = onto?.storage {
+      onto = nil
+      storage = isKnownUniquelyReferenced(&base) ? base : Tensor(shape: shape, storage: base).copy().storage
+    } else if disjoint {
+      storage = TensorStorage(uninitializedCount: count)
+      copyInto = true
+    } else {
+      storage = TensorStorage(count: count, repeating: 0)
+    }
+    let out = SendablePointer(storage.base)
+    if copyInto {
+      // The positions of each outer row that no slice covers.
+      var gaps: [Range<Int>] = []
+      var covered = 0
+      for range in slices.map(\.range).sorted(by: { $0.lowerBound < $1.lowerBound }) {
+        if range.lowerBound > covered { gaps.append(covered..<range.lowerBound) }
+        covered = max(covered, range.upperBound)
+      }
+      if covered < extent { gaps.append(covered..<extent) }
+      if !gaps.isEmpty {
+        parallelRanges(outer, grain: max(1, (1 << 14) / max(1, extent * inner))) { rows in
+          for o in rows {
+            for gap in gaps {
+              (out.base + (o * extent + gap.lowerBound) * inner).update(
+                repeating: 0, count: gap.count * inner)
+            }
+          }
+        }
+      }
+    }
+    for slice in slices {
+      let (o0, e0, i0) = (slice.outer, slice.extent, slice.inner)
+      let width = slice.range.count * i0
+      let source = SendablePointer(slice.values.storage.base)
+      parallelRanges(o0, grain: max(1, (1 << 14) / max(1, width))) { rows in
+        for o in rows {
+          let (to, from) = (out.base + (o * e0 + slice.range.lowerBound) * i0, source.base + o * width)
+          if copyInto {
+            to.update(from: from, count: width)
+          } else {
+            for j in 0..<width { to[j] += from[j] }
+          }
+        }
+      }
+    }
+    return Tensor(shape: shape, storage: storage)
   }
 }
 
@@ -175,6 +272,7 @@ extension Tensor {
       root.accumulate(Tensor(repeating: 1, shape: shape))
       for (position, node) in order.enumerated().reversed() {
         guard let pullback = node.pullback else { continue }
+        node.assembleSliceGradients()
         if let g = node.gradient {
           let grads = pullback(g)
           precondition(
@@ -190,6 +288,7 @@ extension Tensor {
         node.pullback = nil
         node.inputs = []
         node.gradient = nil
+        node.sliceGradients = []
         if !parameters.isEmpty { progress(completeAfter[position] ?? []) }
       }
       if !parameters.isEmpty { progress(completeAfter[-1] ?? []) }

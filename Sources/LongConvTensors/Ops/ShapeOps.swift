@@ -65,20 +65,11 @@ extension Tensor {
           from: source.base + (o * extent + range.lowerBound) * inner, count: width)
       }
     }
-    return Tensor.recorded("slice", shape: outShape, storage: out, inputs: [self]) { [shape] g in
-      // The gradient's part in place, zeros around it: each value written once.
-      let dx = TensorStorage(uninitializedCount: Tensor.elementCount(shape))
-      let (gradient, full) = (SendablePointer(g.storage.base), SendablePointer(dx.base))
-      let (before, after) = (range.lowerBound * inner, (extent - range.upperBound) * inner)
-      parallelRanges(outer, grain: grain) { outers in
-        for o in outers {
-          let row = full.base + o * extent * inner
-          row.update(repeating: 0, count: before)
-          (row + before).update(from: gradient.base + o * width, count: width)
-          (row + before + width).update(repeating: 0, count: after)
-        }
-      }
-      return [Tensor(shape: shape, storage: dx)]
+    return Tensor.recorded("slice", shape: outShape, storage: out, inputs: [self]) { [node] g in
+      // Handed to the input's node, which puts the slices of its value together once they
+      // have all arrived (`GraphNode.assembleSliceGradients`).
+      node?.accumulate(SliceGradient(outer: outer, extent: extent, inner: inner, range: range, values: g))
+      return [nil]
     }
   }
 

@@ -13,7 +13,8 @@
 /// `[B, L, D]` once more each.
 ///
 /// `O(B L D K)` against the FFT's `O(B D N log N)` with `N` about `2L`, and no gathering into
-/// per-channel rows: the FFT path spent three quarters of its time, a fifth of a Hyena recall
+/// per-channel rows (the sums run in C with the CPU's widest vectors, `tap_sums` and
+/// `tap_gradient_sums` of CConvolutionKernels): the FFT path spent three quarters of its time, a fifth of a Hyena recall
 /// model's step, on the 3-tap filters of the operator's `3d` projected streams. The kernel
 /// gradient is summed over fixed blocks of rows and then over the blocks in order, so it does
 /// not depend on the thread count.
@@ -77,25 +78,14 @@ enum ShortConvolution {
     let (vp, op, tp) = (
       SendablePointer(v.storage.base), SendablePointer(out.base), SendablePointer(taps.base)
     )
-    let sp = skip.map { SendablePointer($0.storage.base) }
-    let bp = bias.map { SendablePointer($0.storage.base) }
-    let step = direction == .causal ? -1 : 1
+    let (sp, bp) = (
+      skip.map { SendablePointer($0.storage.base) }, bias.map { SendablePointer($0.storage.base) }
+    )
+    let kernels = ConvolutionKernels.best
     parallelRanges(v.count / max(1, channels), grain: max(1, (1 << 15) / max(1, channels * lags))) { rows in
-      for row in rows {
-        let i = row % length
-        let reach = min(lags, direction == .causal ? i + 1 : length - i)
-        let (o, vi) = (op.base + row * channels, vp.base + row * channels)
-        // Channels 16 at a time, the sum over lags in registers (one store per output).
-        forEachChannelBlock(channels) { c, width in
-          var sum = bp.map { load(width, $0.base + c) } ?? Lanes()
-          if let sp { sum += load(width, sp.base + c) * load(width, vi + c) }
-          for k in 0..<reach {
-            sum +=
-              load(width, tp.base + k * channels + c) * load(width, vp.base + (row + step * k) * channels + c)
-          }
-          store(sum, width, o + c)
-        }
-      }
+      kernels.tap_sums(
+        vp.base, op.base, rows.lowerBound, rows.upperBound, length, channels, tp.base, lags,
+        direction == .anticausal ? 1 : 0, bp?.base, sp?.base)
     }
     return Tensor(shape: shape, storage: out)
   }
@@ -127,24 +117,12 @@ enum ShortConvolution {
     let (pp, gp, xp) = (
       SendablePointer(partial), SendablePointer(g.storage.base), SendablePointer(x.storage.base)
     )
+    let kernels = ConvolutionKernels.best
     parallelTasks(blocks) { block, _ in
       let sums = pp.base + block * sumsPerBlock
-      let blockRows = block * rowsPerBlock..<min(rows, (block + 1) * rowsPerBlock)
-      // Channels 16 at a time, each lag's sum in a register over the block's rows.
-      forEachChannelBlock(channels) { c, width in
-        if biasGradient {
-          var sum = Lanes()
-          for row in blockRows { sum += load(width, gp.base + row * channels + c) }
-          store(sum, width, sums + lags * channels + c)
-        }
-        for k in 0..<lags {
-          var sum = Lanes()
-          for row in blockRows where row % length >= k {
-            sum += load(width, gp.base + row * channels + c) * load(width, xp.base + (row - k) * channels + c)
-          }
-          store(sum, width, sums + k * channels + c)
-        }
-      }
+      kernels.tap_gradient_sums(
+        gp.base, xp.base, block * rowsPerBlock, min(rows, (block + 1) * rowsPerBlock), length, channels, lags,
+        sums, biasGradient ? sums + lags * channels : nil)
     }
     let storage = TensorStorage(count: channels * columns, repeating: 0)
     let biasStorage = biasGradient ? TensorStorage(count: channels, repeating: 0) : nil
@@ -161,37 +139,5 @@ enum ShortConvolution {
       Tensor(shape: [channels, columns], storage: storage),
       biasStorage.map { Tensor(shape: [channels], storage: $0) }
     )
-  }
-
-  /// 16 channels' values.
-  typealias Lanes = SIMD16<Float>
-
-  /// `body(c, width)` for each block of up to 16 channels starting at `c`.
-  @inline(__always)
-  static func forEachChannelBlock(_ channels: Int, _ body: (Int, Int) -> Void) {
-    var c = 0
-    while c < channels {
-      body(c, min(16, channels - c))
-      c += 16
-    }
-  }
-
-  /// The `width <= 16` values at `p` (zero past `width`).
-  @inline(__always)
-  static func load(_ width: Int, _ p: UnsafePointer<Float>) -> Lanes {
-    if width == 16 { return UnsafeRawPointer(p).loadUnaligned(as: Lanes.self) }
-    var v = Lanes()
-    for j in 0..<width { v[j] = p[j] }
-    return v
-  }
-
-  /// Writes the first `width <= 16` lanes of `v` to `p`.
-  @inline(__always)
-  static func store(_ v: Lanes, _ width: Int, _ p: UnsafeMutablePointer<Float>) {
-    if width == 16 {
-      UnsafeMutableRawPointer(p).storeBytes(of: v, as: Lanes.self)
-      return
-    }
-    for j in 0..<width { p[j] = v[j] }
   }
 }
