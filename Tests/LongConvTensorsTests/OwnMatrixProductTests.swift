@@ -1,3 +1,4 @@
+import Foundation
 import LongConvTestSupport
 import Testing
 
@@ -87,6 +88,30 @@ import Testing
     }
   }
 
+  /// Operands read in place (a transposed A, and then a stored B) are never read past their
+  /// last value: each ends right before a page that may not be read (a read there stops the
+  /// test process), with widths that leave partial tiles and panels in both.
+  @Test(.enabled(if: BLAS.ownKernelsAvailable, "this CPU has neither AVX-512 nor AVX2 with FMA"))
+  func operandsReadInPlaceStayInside() throws {
+    for bits in Self.widths {
+      for (m, n, k) in [(37, 45, 70), (13, 50, 9), (130, 17, 300)] {
+        let (a, b) = (values(m * k, seed: 20), values(k * n, seed: 21))
+        let guardedA = try GuardedFloats(a)
+        let guardedB = try GuardedFloats(b)
+        var c = [Float](repeating: 0, count: m * n)
+        c.withUnsafeMutableBufferPointer { c in
+          BLAS.ownProduct(
+            transposeA: true, transposeB: false, m: m, n: n, k: k, alpha: 1, a: guardedA.values,
+            b: guardedB.values, beta: 0, c: c.baseAddress!, bits: bits)
+        }
+        let product = Dense.product(a, b, m: m, n: n, k: k, transposeA: true, transposeB: false)
+        expectProductClose(
+          c.map(Double.init), product.values, magnitudes: product.magnitudes, depth: k,
+          "\(bits)-bit \(m)x\(n)x\(k) in place at a page's end")
+      }
+    }
+  }
+
   /// With beta 0, C is written without being read: NaNs in it do not survive.
   @Test(.enabled(if: BLAS.ownKernelsAvailable, "this CPU has neither AVX-512 nor AVX2 with FMA"))
   func betaZeroIgnoresC() throws {
@@ -102,4 +127,25 @@ import Testing
       #expect(c.allSatisfy { $0.isFinite }, "\(bits)-bit kernels")
     }
   }
+}
+
+/// Values that end where an unreadable page begins.
+final class GuardedFloats {
+  let mapping: UnsafeMutableRawPointer
+  let bytes: Int
+  let values: UnsafeMutablePointer<Float>
+
+  init(_ source: [Float]) throws {
+    let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+    let dataPages = (source.count * 4 + page - 1) / page
+    bytes = (dataPages + 1) * page
+    let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+    guard let raw, raw != MAP_FAILED else { throw POSIXError(.ENOMEM) }
+    mapping = raw
+    #expect(mprotect(raw + dataPages * page, page, PROT_NONE) == 0)
+    values = (raw + dataPages * page - source.count * 4).bindMemory(to: Float.self, capacity: source.count)
+    values.update(from: source, count: source.count)
+  }
+
+  deinit { munmap(mapping, bytes) }
 }
