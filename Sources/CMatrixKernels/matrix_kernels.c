@@ -159,7 +159,7 @@ static void pack_a_avx2(const float *a, long lda, int t, long m, long i0, long m
 // A[p MR + i], B's (p, j) at B[p NR + j]), then `C = alpha acc + beta C` (C not read when beta
 // is 0) for the `rows x cols` part inside the matrix.
 __attribute__((target("avx512f"), always_inline)) static inline void kernel_body(
-    long kc, const float *A, long a_step, long a_row, const float *B, long b_step, float *c, long ldc,
+    long kc, const float *A, long a_step, const float *B, long b_step, float *c, long ldc,
     float alpha, float beta, const float *bias, long rows, long cols) {
   __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -175,7 +175,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void kernel_body
     const __m512 b0 = _mm512_loadu_ps(B), b1 = _mm512_loadu_ps(B + 16);
 #define ROW(i, x0, x1)                      \
   {                                         \
-    const __m512 ai = _mm512_set1_ps(A[(i) * a_row]); \
+    const __m512 ai = _mm512_set1_ps(A[i]); \
     x0 = _mm512_fmadd_ps(ai, b0, x0);       \
     x1 = _mm512_fmadd_ps(ai, b1, x1);       \
   }
@@ -226,34 +226,25 @@ __attribute__((target("avx512f"), always_inline)) static inline void kernel_body
   }
 }
 
-// The tile from packed panels of A and B; from a transposed A read in place (a step's rows
-// contiguous, steps `lda` apart) and a packed B; and from both read in place (B stored: a
-// step's columns contiguous, steps `ldb` apart).
-__attribute__((target("avx512f"))) static void kernel(long kc, const float *A, long lda,
-                                                      const float *B, long ldb, float *c, long ldc,
-                                                      float alpha, float beta, const float *bias,
-                                                      long rows, long cols) {
-  kernel_body(kc, A, MR, 1, B, NR, c, ldc, alpha, beta, bias, rows, cols);
-}
-__attribute__((target("avx512f"))) static void kernel_steps(long kc, const float *A, long lda,
-                                                            const float *B, long ldb, float *c,
-                                                            long ldc, float alpha, float beta,
-                                                            const float *bias, long rows,
-                                                            long cols) {
-  kernel_body(kc, A, lda, 1, B, NR, c, ldc, alpha, beta, bias, rows, cols);
-}
-__attribute__((target("avx512f"))) static void kernel_in_place(long kc, const float *A, long lda,
-                                                               const float *B, long ldb, float *c,
-                                                               long ldc, float alpha, float beta,
-                                                               const float *bias, long rows,
-                                                               long cols) {
-  kernel_body(kc, A, lda, 1, B, ldb, c, ldc, alpha, beta, bias, rows, cols);
-}
+// One entry point per layout of the operands, `a_step` and `b_step` the distance between a
+// tile's depth steps: a packed panel's MR or NR, or the stored matrix's row stride (a transposed
+// A read in place has a step's rows contiguous, a stored B a step's columns).
+#define LCK_TILE_KERNEL(NAME, BODY, TARGET, A_STEP, B_STEP)                                     \
+  TARGET static void NAME(long kc, const float *A, long lda, const float *B, long ldb, float *c, \
+                          long ldc, float alpha, float beta, const float *bias, long rows,       \
+                          long cols) {                                                           \
+    BODY(kc, A, A_STEP, B, B_STEP, c, ldc, alpha, beta, bias, rows, cols);                       \
+  }
+
+// A and B packed; a transposed A in place and B packed; both in place.
+LCK_TILE_KERNEL(kernel, kernel_body, __attribute__((target("avx512f"))), MR, NR)
+LCK_TILE_KERNEL(kernel_steps, kernel_body, __attribute__((target("avx512f"))), lda, NR)
+LCK_TILE_KERNEL(kernel_in_place, kernel_body, __attribute__((target("avx512f"))), lda, ldb)
 
 // The MR2 x NR2 tile of the AVX2 kernels, as `kernel` (AVX-512) does its tile; edge tiles go
 // through a copy of the tile in memory.
 __attribute__((target("avx2,fma"), always_inline)) static inline void kernel_avx2_body(
-    long kc, const float *A, long a_step, long a_row, const float *B, long b_step, float *c, long ldc,
+    long kc, const float *A, long a_step, const float *B, long b_step, float *c, long ldc,
     float alpha, float beta, const float *bias, long rows, long cols) {
   __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
   __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
@@ -263,7 +254,7 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void kernel_avx
     const __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8);
 #define ROW(i, x0, x1)                         \
   {                                            \
-    const __m256 ai = _mm256_broadcast_ss(A + (i) * a_row); \
+    const __m256 ai = _mm256_broadcast_ss(A + i); \
     x0 = _mm256_fmadd_ps(ai, b0, x0);          \
     x1 = _mm256_fmadd_ps(ai, b1, x1);          \
   }
@@ -309,25 +300,10 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void kernel_avx
   }
 }
 
-__attribute__((target("avx2,fma"))) static void kernel_avx2(long kc, const float *A, long lda,
-                                                            const float *B, long ldb, float *c,
-                                                            long ldc, float alpha, float beta,
-                                                            const float *bias, long rows,
-                                                            long cols) {
-  kernel_avx2_body(kc, A, MR2, 1, B, NR2, c, ldc, alpha, beta, bias, rows, cols);
-}
-__attribute__((target("avx2,fma"))) static void kernel_avx2_steps(long kc, const float *A, long lda,
-                                                                  const float *B, long ldb,
-                                                                  float *c, long ldc, float alpha,
-                                                                  float beta, const float *bias,
-                                                                  long rows, long cols) {
-  kernel_avx2_body(kc, A, lda, 1, B, NR2, c, ldc, alpha, beta, bias, rows, cols);
-}
-__attribute__((target("avx2,fma"))) static void kernel_avx2_in_place(
-    long kc, const float *A, long lda, const float *B, long ldb, float *c, long ldc, float alpha,
-    float beta, const float *bias, long rows, long cols) {
-  kernel_avx2_body(kc, A, lda, 1, B, ldb, c, ldc, alpha, beta, bias, rows, cols);
-}
+LCK_TILE_KERNEL(kernel_avx2, kernel_avx2_body, __attribute__((target("avx2,fma"))), MR2, NR2)
+LCK_TILE_KERNEL(kernel_avx2_steps, kernel_avx2_body, __attribute__((target("avx2,fma"))), lda, NR2)
+LCK_TILE_KERNEL(kernel_avx2_in_place, kernel_avx2_body, __attribute__((target("avx2,fma"))), lda,
+                ldb)
 
 // One instruction set's tiles: their sizes, how A and B are packed and the micro-kernel.
 typedef struct {

@@ -77,15 +77,20 @@ import Testing
               c: c.baseAddress!, rowSumsOfA: sums.baseAddress!, bits: bits)
           }
         }
-        let gamma = Double(k) * 0x1p-24 / (1 - Double(k) * 0x1p-24)
-        let worst = (0..<m).map { i -> Double in
-          let row = (0..<k).map { p in Double(transposeA ? a[p * m + i] : a[i * k + p]) }
-          let (sum, magnitude) = (row.reduce(0, +), row.reduce(0) { $0 + abs($1) })
-          return abs(Double(sums[i]) - sum) / (gamma * magnitude)
-        }.max()!
+        let worst = Self.rowSumsRatio(sums, a, m: m, k: k, transposeA: transposeA)
         #expect(worst <= 1, "\(bits)-bit \(m)x\(n)x\(k) tA \(transposeA): row sums at \(worst) of the bound")
       }
     }
+  }
+
+  /// The largest error of `sums`, op(A)'s row sums, against the sums in Double, in units of
+  /// their rounding bound `gamma_k sum |a|`.
+  static func rowSumsRatio(_ sums: [Float], _ a: [Float], m: Int, k: Int, transposeA: Bool) -> Double {
+    let gamma = Double(k) * 0x1p-24 / (1 - Double(k) * 0x1p-24)
+    return (0..<m).map { i -> Double in
+      let row = (0..<k).map { p in Double(transposeA ? a[p * m + i] : a[i * k + p]) }
+      return abs(Double(sums[i]) - row.reduce(0, +)) / (gamma * row.reduce(0) { $0 + abs($1) })
+    }.max() ?? 0
   }
 
   /// Operands read in place (a transposed A, and then a stored B) are never read past their
