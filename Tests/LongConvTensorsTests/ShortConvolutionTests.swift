@@ -12,7 +12,9 @@ import Testing
     (37, 2, 5, 1), (37, 2, 5, 3), (258, 3, 12, 4), (10, 2, 7, 16), (300, 2, 33, 16), (40, 2, 6, 17),
   ])
   func matchesTheDenseProduct(shape: (length: Int, batch: Int, channels: Int, lags: Int)) {
-    for (skip, bias) in [(false, false), (true, false), (false, true), (true, true)] {
+    // Skip and bias together or neither (the dense sums in Double dominate the suite's time;
+    // each term alone is checked by ConvolutionKernelsTests and biasGradientWithAFrozenKernel).
+    for (skip, bias) in [(false, false), (true, true)] {
       LongConvolutionTests().check(
         length: shape.length, batch: shape.batch, channels: shape.channels, columns: shape.lags,
         direction: .causal, skip: skip, bias: bias)
