@@ -155,9 +155,10 @@ static void pack_a_avx2(const float *a, long lda, int t, long m, long i0, long m
   }
 }
 
-// The MR x NR tile `acc = A B` over `kc` steps from packed panels (A's element (i, p) at
-// A[p MR + i], B's (p, j) at B[p NR + j]), then `C = alpha acc + beta C` (C not read when beta
-// is 0) for the `rows x cols` part inside the matrix.
+// The MR x NR tile `acc = A B` over `kc` steps (A's element (i, p) at A[p a_step + i], B's
+// (p, j) at B[p b_step + j]: packed panels have a_step = MR, b_step = NR), then
+// `C = alpha acc + bias + beta C` (no bias when NULL; C not read when beta is 0) for the
+// `rows x cols` part inside the matrix.
 __attribute__((target("avx512f"), always_inline)) static inline void kernel_body(
     long kc, const float *A, long a_step, const float *B, long b_step, float *c, long ldc,
     float alpha, float beta, const float *bias, long rows, long cols) {
@@ -196,7 +197,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void kernel_body
   const __mmask16 m1 = cols >= 32 ? 0xffff : cols <= 16 ? 0 : (__mmask16)((1u << (cols - 16)) - 1u);
   if (bias) {
     const __m512 bias0 = _mm512_maskz_loadu_ps(m0, bias), bias1 = _mm512_maskz_loadu_ps(m1, bias + 16);
-    for (long i = 0; i < MR; i++) acc[i][0] = _mm512_add_ps(acc[i][0], bias0), acc[i][1] = _mm512_add_ps(acc[i][1], bias1);
+    for (long i = 0; i < MR; i++) {
+      acc[i][0] = _mm512_add_ps(acc[i][0], bias0);
+      acc[i][1] = _mm512_add_ps(acc[i][1], bias1);
+    }
   }
   const __m512 vb = _mm512_set1_ps(beta);
   if (rows == MR && cols == NR) {
@@ -273,7 +277,10 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void kernel_avx
     float row_of_bias[NR2] = {0};
     for (long j = 0; j < cols; j++) row_of_bias[j] = bias[j];
     const __m256 bias0 = _mm256_loadu_ps(row_of_bias), bias1 = _mm256_loadu_ps(row_of_bias + 8);
-    for (long i = 0; i < MR2; i++) acc[i][0] = _mm256_add_ps(acc[i][0], bias0), acc[i][1] = _mm256_add_ps(acc[i][1], bias1);
+    for (long i = 0; i < MR2; i++) {
+      acc[i][0] = _mm256_add_ps(acc[i][0], bias0);
+      acc[i][1] = _mm256_add_ps(acc[i][1], bias1);
+    }
   }
   if (rows == MR2 && cols == NR2) {
     const __m256 vb = _mm256_set1_ps(beta);

@@ -236,6 +236,7 @@ import Testing
       }
       for anticausal in [false, true] {
         for (withBias, withSkip) in [(false, false), (true, true), (true, false)] {
+          let combination = "bias \(withBias) skip \(withSkip)"
           var out = [Float](repeating: Self.guardValue, count: rows * channels)
           kernels.tap_sums(
             v, &out, row0, row1, length, channels, taps, lags, anticausal ? 1 : 0,
@@ -260,7 +261,7 @@ import Testing
               let want = terms.reduce(0, +)
               #expect(
                 close(got, want, terms.reduce(0) { $0 + abs($1) }),
-                "\(name) tap_sums D \(channels) anticausal \(anticausal) bias \(withBias) skip \(withSkip) [\(row), \(c)]"
+                "\(name) tap_sums D \(channels) anticausal \(anticausal) \(combination) [\(row), \(c)]"
               )
             }
           }

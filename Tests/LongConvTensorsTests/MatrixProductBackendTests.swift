@@ -119,9 +119,9 @@ import Testing
 
   /// Products above the own kernels' threshold (`m n k >= 2^20`), every transpose: `BLAS.sgemm`
   /// (whichever backend the process chose), OpenBLAS (as the toolkit calls it, and one plain
-  /// threaded `cblas_sgemm`) and the own kernels of
-  /// every width the CPU runs, each within the rounding bound; `BLAS.sgemm` gives exactly what its chosen backend
-  /// gives (the own kernels for a transposed A when they take fused products).
+  /// threaded `cblas_sgemm`) and the own kernels of every width the CPU runs, each within the
+  /// rounding bound; `BLAS.sgemm` gives exactly what its chosen backend gives (the own kernels
+  /// for a transposed A when they take fused products).
   @Test(arguments: [(96, 130, 100), (257, 33, 129)])
   func bothBackendsWithinTheRoundingBound(m: Int, n: Int, k: Int) {
     #expect(m * n * k >= BLAS.ownKernelProduct)

@@ -52,7 +52,8 @@ import Testing
         }
         expectProductClose(
           c.map(Double.init), expected, magnitudes: magnitudes, depth: k,
-          "\(bits)-bit \(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta) bias \(withBias)"
+          "\(bits)-bit \(m)x\(n)x\(k) tA \(transposeA) tB \(transposeB) alpha \(alpha) beta \(beta)"
+            + " bias \(withBias)"
         )
       }
     }

@@ -14,8 +14,9 @@
 ///
 /// `O(B L D K)` against the FFT's `O(B D N log N)` with `N` about `2L`, and no gathering into
 /// per-channel rows (the sums run in C with the CPU's widest vectors, `tap_sums` and
-/// `tap_gradient_sums` of CConvolutionKernels): the FFT path spent three quarters of its time, a fifth of a Hyena recall
-/// model's step, on the 3-tap filters of the operator's `3d` projected streams. The kernel
+/// `tap_gradient_sums` of CConvolutionKernels): the FFT path spent three quarters of its time,
+/// a fifth of a Hyena recall model's step, on the 3-tap filters of the operator's `3d`
+/// projected streams. The kernel
 /// gradient is summed over fixed blocks of rows and then over the blocks in order, so it does
 /// not depend on the thread count.
 enum ShortConvolution {
