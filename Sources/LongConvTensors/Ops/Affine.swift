@@ -4,9 +4,9 @@ extension Tensor {
   /// `x` is `[..., in]` and `y` is `[..., out]`.
   ///
   /// The bias is added by the product itself (see `BLAS.sgemm`), so no separate broadcast
-  /// pass runs. The pullback is, with `g` read as
-  /// `[rows, out]`: `dx = g W`, `dW = g^T x` (both GEMMs reading their operands in place) and
-  /// `db` the column sums of `g` (summed by the product for `dW`, see `BLAS.sgemm`).
+  /// pass runs. The pullback is, with `g` read as `[rows, out]`: `dx = g W`, `dW = g^T x` (both
+  /// GEMMs reading their operands in place) and `db` the column sums of `g` (summed by the
+  /// product for `dW`, see `BLAS.sgemm`).
   ///
   /// - Complexity: `O(rows * in * out)`.
   public func linear(weight: Tensor, bias: Tensor? = nil) -> Tensor {

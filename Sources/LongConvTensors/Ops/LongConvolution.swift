@@ -108,6 +108,10 @@ extension Tensor {
     precondition(
       kernel.rank == 2 && kernel.shape[0] == shape[2] && kernel.shape[1] >= 1,
       "longConvolution: kernel \(kernel.shape) does not match input \(shape) (expected [D, lags])")
+    if let bias {
+      precondition(
+        bias.shape == [shape[2]], "longConvolution: bias \(bias.shape) does not match \(shape[2]) channels")
+    }
     if direction == .causal, kernel.shape[1] <= ShortConvolution.maximumLags {
       return ShortConvolution.apply(self, kernel: kernel, skip: skip, bias: bias)
     }
