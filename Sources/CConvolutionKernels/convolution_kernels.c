@@ -259,21 +259,8 @@ static void pack_middle(float *s, long half, const float *twiddles, long from) {
       accumulate_conjugate_product_##SUFFIX, unpack_real_spectra_##SUFFIX,                     \
       pack_real_spectra_##SUFFIX, tap_sums_##SUFFIX, tap_gradient_sums_##SUFFIX, 0};
 
-LCK_CONVOLUTION_KERNELS(portable, 4, )
-#if defined(__x86_64__)
-LCK_CONVOLUTION_KERNELS(avx2, 8, __attribute__((target("avx2,fma"))))
-LCK_CONVOLUTION_KERNELS(avx512, 16, __attribute__((target("avx512f"))))
-#endif
+LCK_FOR_EACH_ISA(LCK_CONVOLUTION_KERNELS)
 
-int lck_convolution_kernels_for(lck_isa isa, lck_convolution_kernels *kernels) {
-  if (!lck_cpu_supports(isa)) return 0;
-  switch (isa) {
-#if defined(__x86_64__)
-  case LCK_ISA_AVX512: *kernels = kernels_avx512; break;
-  case LCK_ISA_AVX2: *kernels = kernels_avx2; break;
-#endif
-  default: *kernels = kernels_portable; break;
-  }
-  kernels->isa = isa;
-  return 1;
+int lck_convolution_kernels_for(lck_isa isa, lck_convolution_kernels *out) {
+  LCK_RETURN_TABLE_FOR(kernels, isa, out)
 }

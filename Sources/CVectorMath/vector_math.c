@@ -97,21 +97,8 @@
       exp_##SUFFIX,       silu_##SUFFIX,      silu_backward_##SUFFIX,      silu_gate_##SUFFIX, \
       silu_gate_backward_##SUFFIX, gelu_tanh_##SUFFIX, gelu_tanh_backward_##SUFFIX, 0};
 
-LCK_VECTOR_MATH(portable, 4, )
-#if defined(__x86_64__)
-LCK_VECTOR_MATH(avx2, 8, __attribute__((target("avx2,fma"))))
-LCK_VECTOR_MATH(avx512, 16, __attribute__((target("avx512f"))))
-#endif
+LCK_FOR_EACH_ISA(LCK_VECTOR_MATH)
 
-int lck_vector_math_for(lck_isa isa, lck_vector_math *math) {
-  if (!lck_cpu_supports(isa)) return 0;
-  switch (isa) {
-#if defined(__x86_64__)
-  case LCK_ISA_AVX512: *math = math_avx512; break;
-  case LCK_ISA_AVX2: *math = math_avx2; break;
-#endif
-  default: *math = math_portable; break;
-  }
-  math->isa = isa;
-  return 1;
+int lck_vector_math_for(lck_isa isa, lck_vector_math *out) {
+  LCK_RETURN_TABLE_FOR(math, isa, out)
 }

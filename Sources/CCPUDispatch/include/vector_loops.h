@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+#include "cpu_dispatch.h"
+
 /// A vector of type `V` with every lane `s`.
 #define LCK_SPLAT(V, s) ((V){0} + (s))
 
@@ -38,5 +40,34 @@
   TARGET static inline void store_##SUFFIX(float *p, vf_##SUFFIX v, long count) {              \
     memcpy(p, &v, (size_t)count * sizeof(float));                                             \
   }
+
+/// Instantiates `MACRO(SUFFIX, W, TARGET)` once per instruction set the kernel targets are
+/// written for: `portable` (4 lanes: SSE2 on x86-64, whatever the compiler makes of it
+/// elsewhere) and, on x86-64, `avx2` (8 lanes, with FMA) and `avx512` (16 lanes).
+#if defined(__x86_64__)
+#define LCK_FOR_EACH_ISA(MACRO)                                                                \
+  MACRO(portable, 4, )                                                                         \
+  MACRO(avx2, 8, __attribute__((target("avx2,fma"))))                                          \
+  MACRO(avx512, 16, __attribute__((target("avx512f"))))
+#define LCK_WIDE_TABLE_CASES(PREFIX, out)                                                      \
+  case LCK_ISA_AVX512: *(out) = PREFIX##_avx512; break;                                        \
+  case LCK_ISA_AVX2: *(out) = PREFIX##_avx2; break;
+#else
+#define LCK_FOR_EACH_ISA(MACRO) MACRO(portable, 4, )
+#define LCK_WIDE_TABLE_CASES(PREFIX, out)
+#endif
+
+/// The body of a target's lookup `int ..._for(lck_isa isa, TABLE *out)` over the tables
+/// `PREFIX##_portable`, `_avx2`, `_avx512` its `LCK_FOR_EACH_ISA` made: copies the one for
+/// `isa` into `*out`, sets its `isa` field and returns 1; returns 0 (`*out` untouched) when this
+/// CPU lacks `isa`.
+#define LCK_RETURN_TABLE_FOR(PREFIX, isa, out)                                                 \
+  if (!lck_cpu_supports(isa)) return 0;                                                        \
+  switch (isa) {                                                                               \
+    LCK_WIDE_TABLE_CASES(PREFIX, out)                                                          \
+  default: *(out) = PREFIX##_portable; break;                                                  \
+  }                                                                                            \
+  (out)->isa = (isa);                                                                          \
+  return 1;
 
 #endif

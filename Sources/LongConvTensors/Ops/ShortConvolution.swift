@@ -27,12 +27,10 @@ enum ShortConvolution {
 
   static func apply(_ x: Tensor, kernel: Tensor, skip: Tensor?, bias: Tensor?) -> Tensor {
     let (length, channels) = (x.shape[1], x.shape[2])
-    for (name, term) in [("skip", skip), ("bias", bias)] {
-      if let term {
-        precondition(
-          term.shape == [channels],
-          "longConvolution: \(name) \(term.shape) does not match \(channels) channels")
-      }
+    // The bias's shape was checked by `Tensor.longConvolution`, for both of its paths.
+    if let skip {
+      precondition(
+        skip.shape == [channels], "longConvolution: skip \(skip.shape) does not match \(channels) channels")
     }
     let lags = min(kernel.shape[1], length)
     // `[lags, D]`: one lag's taps are contiguous over the channels.
